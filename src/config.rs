@@ -1,0 +1,143 @@
+//! The command line: every flag, each also read from `REGDESK_<FLAG>`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "regdesk",
+    version,
+    about = "A self-hosted order desk for domain-name resellers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, the XML faces and the web UI, and run the ticker.
+    Serve(Config),
+    /// Apply the database migrations and exit.
+    Migrate(DbArgs),
+    /// Copy the database to FILE while it may be in use (consistent snapshot).
+    Backup {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Where to write the copy; it must not exist.
+        file: PathBuf,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// The SQLite database file.
+    #[arg(long, env = "REGDESK_DB", default_value = "regdesk.db")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account and print its first API token.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Account name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// Contact e-mail address.
+        email: String,
+        #[arg(long, value_enum, default_value = "customer")]
+        role: RoleArg,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue another API token for an account and print it.
+    New {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Account name.
+        account: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Customer,
+    Operator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// The built-in simulated registry (demos and tests).
+    Simulated,
+    /// Processing waits for an operator to fulfil each request by hand.
+    Manual,
+}
+
+/// Everything `regdesk serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// The SQLite database file (created and migrated if needed).
+    #[arg(long, env = "REGDESK_DB", default_value = "regdesk.db")]
+    pub db: PathBuf,
+    /// Keep everything in memory; nothing is written to disk.
+    #[arg(long, env = "REGDESK_MEMORY")]
+    pub memory: bool,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "REGDESK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Make sure an operator account with this API token exists.
+    #[arg(long, env = "REGDESK_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// One simulated clock for everything, moved with POST /api/v1/clock.
+    #[arg(long, env = "REGDESK_TEST_CLOCK")]
+    pub test_clock: bool,
+    /// How requests are fulfilled.
+    #[arg(
+        long,
+        env = "REGDESK_PROVIDER",
+        value_enum,
+        default_value = "simulated"
+    )]
+    pub provider: ProviderKind,
+    /// HTTP worker threads.
+    #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32)]
+    pub workers: usize,
+    /// Milliseconds between ticks when nothing wakes the ticker.
+    #[arg(long, env = "REGDESK_TICK_INTERVAL_MS", default_value_t = 500)]
+    pub tick_interval_ms: u64,
+    /// Seed every random choice (tokens, jitter) so a run can be repeated.
+    #[arg(long, env = "REGDESK_SEED")]
+    pub seed: Option<u64>,
+}
+
+impl Config {
+    /// A configuration for tests: in memory, test clock, a free port.
+    pub fn for_tests() -> Config {
+        Config {
+            db: PathBuf::from("regdesk.db"),
+            memory: true,
+            listen: "127.0.0.1:0".into(),
+            operator_token: None,
+            test_clock: true,
+            provider: ProviderKind::Simulated,
+            workers: 4,
+            tick_interval_ms: 500,
+            seed: None,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Opening the SQLite database (pragmas, migrations) and the two ways to use
+//! it: `read` on a pooled read-only connection, and `write` through the single
+//! writer thread, which commits every write that gathered while the previous
+//! commit was being flushed in one transaction (group commit).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Writes committed in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// Queued writes before callers wait for room.
+const QUEUE_DEPTH: usize = 4096;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 32;
+
+/// Runs inside the writer's transaction; says whether it succeeded (else its
+/// savepoint is rolled back) and hands back what to do once the commit is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+enum Message {
+    Write(Job),
+    Stop,
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// Counters of the writer, for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+/// A handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    location: Location,
+    sender: SyncSender<Message>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+    stats: Arc<WriterStats>,
+}
+
+fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch("pragma foreign_keys = on; pragma synchronous = full;")?;
+    if !writer {
+        conn.execute_batch("pragma query_only = on;")?;
+    }
+    Ok(())
+}
+
+fn open_connection(location: &Location, writer: bool) -> Result<Connection> {
+    let conn = match location {
+        Location::File(path) => {
+            let flags = if writer {
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            } else {
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+            } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            Connection::open_with_flags(path, flags)?
+        }
+        Location::Memory => Connection::open_in_memory()?,
+    };
+    if writer {
+        if let Location::File(_) = location {
+            let mode: String = conn.query_row("pragma journal_mode = wal", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::Internal(format!(
+                    "the database refused WAL mode (journal_mode = {mode})"
+                )));
+            }
+        }
+    }
+    configure(&conn, writer)?;
+    Ok(conn)
+}
+
+/// Applies the migrations in `migrations/` that are not applied yet.
+pub fn migrate(conn: &mut Connection) -> Result<usize> {
+    let report = embedded::migrations::runner()
+        .run(conn)
+        .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
+    Ok(report.applied_migrations().len())
+}
+
+impl Db {
+    /// Opens (creating and migrating if needed) the database and starts the
+    /// writer thread.
+    pub fn open(location: Location) -> Result<Db> {
+        let mut conn = open_connection(&location, true)?;
+        let applied = migrate(&mut conn)?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s)");
+        }
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = stats.clone();
+        let writer = thread::Builder::new()
+            .name("regdesk-writer".into())
+            .spawn(move || writer_loop(conn, receiver, &writer_stats))?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                location,
+                sender,
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(writer)),
+                stopped: AtomicBool::new(false),
+                stats,
+            }),
+        })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Runs `f` in a transaction on the writer thread and returns its result
+    /// once the transaction is durably committed. `f` runs in a savepoint: if
+    /// it fails, what it did is rolled back and the other writes of the same
+    /// commit are unaffected.
+    pub fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |conn| {
+            let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(result) => result,
+                Err(panic) => Err(Error::Internal(format!(
+                    "a write panicked: {}",
+                    panic_message(&panic)
+                ))),
+            };
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let outcome = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(e),
+                };
+                tx.send(outcome).ok();
+            });
+            (ok, completion)
+        });
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("the database is closed".into()));
+        }
+        self.inner
+            .sender
+            .send(Message::Write(job))
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
+    }
+
+    /// Runs `f` on a read-only connection (a snapshot of committed data). An
+    /// in-memory database has one connection, so there reads go through the
+    /// writer.
+    pub fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if let Location::Memory = self.inner.location {
+            return self.write(f);
+        }
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.inner.location, false)?,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|panic| {
+            Err(Error::Internal(format!(
+                "a read panicked: {}",
+                panic_message(&panic)
+            )))
+        });
+        let mut pool = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Finishes the queued writes, stops the writer and closes every
+    /// connection (checkpointing the WAL). Later writes are refused.
+    pub fn close(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.inner.sender.send(Message::Stop).ok();
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            handle.join().ok();
+        }
+        self.inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Copies the database to `path` while it is in use: a consistent
+    /// snapshot, written with SQLite's `vacuum into`.
+    pub fn backup_to(&self, path: &Path) -> Result<()> {
+        let target = path.to_string_lossy().to_string();
+        if path.exists() {
+            return Err(Error::invalid(
+                "file",
+                format!("{target} exists; a backup never overwrites"),
+            ));
+        }
+        let work = move |conn: &Connection| -> Result<()> {
+            conn.execute("vacuum into ?1", [target])?;
+            Ok(())
+        };
+        match self.inner.location {
+            Location::Memory => self.write(work),
+            Location::File(_) => {
+                // vacuum cannot run inside a transaction; use a reader's own
+                // connection (a read transaction sees one consistent snapshot).
+                let conn = open_connection(&self.inner.location, false)?;
+                conn.execute_batch("pragma query_only = off")?;
+                work(&conn)
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+fn writer_loop(mut conn: Connection, receiver: Receiver<Message>, stats: &WriterStats) {
+    let mut stop = false;
+    while !stop {
+        let first = match receiver.recv() {
+            Ok(Message::Write(job)) => job,
+            Ok(Message::Stop) | Err(_) => break,
+        };
+        // Everything that queued while the last commit was flushed shares
+        // this commit.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(Message::Write(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stop = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (completions, commit) = run_batch(&mut conn, batch);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(completions.len() as u64, Ordering::Relaxed);
+        for completion in completions {
+            completion(commit.clone());
+        }
+    }
+    if let Err(e) = conn.execute_batch("pragma wal_checkpoint(truncate)") {
+        log::warn!("checkpoint at close failed: {e}");
+    }
+    if let Err((_, e)) = conn.close() {
+        log::warn!("closing the database failed: {e}");
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result<()>) {
+    let mut completions = Vec::with_capacity(batch.len());
+    if let Err(e) = conn.execute_batch("begin immediate") {
+        let err = Error::from(e);
+        log::error!("cannot begin a write transaction: {err}");
+        for job in batch {
+            // The job never ran; report the failure through its completion.
+            let (_, completion) = job_skipped(job);
+            completions.push(completion);
+        }
+        return (completions, Err(err));
+    }
+    for job in batch {
+        if let Err(e) = conn.execute_batch("savepoint job") {
+            log::error!("savepoint failed: {e}");
+            let (_, completion) = job_skipped(job);
+            completions.push(completion);
+            continue;
+        }
+        let (ok, completion) = job(conn);
+        let end = if ok {
+            "release job"
+        } else {
+            "rollback to job; release job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            log::error!("ending a savepoint failed: {e}");
+        }
+        completions.push(completion);
+    }
+    let commit = conn.execute_batch("commit").map_err(|e| {
+        let err = Error::from(e);
+        log::error!("commit failed: {err}");
+        conn.execute_batch("rollback").ok();
+        err
+    });
+    (completions, commit)
+}
+
+/// A job that could not run: it is never called, and its caller learns of
+/// the failure through the batch's error.
+fn job_skipped(job: Job) -> (bool, Completion) {
+    drop(job);
+    (false, Box::new(|_| {}))
+}
+
+/// Opens the database for the command-line tools (migrate, account add).
+pub fn open_direct(location: &Location) -> Result<Connection> {
+    let mut conn = open_connection(location, true)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}

@@ -1,0 +1,132 @@
+//! The one error type of the library, and its mapping to an HTTP status, a
+//! stable code and a message the client can act on (shared by every face).
+
+use std::fmt;
+
+/// Everything that can go wrong while serving a request or running a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The request cannot be understood at all (bad JSON, bad query string).
+    Malformed(String),
+    /// No valid credentials were presented.
+    Unauthorized,
+    /// The credentials are valid but not for this.
+    Forbidden(String),
+    /// The object does not exist, or belongs to another account.
+    NotFound(String),
+    /// The object's state does not allow this (also a reused idempotency key).
+    Conflict(String),
+    /// The body is over the size limit.
+    TooLarge(usize),
+    /// A field holds a value that is not acceptable.
+    Invalid { field: String, message: String },
+    /// The method is not supported on this path.
+    MethodNotAllowed,
+    /// A bug or an I/O failure; the detail is logged, not shown.
+    Internal(String),
+    /// The server is shutting down or not ready.
+    Unavailable(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Error {
+        Error::NotFound(what.into())
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Malformed(_) => 400,
+            Error::Unauthorized => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed => 405,
+            Error::Conflict(_) => 409,
+            Error::TooLarge(_) => 413,
+            Error::Invalid { .. } => 422,
+            Error::Internal(_) => 500,
+            Error::Unavailable(_) => 503,
+        }
+    }
+
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed(_) => "malformed",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too_large",
+            Error::Invalid { .. } => "invalid",
+            Error::Internal(_) => "internal",
+            Error::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The field at fault, when one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// What the client is told. Internal details stay in the log.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Malformed(m) | Error::Forbidden(m) | Error::Conflict(m) => m.clone(),
+            Error::Unavailable(m) => m.clone(),
+            Error::Unauthorized => {
+                "missing or invalid credentials: send Authorization: Bearer TOKEN".into()
+            }
+            Error::NotFound(what) => format!("{what} not found"),
+            Error::MethodNotAllowed => "method not allowed on this path".into(),
+            Error::TooLarge(limit) => format!("request body is over the limit of {limit} bytes"),
+            Error::Invalid { field, message } => format!("{field}: {message}"),
+            Error::Internal(_) => "internal error; the details are in the server log".into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Internal(detail) => write!(f, "internal error: {detail}"),
+            other => f.write_str(&other.message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => Error::NotFound("row".into()),
+            other => Error::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("json: {e}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(format!("io: {e}"))
+    }
+}

@@ -1,0 +1,6 @@
+//! The faces regdesk shows its users: the native JSON API, and the XML
+//! codecs of the compatibility faces.
+
+pub mod bdom_xml;
+pub mod native;
+pub mod xcp_xml;

@@ -1,0 +1,1266 @@
+//! The native JSON API under `/api/v1` (SPEC section 4): accounts, work
+//! requests and their actions, domains, the notification FIFO, the event
+//! feed, the clock and the simulated registry's rules. Handlers check input,
+//! then run one read or one write (a single transaction) on the database.
+
+use std::sync::atomic::Ordering;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::clock::{self, Millis, DAY};
+use crate::error::{Error, Result};
+use crate::form;
+use crate::http::{Req, Resp};
+use crate::registry::simulated::{self, Rule};
+use crate::state::{self, Event, Failure, Operation, Resolution, State, WaitingOn};
+use crate::store::accounts::{self, Account, NewAccount, Role};
+use crate::store::domains;
+use crate::store::notifications::{self, ReadStatus};
+use crate::store::requests::{self, Annotation, Filter, NewRequest, Request};
+use crate::store::transition::{self, Change, Who};
+use crate::App;
+
+/// Most requests one bulk action touches.
+pub const MAX_BULK: i64 = 1000;
+/// Rows in one CSV export at most.
+pub const MAX_EXPORT: i64 = 100_000;
+
+// ----- input helpers -------------------------------------------------------
+
+/// The body as a JSON object; an empty body is an empty object.
+pub fn body_object(req: &Req) -> Result<Map<String, Value>> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let value: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| Error::Malformed(format!("the body is not valid JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::Malformed("the body must be a JSON object".into())),
+    }
+}
+
+fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::invalid(field, "must be a string")),
+    }
+}
+
+fn req_str(obj: &Map<String, Value>, field: &str) -> Result<String> {
+    opt_str(obj, field)?.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+fn opt_i64(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, "must be a whole number")),
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Error::invalid(field, "must be true or false")),
+    }
+}
+
+/// Refuses keys that a body does not know, naming the first.
+fn only_keys(obj: &Map<String, Value>, known: &[&str]) -> Result<()> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(Error::invalid(k.as_str(), "unknown field")),
+        None => Ok(()),
+    }
+}
+
+/// A bounded free text (annotations, reasons).
+fn text(field: &str, value: String, required: bool) -> Result<Option<String>> {
+    let trimmed = value.trim().to_string();
+    if trimmed.is_empty() {
+        return if required {
+            Err(Error::invalid(field, "is required and cannot be blank"))
+        } else {
+            Ok(None)
+        };
+    }
+    if trimmed.chars().count() > form::MAX_TEXT {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {} characters", form::MAX_TEXT),
+        ));
+    }
+    Ok(Some(trimmed))
+}
+
+/// Parses a path segment that is an id.
+pub fn id_segment(what: &str, seg: &str) -> Result<i64> {
+    seg.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::not_found(format!("{what} {seg:?}")))
+}
+
+fn query_i64(req: &Req, name: &str) -> Result<Option<i64>> {
+    req.query(name)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| Error::invalid(name, format!("{v:?} is not a whole number")))
+        })
+        .transpose()
+}
+
+fn limit(req: &Req) -> Result<i64> {
+    match query_i64(req, "limit")? {
+        None => Ok(requests::DEFAULT_LIMIT),
+        Some(n) if (1..=requests::MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(Error::invalid(
+            "limit",
+            format!("must be 1 to {}", requests::MAX_LIMIT),
+        )),
+    }
+}
+
+fn after(req: &Req) -> Result<Option<i64>> {
+    match query_i64(req, "after")? {
+        Some(n) if n < 0 => Err(Error::invalid("after", "must not be negative")),
+        other => Ok(other),
+    }
+}
+
+fn list_of<T: std::str::FromStr>(name: &str, raw: Option<&str>, what: &str) -> Result<Vec<T>> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<T>()
+                .map_err(|_| Error::invalid(name, format!("{s:?} is not a {what}")))
+        })
+        .collect()
+}
+
+fn internal_status(name: &str, raw: Option<&str>) -> Result<Vec<State>> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(|s| match s.trim() {
+            "needs_attention" | "needs attention" => Ok(State::Limbo),
+            "missing_information" | "missing information" => Ok(State::Incomplete),
+            other => Err(Error::invalid(
+                name,
+                format!("{other:?} is not an internal status: use needs_attention or missing_information"),
+            )),
+        })
+        .collect()
+}
+
+/// The request filter of a query string. Customers only ever see their own.
+pub fn filter(req: &Req, caller: &Account) -> Result<Filter> {
+    let mut f = Filter {
+        states: list_of("state", req.query("state"), "state")?,
+        not_states: list_of("not_state", req.query("not_state"), "state")?,
+        operations: list_of("operation", req.query("operation"), "operation")?,
+        not_operations: list_of("not_operation", req.query("not_operation"), "operation")?,
+        account_id: query_i64(req, "account_id")?,
+        not_account_id: query_i64(req, "not_account_id")?,
+        waiting_on: req
+            .query("waiting_on")
+            .map(|w| {
+                w.parse::<WaitingOn>()
+                    .map_err(|_| Error::invalid("waiting_on", format!("{w:?} is not a wait")))
+            })
+            .transpose()?,
+        ..Filter::default()
+    };
+    f.states.extend(internal_status(
+        "internal_status",
+        req.query("internal_status"),
+    )?);
+    f.not_states.extend(internal_status(
+        "not_internal_status",
+        req.query("not_internal_status"),
+    )?);
+    let lower = |name: &str| req.query(name).map(|s| s.trim().to_ascii_lowercase());
+    f.domain = lower("domain");
+    f.not_domain = lower("not_domain");
+    f.domain_prefix = lower("domain_prefix");
+    f.domain_contains = lower("domain_contains");
+    for (name, value) in [
+        ("domain", &f.domain),
+        ("domain_prefix", &f.domain_prefix),
+        ("domain_contains", &f.domain_contains),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > 253) {
+            return Err(Error::invalid(name, "longer than 253 characters"));
+        }
+    }
+    if !caller.is_operator() {
+        if let Some(other) = f.account_id.filter(|a| *a != caller.id) {
+            return Err(Error::not_found(format!("account {other}")));
+        }
+        f.account_id = Some(caller.id);
+    }
+    Ok(f)
+}
+
+// ----- output --------------------------------------------------------------
+
+fn opt_time(ms: Option<Millis>) -> Value {
+    ms.map(|t| Value::String(clock::format(t)))
+        .unwrap_or(Value::Null)
+}
+
+/// A request as the API shows it.
+pub fn request_json(r: &Request, annotations: Vec<&Annotation>) -> Value {
+    json!({
+        "id": r.id,
+        "account_id": r.account_id,
+        "domain": r.domain,
+        "operation": r.operation.as_str(),
+        "params": r.params,
+        "state": r.state.as_str(),
+        "waiting_on": r.waiting_on.map(WaitingOn::as_str),
+        "failure": r.failure.map(Failure::as_str),
+        "missing": r.missing,
+        "annotations": annotations,
+        "exec_date": opt_time(r.exec_date),
+        "depends_on": r.depends_on,
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "wait_until": opt_time(r.wait_until),
+        "order_status": state::order_status(r.state, r.waiting_on, r.failure),
+        "task_status": state::task_status(r.state, r.waiting_on, r.failure),
+        "created_at": clock::format(r.created_at),
+        "updated_at": clock::format(r.updated_at),
+    })
+}
+
+/// A page of requests with their annotations.
+fn requests_json(conn: &Connection, rows: &[Request]) -> Result<Vec<Value>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let notes = requests::annotations(conn, &ids)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mine = notes
+                .iter()
+                .filter(|(id, _)| *id == r.id)
+                .map(|(_, a)| a)
+                .collect();
+            request_json(r, mine)
+        })
+        .collect())
+}
+
+/// A request with everything that hangs off it, as `GET /requests/{id}` shows it.
+fn request_detail(conn: &Connection, r: &Request, caller: &Account) -> Result<Value> {
+    let mut v = requests_json(conn, std::slice::from_ref(r))?
+        .pop()
+        .unwrap_or(Value::Null);
+    v["history"] = serde_json::to_value(requests::history(conn, r.id)?)?;
+    v["invoice_items"] = serde_json::to_value(requests::invoice_items(conn, r.id)?)?;
+    v["notifications"] = serde_json::to_value(notifications::for_request(conn, r.id)?)?;
+    let who = Who::account(caller);
+    v["allowed_actions"] = json!(state::allowed_actions(r.state, r.waiting_on, who.actor));
+    Ok(v)
+}
+
+// ----- accounts ------------------------------------------------------------
+
+fn require_operator(caller: &Account) -> Result<()> {
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("only operators may do this".into()))
+    }
+}
+
+pub fn me(_app: &App, caller: &Account) -> Result<Resp> {
+    Ok(Resp::json(200, caller))
+}
+
+pub fn list_accounts(app: &App, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let items = app.db.read(accounts::list)?;
+    Ok(Resp::json(200, &json!({ "items": items })))
+}
+
+pub fn create_account(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let body = body_object(req)?;
+    only_keys(
+        &body,
+        &["name", "email", "role", "review_limit_cents", "review_all"],
+    )?;
+    let name = accounts::valid_name(&req_str(&body, "name")?)?;
+    let email = req_str(&body, "email")?;
+    let email = form::params(
+        Operation::Create,
+        Some(&json!({"contacts": {"owner": {"email": email}}})),
+    )
+    .map_err(|_| Error::invalid("email", "is not an email address"))?
+    .pointer("/contacts/owner/email")
+    .and_then(Value::as_str)
+    .unwrap_or_default()
+    .to_string();
+    let role = match opt_str(&body, "role")?.as_deref() {
+        None | Some("customer") => Role::Customer,
+        Some("operator") => Role::Operator,
+        Some(other) => {
+            return Err(Error::invalid(
+                "role",
+                format!("{other:?} is not customer or operator"),
+            ))
+        }
+    };
+    let review_limit_cents = opt_i64(&body, "review_limit_cents")?;
+    if review_limit_cents.is_some_and(|c| c < 0) {
+        return Err(Error::invalid("review_limit_cents", "must not be negative"));
+    }
+    let new = NewAccount {
+        name,
+        email,
+        role,
+        review_limit_cents,
+        review_all: opt_bool(&body, "review_all")?.unwrap_or(false),
+    };
+    let token = crate::random::token();
+    let now = app.clock.now();
+    let t = token.clone();
+    let account = app
+        .db
+        .write(move |conn| accounts::create(conn, &new, &t, now))?;
+    let mut v = serde_json::to_value(&account)?;
+    v["token"] = json!(token);
+    Ok(Resp::json(201, &v))
+}
+
+// ----- work requests -------------------------------------------------------
+
+/// The validated input of a new request.
+struct Order {
+    domain: String,
+    operation: Operation,
+    params: Value,
+    exec_date: Option<Millis>,
+    depends_on: Option<i64>,
+    submit: bool,
+}
+
+fn order(body: &Map<String, Value>) -> Result<Order> {
+    only_keys(
+        body,
+        &[
+            "domain",
+            "operation",
+            "params",
+            "submit",
+            "exec_date",
+            "depends_on",
+        ],
+    )?;
+    let domain = form::domain_name("domain", &req_str(body, "domain")?)?;
+    let op_text = req_str(body, "operation")?;
+    let operation: Operation = op_text.parse().map_err(|_| {
+        let all: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+        Error::invalid(
+            "operation",
+            format!("{op_text:?} is not one of {}", all.join(", ")),
+        )
+    })?;
+    let params = form::params(operation, body.get("params"))?;
+    let exec_date = opt_str(body, "exec_date")?
+        .map(|d| clock::parse("exec_date", &d))
+        .transpose()?;
+    let depends_on = opt_i64(body, "depends_on")?;
+    if depends_on.is_some_and(|d| d <= 0) {
+        return Err(Error::invalid("depends_on", "must be a request id"));
+    }
+    Ok(Order {
+        domain,
+        operation,
+        params,
+        exec_date,
+        depends_on,
+        submit: opt_bool(body, "submit")?.unwrap_or(false),
+    })
+}
+
+/// Checks that a dependency exists and is the caller's.
+fn check_dependency(
+    conn: &Connection,
+    depends_on: Option<i64>,
+    caller: &Account,
+    own_id: Option<i64>,
+) -> Result<()> {
+    if let Some(dep) = depends_on {
+        if Some(dep) == own_id {
+            return Err(Error::invalid(
+                "depends_on",
+                "a request cannot depend on itself",
+            ));
+        }
+        requests::visible(conn, dep, caller.id, caller.is_operator())
+            .map_err(|_| Error::invalid("depends_on", format!("there is no request {dep}")))?;
+    }
+    Ok(())
+}
+
+/// Submits request `id`: works out what is missing and whether it needs
+/// review, cancels the owner's other unsubmitted requests for the same
+/// domain and operation, and moves it on.
+pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Request> {
+    let r = requests::load(conn, id)?;
+    let owner = accounts::get(conn, r.account_id)?;
+    let missing = form::missing(r.operation, &r.params);
+    let needs_review = form::needs_review(
+        r.operation,
+        &r.domain,
+        &r.params,
+        owner.review_limit_cents,
+        owner.review_all,
+    );
+    let duplicates: Vec<i64> = {
+        let mut stmt = conn.prepare_cached(
+            "select id from requests where account_id = ?1 and domain = ?2 and operation = ?3
+             and state in ('new', 'incomplete') and id <> ?4 order by id",
+        )?;
+        let ids = stmt
+            .query_map(
+                params![r.account_id, r.domain, r.operation.as_str(), r.id],
+                |row| row.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        ids
+    };
+    let event = Event::Submit {
+        missing: !missing.is_empty(),
+        needs_review,
+    };
+    // Check the submit is allowed before cancelling anything.
+    state::transition(r.state, r.waiting_on, &event, who.actor)
+        .map_err(|e| Error::Conflict(e.message))?;
+    for dup in duplicates {
+        let change = Change {
+            reason: Some(format!("superseded by request {id}")),
+            ..Change::default()
+        };
+        transition::apply(
+            conn,
+            dup,
+            Event::Duplicate,
+            &Who::system("regdesk"),
+            change,
+            now,
+        )?;
+    }
+    let reason = if missing.is_empty() {
+        None
+    } else {
+        Some(format!("missing: {}", missing.join(", ")))
+    };
+    let change = Change {
+        reason,
+        missing: Some(missing),
+        ..Change::default()
+    };
+    transition::apply(conn, id, event, who, change, now)
+}
+
+fn body_hash(req: &Req) -> String {
+    hex::encode(Sha256::digest(&req.body))
+}
+
+pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let body = body_object(req)?;
+    let order = order(&body)?;
+    let key = req.header("idempotency-key").map(str::to_string);
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        return Err(Error::invalid("Idempotency-Key", "1 to 255 characters"));
+    }
+    let hash = body_hash(req);
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let (status, value) = app.db.write(move |conn| {
+        if let Some(key) = &key {
+            let seen: Option<(String, i64, String)> = conn
+                .query_row(
+                    "select body_hash, status, response from idempotency_keys where account_id = ?1 and key = ?2",
+                    params![caller.id, key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((seen_hash, status, response)) = seen {
+                if seen_hash != hash {
+                    return Err(Error::invalid(
+                        "Idempotency-Key",
+                        "this key was used with a different body",
+                    ));
+                }
+                return Ok((status as u16, serde_json::from_str::<Value>(&response)?));
+            }
+        }
+        check_dependency(conn, order.depends_on, &caller, None)?;
+        let who = Who::account(&caller);
+        let new = NewRequest {
+            account_id: caller.id,
+            domain: order.domain,
+            operation: order.operation,
+            params: order.params,
+            exec_date: order.exec_date,
+            depends_on: order.depends_on,
+        };
+        let mut r = transition::create(conn, &new, &who, now)?;
+        if order.submit {
+            r = submit(conn, r.id, &who, now)?;
+        }
+        let value = request_detail(conn, &r, &caller)?;
+        if let Some(key) = &key {
+            conn.execute(
+                "insert into idempotency_keys (account_id, key, body_hash, status, response, created_at)
+                 values (?1, ?2, ?3, 201, ?4, ?5)",
+                params![caller.id, key, hash, value.to_string(), now],
+            )?;
+        }
+        Ok((201, value))
+    })?;
+    if value["state"] == "queued" {
+        app.ticker.wake();
+    }
+    Ok(Resp::json(status, &value))
+}
+
+pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let f = filter(req, caller)?;
+    let (after, limit) = (after(req)?, limit(req)?);
+    let value = app.db.read(move |conn| {
+        let (rows, next) = requests::list(conn, &f, after, limit)?;
+        Ok(json!({ "items": requests_json(conn, &rows)?, "next": next.map(|n| n.to_string()) }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote every field; neutralise spreadsheet formulas.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn export_csv(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let f = filter(req, caller)?;
+    let body = app.db.read(move |conn| {
+        let mut out = String::from(
+            "id,state,operation,domain,account_id,waiting_on,failure,created_at,updated_at\n",
+        );
+        let mut after = None;
+        let mut count = 0;
+        loop {
+            let (rows, next) = requests::list(conn, &f, after, requests::MAX_LIMIT)?;
+            for r in &rows {
+                let fields = [
+                    r.id.to_string(),
+                    r.state.to_string(),
+                    r.operation.to_string(),
+                    r.domain.clone(),
+                    r.account_id.to_string(),
+                    r.waiting_on.map(|w| w.to_string()).unwrap_or_default(),
+                    r.failure.map(|w| w.to_string()).unwrap_or_default(),
+                    clock::format(r.created_at),
+                    clock::format(r.updated_at),
+                ];
+                let line: Vec<String> = fields.iter().map(|x| csv_field(x)).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            count += rows.len() as i64;
+            match next {
+                Some(n) if count < MAX_EXPORT => after = Some(n),
+                _ => break,
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Resp::new(200, "text/csv; charset=utf-8", body).with_header(
+        "Content-Disposition",
+        "attachment; filename=\"requests.csv\"",
+    ))
+}
+
+pub fn get_request(app: &App, id: i64, caller: &Account) -> Result<Resp> {
+    let caller = caller.clone();
+    let value = app.db.read(move |conn| {
+        let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
+        request_detail(conn, &r, &caller)
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<Resp> {
+    let body = body_object(req)?;
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let value = app.db.write(move |conn| {
+        let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
+        only_keys(&body, &["params", "exec_date", "depends_on"])?;
+        let who = Who::account(&caller);
+        // Refuse before changing anything when the state does not allow it.
+        state::transition(r.state, r.waiting_on, &Event::UpdateParams, who.actor)
+            .map_err(|e| Error::Conflict(e.message))?;
+        let params = match body.get("params") {
+            Some(p) => form::params(r.operation, Some(p))?,
+            None => r.params.clone(),
+        };
+        let exec_date = match body.get("exec_date") {
+            Some(Value::Null) => None,
+            Some(_) => Some(clock::parse("exec_date", &req_str(&body, "exec_date")?)?),
+            None => r.exec_date,
+        };
+        let depends_on = match body.get("depends_on") {
+            Some(Value::Null) => None,
+            Some(_) => opt_i64(&body, "depends_on")?,
+            None => r.depends_on,
+        };
+        check_dependency(conn, depends_on, &caller, Some(id))?;
+        conn.execute(
+            "update requests set params = ?1, exec_date = ?2, depends_on = ?3 where id = ?4",
+            params![params.to_string(), exec_date, depends_on, id],
+        )?;
+        let change = Change {
+            missing: Some(if r.state == State::Incomplete {
+                form::missing(r.operation, &params)
+            } else {
+                Vec::new()
+            }),
+            ..Change::default()
+        };
+        let r = transition::apply(conn, id, Event::UpdateParams, &who, change, now)?;
+        request_detail(conn, &r, &caller)
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+/// Actions only operators may take.
+fn operator_only(action: &str) -> bool {
+    matches!(
+        action,
+        "authorise" | "send-back" | "retry" | "resolve" | "events"
+    )
+}
+
+/// The event and change an action's body asks for.
+fn action_event(action: &str, body: &Map<String, Value>) -> Result<Option<(Event, Change)>> {
+    let reason = |field: &str, required: bool| -> Result<Option<String>> {
+        match opt_str(body, field)? {
+            Some(t) => text(field, t, required),
+            None if required => Err(Error::invalid(field, "is required")),
+            None => Ok(None),
+        }
+    };
+    Ok(Some(match action {
+        "authorise" => {
+            only_keys(body, &["note"])?;
+            (
+                Event::Authorise,
+                Change {
+                    reason: reason("note", false)?,
+                    ..Change::default()
+                },
+            )
+        }
+        "send-back" => {
+            only_keys(body, &["annotation"])?;
+            let note = reason("annotation", true)?;
+            (
+                Event::SendBack,
+                Change {
+                    reason: note.clone(),
+                    annotation: note,
+                    ..Change::default()
+                },
+            )
+        }
+        "abort" => {
+            only_keys(body, &["reason"])?;
+            (
+                Event::Abort,
+                Change {
+                    reason: reason("reason", false)?,
+                    ..Change::default()
+                },
+            )
+        }
+        "retry" => {
+            only_keys(body, &["note"])?;
+            (
+                Event::Retry,
+                Change {
+                    reason: reason("note", false)?,
+                    ..Change::default()
+                },
+            )
+        }
+        "resolve" => {
+            only_keys(body, &["outcome", "failure", "note"])?;
+            let outcome = req_str(body, "outcome")?;
+            let resolution = match outcome.as_str() {
+                "finished" => Resolution::Finished,
+                "failed" => {
+                    let failure = match opt_str(body, "failure")?.as_deref() {
+                        None | Some("registry") => Failure::Registry,
+                        Some("invalid") => Failure::Invalid,
+                        Some("declined") => Failure::Declined,
+                        Some("aborted") => Failure::Aborted,
+                        Some(other) => {
+                            return Err(Error::invalid(
+                                "failure",
+                                format!("{other:?} is not registry, invalid, declined or aborted"),
+                            ))
+                        }
+                    };
+                    Resolution::Failed(failure)
+                }
+                other => {
+                    return Err(Error::invalid(
+                        "outcome",
+                        format!("{other:?} is not finished or failed"),
+                    ))
+                }
+            };
+            (
+                Event::Resolve(resolution),
+                Change {
+                    reason: reason("note", false)?,
+                    ..Change::default()
+                },
+            )
+        }
+        "events" => {
+            only_keys(body, &["outcome", "message"])?;
+            let message = reason("message", false)?;
+            let resolution = match req_str(body, "outcome")?.as_str() {
+                "success" => Resolution::Finished,
+                "error" => Resolution::Failed(Failure::Registry),
+                "denied" => Resolution::Failed(Failure::Declined),
+                "pending" => return Ok(None),
+                other => {
+                    return Err(Error::invalid(
+                        "outcome",
+                        format!("{other:?} is not success, error, pending or denied"),
+                    ))
+                }
+            };
+            (
+                Event::Resolve(resolution),
+                Change {
+                    reason: message,
+                    ..Change::default()
+                },
+            )
+        }
+        _ => return Err(Error::not_found(format!("action {action:?}"))),
+    }))
+}
+
+pub fn action(app: &App, req: &Req, id: i64, action: &str, caller: &Account) -> Result<Resp> {
+    if !matches!(
+        action,
+        "submit"
+            | "authorise"
+            | "send-back"
+            | "abort"
+            | "retry"
+            | "resolve"
+            | "annotate"
+            | "events"
+    ) {
+        return Err(Error::not_found(format!("action {action:?}")));
+    }
+    let body = body_object(req)?;
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let action = action.to_string();
+    let value = app.db.write(move |conn| {
+        let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
+        if operator_only(&action) {
+            require_operator(&caller)?;
+        }
+        let who = if action == "events" {
+            Who::system("registry")
+        } else {
+            Who::account(&caller)
+        };
+        let r = match action.as_str() {
+            "submit" => {
+                only_keys(&body, &[])?;
+                submit(conn, id, &who, now)?
+            }
+            "annotate" => {
+                only_keys(&body, &["text"])?;
+                let note = text("text", req_str(&body, "text")?, true)?.unwrap_or_default();
+                requests::add_annotation(conn, id, &who.name, &note, now)?;
+                r
+            }
+            _ => match action_event(&action, &body)? {
+                Some((event, change)) => transition::apply(conn, id, event, &who, change, now)?,
+                None => {
+                    // A "pending" registry event changes nothing but the record.
+                    let note = opt_str(&body, "message")?.unwrap_or_else(|| "pending".into());
+                    requests::add_annotation(
+                        conn,
+                        id,
+                        "registry",
+                        &format!("pending: {note}"),
+                        now,
+                    )?;
+                    r
+                }
+            },
+        };
+        request_detail(conn, &r, &caller)
+    })?;
+    if value["state"] == "queued" || value["state"] == "processing" {
+        app.ticker.wake();
+    }
+    Ok(Resp::json(200, &value))
+}
+
+pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let body = body_object(req)?;
+    only_keys(&body, &["action", "ids", "filter", "reason"])?;
+    let action = req_str(&body, "action")?;
+    if !matches!(action.as_str(), "authorise" | "abort" | "retry") {
+        return Err(Error::invalid(
+            "action",
+            "bulk actions are authorise, abort and retry",
+        ));
+    }
+    if operator_only(&action) {
+        require_operator(caller)?;
+    }
+    let ids: Option<Vec<i64>> = match body.get("ids") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .map(|v| {
+                    v.as_i64()
+                        .ok_or_else(|| Error::invalid("ids", "must be request ids"))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Some(_) => return Err(Error::invalid("ids", "must be a list of request ids")),
+    };
+    let filter = match (&ids, body.get("filter")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("filter", "give ids or a filter, not both"))
+        }
+        (Some(list), None) if list.len() as i64 > MAX_BULK => {
+            return Err(Error::invalid("ids", format!("at most {MAX_BULK} at once")))
+        }
+        (Some(_), None) => None,
+        (None, Some(Value::Object(f))) => {
+            let mut q = Req::new("GET", "/", b"");
+            for (k, v) in f {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => {
+                        return Err(Error::invalid(
+                            format!("filter.{k}"),
+                            "must be a string or number",
+                        ))
+                    }
+                };
+                q.query.push((k.clone(), v));
+            }
+            Some(filter(&q, caller)?)
+        }
+        (None, _) => return Err(Error::invalid("ids", "give ids or a filter")),
+    };
+    let reason = opt_str(&body, "reason")?;
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let value = app.db.write(move |conn| {
+        let ids = match (ids, filter) {
+            (Some(ids), _) => ids,
+            (None, Some(f)) => requests::ids(conn, &f, MAX_BULK)?,
+            (None, None) => Vec::new(),
+        };
+        let who = Who::account(&caller);
+        let event = match action.as_str() {
+            "authorise" => Event::Authorise,
+            "retry" => Event::Retry,
+            _ => Event::Abort,
+        };
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for id in ids {
+            conn.execute_batch("savepoint bulk_item")?;
+            let outcome =
+                requests::visible(conn, id, caller.id, caller.is_operator()).and_then(|_| {
+                    let change = Change {
+                        reason: reason.clone(),
+                        ..Change::default()
+                    };
+                    transition::apply(conn, id, event.clone(), &who, change, now)
+                });
+            match outcome {
+                Ok(_) => {
+                    conn.execute_batch("release bulk_item")?;
+                    done.push(id);
+                }
+                Err(e) => {
+                    conn.execute_batch("rollback to bulk_item; release bulk_item")?;
+                    failed.push(
+                        json!({ "id": id, "error": { "code": e.code(), "message": e.message() } }),
+                    );
+                }
+            }
+        }
+        Ok(json!({ "done": done, "failed": failed }))
+    })?;
+    app.ticker.wake();
+    Ok(Resp::json(200, &value))
+}
+
+pub fn cancel_pending(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let body = body_object(req)?;
+    only_keys(&body, &["older_than_days"])?;
+    let days = opt_i64(&body, "older_than_days")?
+        .ok_or_else(|| Error::invalid("older_than_days", "is required"))?;
+    if !(0..=36_500).contains(&days) {
+        return Err(Error::invalid("older_than_days", "must be 0 to 36500"));
+    }
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let value = app.db.write(move |conn| {
+        let f = Filter {
+            states: vec![State::New, State::Incomplete],
+            account_id: Some(caller.id),
+            created_before: Some(now - days * DAY),
+            ..Filter::default()
+        };
+        let ids = requests::ids(conn, &f, i64::MAX)?;
+        let who = Who::account(&caller);
+        for id in &ids {
+            let change = Change {
+                reason: Some(format!("pending for more than {days} day(s)")),
+                ..Change::default()
+            };
+            transition::apply(conn, *id, Event::Expire, &who, change, now)?;
+        }
+        Ok(json!({ "cancelled": ids, "total": ids.len() }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+pub fn scheduled(app: &App, caller: &Account) -> Result<Resp> {
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let value = app.db.read(move |conn| {
+        let sql = format!(
+            "select {} from requests where state = 'queued' and exec_date > ?1
+             and (?2 is null or account_id = ?2) order by exec_date, id limit 500",
+            requests::COLUMNS
+        );
+        let account = (!caller.is_operator()).then_some(caller.id);
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows: Vec<Request> = stmt
+            .query_map(params![now, account], requests::from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(json!({ "items": requests_json(conn, &rows)? }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+// ----- domains -------------------------------------------------------------
+
+pub fn list_domains(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let limit = limit(req)?;
+    let after = req.query("after").map(str::to_string);
+    let account = if caller.is_operator() {
+        query_i64(req, "account_id")?
+    } else {
+        Some(caller.id)
+    };
+    let value = app.db.read(move |conn| {
+        let (items, next) = domains::list(conn, account, after.as_deref(), limit)?;
+        Ok(json!({ "items": items, "next": next }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
+    let name = form::domain_name("name", name)
+        .map_err(|_| Error::not_found(format!("domain {name:?}")))?;
+    let caller = caller.clone();
+    let value = app.db.read(move |conn| {
+        if let Some(d) = domains::by_name(conn, &name)? {
+            if caller.is_operator() || d.account_id == caller.id {
+                let mut v = serde_json::to_value(&d)?;
+                v["order"] = Value::Null;
+                return Ok(v);
+            }
+        }
+        match requests::open_order(conn, caller.id, &name)? {
+            Some(r) => Ok(json!({
+                "name": name,
+                "status": "ordered",
+                "order": requests_json(conn, std::slice::from_ref(&r))?.pop(),
+            })),
+            None => Err(Error::not_found(format!("domain {name}"))),
+        }
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+/// `POST /domains`: order a registration (seed 001). 202 with the request,
+/// unless the form is invalid; the outcome comes as a notification.
+pub fn order_domain(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let mut body = body_object(req)?;
+    let name = body
+        .remove("name")
+        .or_else(|| body.remove("domain"))
+        .ok_or_else(|| Error::invalid("name", "is required"))?;
+    let mut order_body = Map::new();
+    order_body.insert("domain".into(), name);
+    order_body.insert("operation".into(), json!("create"));
+    order_body.insert("submit".into(), json!(true));
+    order_body.insert("params".into(), Value::Object(body));
+    let order = order(&order_body)?;
+    if let Some(field) = form::missing(order.operation, &order.params).first() {
+        return Err(Error::invalid(
+            field.as_str(),
+            "is required to order a domain",
+        ));
+    }
+    let caller = caller.clone();
+    let now = app.clock.now();
+    let value = app.db.write(move |conn| {
+        let who = Who::account(&caller);
+        let new = NewRequest {
+            account_id: caller.id,
+            domain: order.domain,
+            operation: order.operation,
+            params: order.params,
+            exec_date: None,
+            depends_on: None,
+        };
+        let r = transition::create(conn, &new, &who, now)?;
+        let r = submit(conn, r.id, &who, now)?;
+        request_detail(conn, &r, &caller)
+    })?;
+    app.ticker.wake();
+    Ok(Resp::json(202, &value))
+}
+
+// ----- notifications and events ---------------------------------------------
+
+pub fn next_notification(app: &App, caller: &Account) -> Result<Resp> {
+    let id = caller.id;
+    match app
+        .db
+        .read(move |conn| notifications::oldest_unread(conn, id))?
+    {
+        Some(n) => Ok(Resp::json(200, &n)),
+        None => Ok(Resp::empty(204)),
+    }
+}
+
+pub fn read_notification(app: &App, id: i64, caller: &Account) -> Result<Resp> {
+    let account = caller.id;
+    let now = app.clock.now();
+    app.db
+        .write(move |conn| notifications::mark_read(conn, account, id, now))?;
+    Ok(Resp::empty(204))
+}
+
+pub fn list_notifications(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let status = match req.query("status") {
+        None | Some("all") => ReadStatus::All,
+        Some("unread") => ReadStatus::Unread,
+        Some("read") => ReadStatus::Read,
+        Some(other) => {
+            return Err(Error::invalid(
+                "status",
+                format!("{other:?} is not unread, read or all"),
+            ))
+        }
+    };
+    let (after, limit, account) = (after(req)?, limit(req)?, caller.id);
+    let value = app.db.read(move |conn| {
+        let (items, next) = notifications::list(conn, account, status, after, limit)?;
+        Ok(json!({ "items": items, "next": next.map(|n| n.to_string()) }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+pub fn events(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let (after, limit) = (after(req)?.unwrap_or(0), limit(req)?);
+    let account = (!caller.is_operator()).then_some(caller.id);
+    let value = app.db.read(move |conn| {
+        let mut stmt = conn.prepare_cached(
+            "select t.id, t.request_id, t.account_id, r.domain, r.operation, t.from_state, t.to_state,
+                    t.event, t.actor, t.reason, t.at
+             from transitions t join requests r on r.id = t.request_id
+             where t.id > ?1 and (?2 is null or t.account_id = ?2) order by t.id limit ?3",
+        )?;
+        let items: Vec<Value> = stmt
+            .query_map(params![after, account, limit], |r| {
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "request_id": r.get::<_, i64>(1)?,
+                    "account_id": r.get::<_, i64>(2)?,
+                    "domain": r.get::<_, String>(3)?,
+                    "operation": r.get::<_, String>(4)?,
+                    "from": r.get::<_, Option<String>>(5)?,
+                    "to": r.get::<_, String>(6)?,
+                    "event": r.get::<_, String>(7)?,
+                    "actor": r.get::<_, String>(8)?,
+                    "reason": r.get::<_, Option<String>>(9)?,
+                    "at": clock::format(r.get(10)?),
+                }))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let next = items.last().and_then(|v| v["id"].as_i64()).unwrap_or(after);
+        Ok(json!({ "items": items, "next": next.to_string() }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
+
+pub fn mail(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let (request_id, limit) = (query_i64(req, "request_id")?, limit(req)?);
+    let items = app
+        .db
+        .read(move |conn| notifications::mail(conn, request_id, limit))?;
+    Ok(Resp::json(200, &json!({ "items": items })))
+}
+
+// ----- clock, ticks, simulated registry ---------------------------------------
+
+fn clock_json(app: &App) -> Value {
+    json!({
+        "now": clock::format(app.clock.now()),
+        "now_ms": app.clock.now(),
+        "test_clock": app.clock.is_test(),
+        "frozen": app.clock.is_frozen(),
+    })
+}
+
+pub fn get_clock(app: &App) -> Result<Resp> {
+    Ok(Resp::json(200, &clock_json(app)))
+}
+
+/// Moves the test clock, then does the work that fell due before answering.
+pub fn set_clock(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    if !app.clock.is_test() {
+        return Err(Error::Conflict(
+            "the clock can only be moved with --test-clock".into(),
+        ));
+    }
+    let body = body_object(req)?;
+    only_keys(&body, &["advance", "set", "freeze"])?;
+    let advance = opt_str(&body, "advance")?
+        .map(|d| clock::parse_duration("advance", &d))
+        .transpose()?;
+    let set = opt_str(&body, "set")?
+        .map(|t| clock::parse("set", &t))
+        .transpose()?;
+    let freeze = opt_bool(&body, "freeze")?;
+    if advance.is_none() && set.is_none() && freeze.is_none() {
+        return Err(Error::invalid("advance", "give advance, set or freeze"));
+    }
+    if let Some(f) = freeze {
+        app.clock.freeze(f)?;
+    }
+    if let Some(at) = set {
+        app.clock.set(at)?;
+    }
+    if let Some(by) = advance {
+        app.clock.advance(by)?;
+    }
+    let report = app.ticker.run_until_idle()?;
+    let mut v = clock_json(app);
+    v["ticked"] = json!(report.total());
+    Ok(Resp::json(200, &v))
+}
+
+/// Runs the ticker until nothing is due, then answers what it did.
+pub fn tick(app: &App, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let r = app.ticker.run_until_idle()?;
+    Ok(Resp::json(
+        200,
+        &json!({
+            "dependency_failed": r.dependency_failed,
+            "claimed": r.claimed,
+            "fulfilled": r.fulfilled,
+            "waits_ended": r.waits_ended,
+        }),
+    ))
+}
+
+pub fn get_rules(app: &App, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let rules = app.db.read(simulated::load_rules)?;
+    Ok(Resp::json(200, &json!({ "rules": rules })))
+}
+
+pub fn put_rules(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    require_operator(caller)?;
+    let body = body_object(req)?;
+    only_keys(&body, &["rules"])?;
+    let list = match body.get("rules") {
+        Some(Value::Array(list)) => list.clone(),
+        _ => {
+            return Err(Error::invalid(
+                "rules",
+                "must be a list of {pattern, operation, outcome}",
+            ))
+        }
+    };
+    let rules: Vec<Rule> = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value::<Rule>(v)
+                .map_err(|e| Error::invalid(format!("rules[{i}]"), e.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let saved = rules.clone();
+    app.db
+        .write(move |conn| simulated::save_rules(conn, &rules))?;
+    Ok(Resp::json(200, &json!({ "rules": saved })))
+}
+
+// ----- health ----------------------------------------------------------------
+
+pub fn healthz() -> Resp {
+    Resp::json(200, &json!({ "status": "ok" }))
+}
+
+pub fn readyz(app: &App) -> Resp {
+    let ticker = app.ticker.stats.running.load(Ordering::SeqCst);
+    if app.ready.load(Ordering::SeqCst) && ticker {
+        Resp::json(
+            200,
+            &json!({ "status": "ready", "migrations": "applied", "ticker": "running" }),
+        )
+    } else {
+        Resp::json(503, &json!({ "status": "starting" }))
+    }
+}

@@ -1,0 +1,406 @@
+//! The order form: domain-name validation, the params of each operation,
+//! what information is missing, what an order costs and whether it needs an
+//! operator's authorisation. Pure: no I/O.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::state::Operation;
+
+/// Longest accepted `auth_code`, annotation or free-text field.
+pub const MAX_TEXT: usize = 1000;
+const MAX_NAMESERVERS: usize = 13;
+const CONTACT_ROLES: &[&str] = &["owner", "admin", "tech", "billing"];
+const CONTACT_FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "organization",
+    "phone",
+    "address",
+    "city",
+    "postal_code",
+    "country",
+];
+
+/// Validates and normalises a domain name: lower-case A-labels (LDH), at
+/// least two labels, each 1-63 characters, 253 in all.
+pub fn domain_name(field: &str, raw: &str) -> Result<String> {
+    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let bad =
+        |why: &str| Error::invalid(field, format!("{raw:?} is not a valid domain name: {why}"));
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > 253 {
+        return Err(bad("longer than 253 characters"));
+    }
+    if !name.is_ascii() {
+        return Err(bad(
+            "use the A-label (xn--) form for internationalised names",
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("needs at least two labels"));
+    }
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each label has 1 to 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(bad("only letters, digits and hyphens are allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with a hyphen"));
+        }
+    }
+    let tld = labels.last().copied().unwrap_or_default();
+    if tld.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("the top-level label cannot be numeric"));
+    }
+    Ok(name)
+}
+
+fn text(field: &str, value: &Value, max: usize) -> Result<String> {
+    let s = value
+        .as_str()
+        .ok_or_else(|| Error::invalid(field, "must be a string"))?;
+    if s.chars().count() > max {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(field, "control characters are not allowed"));
+    }
+    Ok(s.to_string())
+}
+
+fn email(field: &str, value: &Value) -> Result<String> {
+    let s = text(field, value, 254)?;
+    let valid = s
+        .split_once('@')
+        .is_some_and(|(local, host)| !local.is_empty() && host.contains('.') && !s.contains(' '));
+    if !valid {
+        return Err(Error::invalid(
+            field,
+            format!("{s:?} is not an email address"),
+        ));
+    }
+    Ok(s)
+}
+
+fn contacts(value: &Value) -> Result<Value> {
+    let roles = value.as_object().ok_or_else(|| {
+        Error::invalid("params.contacts", "must be an object of contacts by role")
+    })?;
+    let mut out = Map::new();
+    for (role, contact) in roles {
+        let base = format!("params.contacts.{role}");
+        if !CONTACT_ROLES.contains(&role.as_str()) {
+            return Err(Error::invalid(
+                base,
+                format!(
+                    "unknown contact role; use one of {}",
+                    CONTACT_ROLES.join(", ")
+                ),
+            ));
+        }
+        let fields = contact
+            .as_object()
+            .ok_or_else(|| Error::invalid(&base, "must be an object"))?;
+        let mut clean = Map::new();
+        for (key, v) in fields {
+            let field = format!("{base}.{key}");
+            if !CONTACT_FIELDS.contains(&key.as_str()) {
+                return Err(Error::invalid(field, "unknown contact field"));
+            }
+            let v = if key == "email" {
+                email(&field, v)?
+            } else {
+                text(&field, v, 200)?
+            };
+            clean.insert(key.clone(), Value::String(v));
+        }
+        out.insert(role.clone(), Value::Object(clean));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Validates the params of `operation` and returns them normalised. Unknown
+/// keys are refused so that a typo does not silently drop information.
+pub fn params(operation: Operation, value: Option<&Value>) -> Result<Value> {
+    let empty = Map::new();
+    let fields = match value {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(Error::invalid("params", "must be an object")),
+    };
+    let mut out = Map::new();
+    for (key, v) in fields {
+        let field = format!("params.{key}");
+        let clean = match key.as_str() {
+            "period" => {
+                let n = v.as_i64().filter(|n| (1..=10).contains(n)).ok_or_else(|| {
+                    Error::invalid(&field, "must be a whole number of years, 1 to 10")
+                })?;
+                Value::from(n)
+            }
+            "contacts" => contacts(v)?,
+            "nameservers" => {
+                let list = v
+                    .as_array()
+                    .ok_or_else(|| Error::invalid(&field, "must be a list of host names"))?;
+                if list.len() > MAX_NAMESERVERS {
+                    return Err(Error::invalid(
+                        &field,
+                        format!("at most {MAX_NAMESERVERS} name servers"),
+                    ));
+                }
+                let mut hosts = Vec::new();
+                for (i, host) in list.iter().enumerate() {
+                    let f = format!("{field}[{i}]");
+                    let s = host
+                        .as_str()
+                        .ok_or_else(|| Error::invalid(&f, "must be a host name"))?;
+                    hosts.push(Value::String(domain_name(&f, s)?));
+                }
+                Value::Array(hosts)
+            }
+            "auth_code" => Value::String(text(&field, v, 64)?),
+            "phase" => match v.as_str() {
+                Some(p @ ("sunrise" | "landrush")) => Value::String(p.into()),
+                _ => {
+                    return Err(Error::invalid(
+                        &field,
+                        "must be \"sunrise\" or \"landrush\"",
+                    ))
+                }
+            },
+            "premium" | "transfer_lock" | "privacy" => Value::Bool(
+                v.as_bool()
+                    .ok_or_else(|| Error::invalid(&field, "must be true or false"))?,
+            ),
+            _ => return Err(Error::invalid(field, "unknown parameter")),
+        };
+        out.insert(key.clone(), clean);
+    }
+    let _ = operation;
+    Ok(Value::Object(out))
+}
+
+fn has_text(params: &Value, pointer: &str) -> bool {
+    params
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.trim().is_empty())
+}
+
+/// The required fields that `params` lacks for `operation` (SPEC section 3).
+pub fn missing(operation: Operation, params: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if matches!(
+        operation,
+        Operation::Create | Operation::Transfer | Operation::Backorder
+    ) {
+        if !has_text(params, "/contacts/owner/name") {
+            out.push("contacts.owner.name".to_string());
+        }
+        if !has_text(params, "/contacts/owner/email") {
+            out.push("contacts.owner.email".to_string());
+        }
+    }
+    if operation == Operation::Transfer && !has_text(params, "/auth_code") {
+        out.push("auth_code".to_string());
+    }
+    if operation == Operation::Update
+        && ["contacts", "nameservers", "transfer_lock"]
+            .iter()
+            .all(|k| params.get(k).is_none())
+    {
+        out.push("contacts|nameservers|transfer_lock".to_string());
+    }
+    out
+}
+
+/// Years the order covers (default 1).
+pub fn period(params: &Value) -> i64 {
+    params.get("period").and_then(Value::as_i64).unwrap_or(1)
+}
+
+pub fn is_premium(params: &Value) -> bool {
+    params
+        .get("premium")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// One line of the price list: what an operation charges, per year.
+pub fn price_per_year_cents(operation: Operation) -> Option<i64> {
+    match operation {
+        Operation::Create | Operation::Backorder => Some(1_200),
+        Operation::Transfer => Some(900),
+        Operation::Renew => Some(1_200),
+        _ => None,
+    }
+}
+
+/// The premium surcharge, charged once.
+pub const PREMIUM_CENTS: i64 = 25_000;
+
+/// The charges an order creates while processing: `(kind, description, cents)`.
+pub fn charges(operation: Operation, domain: &str, params: &Value) -> Vec<(String, String, i64)> {
+    let mut out = Vec::new();
+    if let Some(per_year) = price_per_year_cents(operation) {
+        let years = period(params);
+        out.push((
+            operation.as_str().to_string(),
+            format!("{operation} {domain}, {years} year(s)"),
+            per_year * years,
+        ));
+    }
+    if is_premium(params) && operation == Operation::Create {
+        out.push((
+            "premium".to_string(),
+            format!("premium name {domain}"),
+            PREMIUM_CENTS,
+        ));
+    }
+    out
+}
+
+/// Whether an operator must authorise the order before it runs.
+pub fn needs_review(
+    operation: Operation,
+    domain: &str,
+    params: &Value,
+    review_limit_cents: i64,
+    review_all: bool,
+) -> bool {
+    let amount: i64 = charges(operation, domain, params)
+        .iter()
+        .map(|(_, _, cents)| cents)
+        .sum();
+    review_all || is_premium(params) || params.get("phase").is_some() || amount > review_limit_cents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn domain_names() {
+        assert_eq!(domain_name("d", "Example.COM.").unwrap(), "example.com");
+        assert_eq!(
+            domain_name("d", "xn--bcher-kva.de").unwrap(),
+            "xn--bcher-kva.de"
+        );
+        for bad in [
+            "",
+            "com",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "ex ample.com",
+            "bücher.de",
+            "a.123",
+            "a_b.com",
+            "'; drop table requests; --.com",
+        ] {
+            let err = domain_name("domain", bad).unwrap_err();
+            assert_eq!(err.field(), Some("domain"), "{bad}");
+        }
+        assert!(domain_name("d", &format!("{}.com", "a".repeat(64))).is_err());
+        assert!(domain_name("d", &format!("{}com", "a.".repeat(130))).is_err());
+    }
+
+    #[test]
+    fn params_are_checked_field_by_field() {
+        let ok = params(
+            Operation::Create,
+            Some(
+                &json!({"period": 2, "contacts": {"owner": {"name": "A", "email": "a@b.c"}},
+                         "nameservers": ["NS1.Example.net"]}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(ok["nameservers"][0], "ns1.example.net");
+        let cases = [
+            (json!({"period": 0}), "params.period"),
+            (json!({"period": "2"}), "params.period"),
+            (json!({"colour": 1}), "params.colour"),
+            (
+                json!({"contacts": {"owner": {"email": "nope"}}}),
+                "params.contacts.owner.email",
+            ),
+            (json!({"contacts": {"pilot": {}}}), "params.contacts.pilot"),
+            (
+                json!({"nameservers": ["ok.net", 5]}),
+                "params.nameservers[1]",
+            ),
+            (json!({"phase": "general"}), "params.phase"),
+            (json!([1]), "params"),
+        ];
+        for (value, field) in cases {
+            let err = params(Operation::Create, Some(&value)).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{value}");
+        }
+    }
+
+    #[test]
+    fn missing_information() {
+        let empty = json!({});
+        assert_eq!(
+            missing(Operation::Transfer, &empty),
+            vec!["contacts.owner.name", "contacts.owner.email", "auth_code"]
+        );
+        assert_eq!(missing(Operation::Renew, &empty), Vec::<String>::new());
+        assert_eq!(missing(Operation::Update, &empty).len(), 1);
+        assert!(missing(Operation::Update, &json!({"transfer_lock": false})).is_empty());
+    }
+
+    #[test]
+    fn review_rules() {
+        let plain = json!({});
+        assert!(!needs_review(
+            Operation::Create,
+            "a.com",
+            &plain,
+            50_000,
+            false
+        ));
+        assert!(needs_review(
+            Operation::Create,
+            "a.com",
+            &plain,
+            50_000,
+            true
+        ));
+        assert!(needs_review(
+            Operation::Create,
+            "a.com",
+            &json!({"premium": true}),
+            50_000,
+            false
+        ));
+        assert!(needs_review(
+            Operation::Create,
+            "a.com",
+            &json!({"phase": "sunrise"}),
+            50_000,
+            false
+        ));
+        assert!(needs_review(
+            Operation::Create,
+            "a.com",
+            &json!({"period": 10}),
+            10_000,
+            false
+        ));
+    }
+}

@@ -1,0 +1,52 @@
+//! The web UI's static files, embedded in the binary at build time.
+
+use rust_embed::RustEmbed;
+
+use super::{Req, Resp};
+
+#[derive(RustEmbed)]
+#[folder = "web/"]
+struct Web;
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Serves an embedded file; `/` is `index.html`. Only embedded names can
+/// match, so no path ever reaches the file system.
+pub fn serve(req: &Req) -> Option<Resp> {
+    let path = req.path.trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let file = Web::get(path)?;
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    // HTML is revalidated every time so a new binary's UI shows at once;
+    // the rest is revalidated cheaply by its ETag.
+    let cache = if path.ends_with(".html") {
+        "no-cache"
+    } else {
+        "public, max-age=300"
+    };
+    if req.header("if-none-match") == Some(etag.as_str()) {
+        return Some(
+            Resp::empty(304)
+                .with_header("ETag", &etag)
+                .with_header("Cache-Control", cache),
+        );
+    }
+    Some(
+        Resp::new(200, content_type(path), file.data.into_owned())
+            .with_header("ETag", &etag)
+            .with_header("Cache-Control", cache)
+            .with_header("X-Content-Type-Options", "nosniff"),
+    )
+}

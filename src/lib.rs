@@ -1,0 +1,157 @@
+//! regdesk: a self-hosted order desk for domain-name resellers. `start`
+//! opens the database, starts the ticker and the HTTP server, and returns a
+//! `Handle` to stop them. Modules in reading order: the model (`state`,
+//! `form`), storage (`db`, `store`), fulfilment (`registry`, `ticker`), and
+//! the faces (`http`, `face`).
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod random;
+pub mod state;
+
+pub mod form;
+
+pub mod db;
+pub mod store;
+
+pub mod registry;
+pub mod ticker;
+
+pub mod face;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clock::Clock;
+use config::{Config, ProviderKind};
+use db::{Db, Location};
+use error::Result;
+use http::metrics::Metrics;
+use http::HttpServer;
+use registry::Provider;
+use store::accounts::{self, NewAccount, Role};
+use ticker::Ticker;
+
+/// Everything a request handler needs.
+pub struct App {
+    pub db: Db,
+    pub clock: Clock,
+    pub ticker: Arc<Ticker>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    pub started: Instant,
+}
+
+/// A running regdesk.
+pub struct Handle {
+    pub addr: SocketAddr,
+    /// The operator token created on a first start, to be shown once.
+    pub first_token: Option<String>,
+    pub app: Arc<App>,
+    http: HttpServer,
+    ticker_thread: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops accepting requests, lets the ticker finish its tick, and closes
+    /// the database cleanly.
+    pub fn stop(self) {
+        self.app.ready.store(false, Ordering::SeqCst);
+        self.http.stop();
+        self.app.ticker.stop();
+        self.ticker_thread.join().ok();
+        self.app.db.close();
+    }
+}
+
+/// Makes sure an operator can sign in: with `--operator-token`, an operator
+/// holding that token; on an empty database, a new operator whose token is
+/// returned to be shown once.
+fn bootstrap(db: &Db, clock: &Clock, token: Option<String>) -> Result<Option<String>> {
+    let now = clock.now();
+    db.write(move |conn| {
+        let new = |name: String| NewAccount {
+            name,
+            email: "operator@localhost".into(),
+            role: Role::Operator,
+            review_limit_cents: None,
+            review_all: false,
+        };
+        match token {
+            Some(token) => {
+                if accounts::authenticate(conn, &token)?.is_none() {
+                    let mut name = "operator".to_string();
+                    let mut n = 1;
+                    while accounts::by_name(conn, &name)?.is_some() {
+                        n += 1;
+                        name = format!("operator-{n}");
+                    }
+                    accounts::create(conn, &new(name), &token, now)?;
+                }
+                Ok(None)
+            }
+            None if accounts::count(conn)? == 0 => {
+                let token = random::token();
+                accounts::create(conn, &new("operator".into()), &token, now)?;
+                Ok(Some(token))
+            }
+            None => Ok(None),
+        }
+    })
+}
+
+/// Starts regdesk as `config` says.
+pub fn start(config: Config) -> Result<Handle> {
+    if let Some(seed) = config.seed {
+        random::seed(seed);
+    }
+    let location = if config.memory {
+        Location::Memory
+    } else {
+        Location::File(config.db.clone())
+    };
+    let db = Db::open(location)?;
+    let clock = if config.test_clock {
+        Clock::test()
+    } else {
+        Clock::real()
+    };
+    let first_token = bootstrap(&db, &clock, config.operator_token.clone())?;
+    let provider: Arc<dyn Provider> = match config.provider {
+        ProviderKind::Simulated => Arc::new(registry::simulated::Simulated),
+        ProviderKind::Manual => Arc::new(registry::Manual),
+    };
+    let ticker = Arc::new(Ticker::new(
+        db.clone(),
+        clock.clone(),
+        provider,
+        Duration::from_millis(config.tick_interval_ms.max(1)),
+    ));
+    let app = Arc::new(App {
+        db,
+        clock,
+        ticker: ticker.clone(),
+        metrics: Metrics::default(),
+        ready: AtomicBool::new(false),
+        started: Instant::now(),
+        config: config.clone(),
+    });
+    let ticker_thread = ticker.spawn()?;
+    let http = HttpServer::start(&config.listen, config.workers, app.clone())?;
+    app.ready.store(true, Ordering::SeqCst);
+    Ok(Handle {
+        addr: http.addr,
+        first_token,
+        app,
+        http,
+        ticker_thread,
+    })
+}

@@ -1,0 +1,129 @@
+//! The `regdesk` command: parses the command line, sets up logging and runs
+//! the subcommand. `anyhow` is used here only.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::sync::mpsc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use regdesk::config::{AccountCommand, Cli, Command, Config, DbArgs, RoleArg, TokenCommand};
+use regdesk::db::{self, Db, Location};
+use regdesk::random;
+use regdesk::store::accounts::{self, NewAccount, Role};
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        log::error!("{e:#}");
+        eprintln!("regdesk: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(config) => serve(config),
+        Command::Migrate(args) => {
+            db::open_direct(&Location::File(args.db.clone()))
+                .with_context(|| format!("migrating {}", args.db.display()))?;
+            println!("migrated {}", args.db.display());
+            Ok(())
+        }
+        Command::Backup { db: args, file } => {
+            if !args.db.exists() {
+                bail!("{} does not exist", args.db.display());
+            }
+            let db = Db::open(Location::File(args.db.clone()))?;
+            db.backup_to(&file)
+                .with_context(|| format!("backing up to {}", file.display()))?;
+            db.close();
+            println!("backed up {} to {}", args.db.display(), file.display());
+            Ok(())
+        }
+        Command::Account(AccountCommand::Add {
+            db: args,
+            name,
+            email,
+            role,
+        }) => {
+            let conn = open(&args)?;
+            let token = random::token();
+            let role = match role {
+                RoleArg::Customer => Role::Customer,
+                RoleArg::Operator => Role::Operator,
+            };
+            let new = NewAccount {
+                name: accounts::valid_name(&name)?,
+                email,
+                role,
+                review_limit_cents: None,
+                review_all: false,
+            };
+            let account =
+                accounts::create(&conn, &new, &token, regdesk::clock::Clock::real().now())?;
+            println!(
+                "account {} ({}) id {}",
+                account.name, account.role, account.id
+            );
+            println!("token: {token}");
+            Ok(())
+        }
+        Command::Account(AccountCommand::List { db: args }) => {
+            let conn = open(&args)?;
+            for a in accounts::list(&conn)? {
+                println!("{}\t{}\t{}\t{}", a.id, a.name, a.role, a.email);
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::New { db: args, account }) => {
+            let conn = open(&args)?;
+            let Some(a) = accounts::by_name(&conn, &account)? else {
+                bail!("no account named {account:?}");
+            };
+            let token = random::token();
+            accounts::add_token(&conn, a.id, &token, regdesk::clock::Clock::real().now())?;
+            println!("token: {token}");
+            Ok(())
+        }
+    }
+}
+
+fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
+    db::open_direct(&Location::File(args.db.clone()))
+        .with_context(|| format!("opening {}", args.db.display()))
+}
+
+fn serve(config: Config) -> Result<()> {
+    let where_ = if config.memory {
+        "memory".to_string()
+    } else {
+        config.db.display().to_string()
+    };
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        stop_tx.send(()).ok();
+    })
+    .context("installing the signal handler")?;
+    let handle = regdesk::start(config).context("starting")?;
+    {
+        // stdout carries only machine-readable lines, the address first.
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{}", handle.addr)?;
+        if let Some(token) = &handle.first_token {
+            writeln!(out, "operator token: {token}")?;
+        }
+        out.flush()?;
+    }
+    log::info!("ready: serving {where_} on http://{}", handle.addr);
+    stop_rx.recv().ok();
+    log::info!("shutting down");
+    handle.stop();
+    log::info!("stopped cleanly");
+    Ok(())
+}

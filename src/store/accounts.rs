@@ -1,0 +1,169 @@
+//! Accounts and their API tokens (stored as SHA-256 digests).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::{self, Millis};
+use crate::error::{Error, Result};
+use crate::state::string_enum;
+
+string_enum!(
+    /// What an account may do.
+    Role {
+        Customer => "customer",
+        Operator => "operator",
+    }
+);
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub review_limit_cents: i64,
+    pub review_all: bool,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: Millis,
+}
+
+pub(crate) fn ser_time<S: serde::Serializer>(
+    ms: &Millis,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&clock::format(*ms))
+}
+
+impl Account {
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+}
+
+/// The digest under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+const COLUMNS: &str = "id, name, email, role, review_limit_cents, review_all, created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        email: row.get("email")?,
+        role: super::enum_col(row, "role")?,
+        review_limit_cents: row.get("review_limit_cents")?,
+        review_all: row.get("review_all")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// The account a token belongs to. The lookup is by digest, so the stored
+/// secret is never compared byte by byte with what the client sent.
+pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Account>> {
+    let sql = format!(
+        "select {COLUMNS} from accounts where id = (select account_id from tokens where hash = ?1)"
+    );
+    Ok(conn
+        .query_row(&sql, [token_hash(token)], from_row)
+        .optional()?)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Account> {
+    let sql = format!("select {COLUMNS} from accounts where id = ?1");
+    conn.query_row(&sql, [id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("account {id}")))
+}
+
+pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Account>> {
+    let sql = format!("select {COLUMNS} from accounts where name = ?1");
+    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<Account>> {
+    let sql = format!("select {COLUMNS} from accounts order by id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn operators(conn: &Connection) -> Result<Vec<Account>> {
+    Ok(list(conn)?
+        .into_iter()
+        .filter(Account::is_operator)
+        .collect())
+}
+
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("select count(*) from accounts", [], |r| r.get(0))?)
+}
+
+/// What creating an account needs.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub review_limit_cents: Option<i64>,
+    pub review_all: bool,
+}
+
+/// Creates an account with a first token; returns it and the token (the
+/// only time the token is seen).
+pub fn create(conn: &Connection, new: &NewAccount, token: &str, now: Millis) -> Result<Account> {
+    if by_name(conn, &new.name)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "an account named {:?} exists",
+            new.name
+        )));
+    }
+    conn.execute(
+        "insert into accounts (name, email, role, review_limit_cents, review_all, created_at)
+         values (?1, ?2, ?3, coalesce(?4, 50000), ?5, ?6)",
+        params![
+            new.name,
+            new.email,
+            new.role.as_str(),
+            new.review_limit_cents,
+            new.review_all,
+            now
+        ],
+    )?;
+    let id = conn.last_insert_rowid();
+    add_token(conn, id, token, now)?;
+    get(conn, id)
+}
+
+pub fn add_token(conn: &Connection, account_id: i64, token: &str, now: Millis) -> Result<()> {
+    conn.execute(
+        "insert or ignore into tokens (account_id, hash, created_at) values (?1, ?2, ?3)",
+        params![account_id, token_hash(token), now],
+    )?;
+    Ok(())
+}
+
+/// Validates an account name: 1-64 of letters, digits, `.`, `_`, `-`.
+pub fn valid_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(Error::invalid(
+            "name",
+            "1 to 64 letters, digits, dots, underscores or hyphens",
+        ))
+    }
+}

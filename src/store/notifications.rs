@@ -1,0 +1,194 @@
+//! The per-account FIFO notification queue (seed 001) and the mail outbox.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    #[serde(skip)]
+    pub account_id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub action: String,
+    pub status: String,
+    pub message: String,
+    pub domain: String,
+    pub request_id: Option<i64>,
+    #[serde(serialize_with = "super::accounts::ser_time")]
+    pub created_at: Millis,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub read_at: Option<Millis>,
+}
+
+fn ser_opt_time<S: serde::Serializer>(
+    ms: &Option<Millis>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&crate::clock::format(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+const COLUMNS: &str =
+    "id, account_id, type, action, status, message, domain, request_id, created_at, read_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Notification> {
+    Ok(Notification {
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        kind: row.get("type")?,
+        action: row.get("action")?,
+        status: row.get("status")?,
+        message: row.get("message")?,
+        domain: row.get("domain")?,
+        request_id: row.get("request_id")?,
+        created_at: row.get("created_at")?,
+        read_at: row.get("read_at")?,
+    })
+}
+
+/// What a transition tells the owner.
+pub struct NewNotification<'a> {
+    pub account_id: i64,
+    pub request_id: i64,
+    pub action: &'a str,
+    pub status: &'a str,
+    pub message: String,
+    pub domain: &'a str,
+}
+
+pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result<i64> {
+    conn.execute(
+        "insert into notifications (account_id, request_id, type, action, status, message, domain, created_at)
+         values (?1, ?2, 'domain', ?3, ?4, ?5, ?6, ?7)",
+        params![n.account_id, n.request_id, n.action, n.status, n.message, n.domain, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The oldest unread notification of an account.
+pub fn oldest_unread(conn: &Connection, account_id: i64) -> Result<Option<Notification>> {
+    let sql = format!(
+        "select {COLUMNS} from notifications where account_id = ?1 and read_at is null order by id limit 1"
+    );
+    Ok(conn.query_row(&sql, [account_id], from_row).optional()?)
+}
+
+/// Marks a notification read. Repeating it is harmless; another account's
+/// notification is "not found".
+pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Result<()> {
+    let owner: Option<i64> = conn
+        .query_row(
+            "select account_id from notifications where id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if owner != Some(account_id) {
+        return Err(Error::not_found(format!("notification {id}")));
+    }
+    conn.execute(
+        "update notifications set read_at = ?1 where id = ?2 and read_at is null",
+        params![now, id],
+    )?;
+    Ok(())
+}
+
+/// Which notifications a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    Unread,
+    Read,
+    All,
+}
+
+/// A page of an account's notifications, oldest first, after the cursor.
+pub fn list(
+    conn: &Connection,
+    account_id: i64,
+    status: ReadStatus,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Notification>, Option<i64>)> {
+    let filter = match status {
+        ReadStatus::Unread => "and read_at is null",
+        ReadStatus::Read => "and read_at is not null",
+        ReadStatus::All => "",
+    };
+    let sql = format!(
+        "select {COLUMNS} from notifications where account_id = ?1 and id > ?2 {filter} order by id limit ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<Notification> = stmt
+        .query_map(params![account_id, after.unwrap_or(0), limit + 1], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|n| n.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+pub fn for_request(conn: &Connection, request_id: i64) -> Result<Vec<Notification>> {
+    let sql = format!("select {COLUMNS} from notifications where request_id = ?1 order by id");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([request_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Puts a message in the outbox.
+pub fn queue_mail(
+    conn: &Connection,
+    request_id: Option<i64>,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+    now: Millis,
+) -> Result<i64> {
+    conn.execute(
+        "insert into mail (request_id, recipient, subject, body, created_at) values (?1, ?2, ?3, ?4, ?5)",
+        params![request_id, recipient, subject, body, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mail {
+    pub id: i64,
+    pub request_id: Option<i64>,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub state: String,
+    pub attempts: i64,
+    #[serde(serialize_with = "super::accounts::ser_time")]
+    pub created_at: Millis,
+}
+
+/// The outbox, newest first.
+pub fn mail(conn: &Connection, request_id: Option<i64>, limit: i64) -> Result<Vec<Mail>> {
+    let mut stmt = conn.prepare_cached(
+        "select id, request_id, recipient, subject, body, state, attempts, created_at from mail
+         where (?1 is null or request_id = ?1) order by id desc limit ?2",
+    )?;
+    let rows = stmt.query_map(params![request_id, limit], |r| {
+        Ok(Mail {
+            id: r.get(0)?,
+            request_id: r.get(1)?,
+            recipient: r.get(2)?,
+            subject: r.get(3)?,
+            body: r.get(4)?,
+            state: r.get(5)?,
+            attempts: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,395 @@
+//! Work requests: reading them, listing them with filters and cursors, and
+//! what hangs off them (annotations, history, invoice items). State changes
+//! are not here: they go through `store::transition`.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+use crate::state::{Failure, Operation, State, WaitingOn};
+
+use super::{enum_col, json_col, opt, opt_enum_col};
+
+/// Largest page of a list.
+pub const MAX_LIMIT: i64 = 500;
+pub const DEFAULT_LIMIT: i64 = 50;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: i64,
+    pub account_id: i64,
+    pub domain: String,
+    pub operation: Operation,
+    pub params: Value,
+    pub state: State,
+    pub waiting_on: Option<WaitingOn>,
+    pub failure: Option<Failure>,
+    pub missing: Vec<String>,
+    pub exec_date: Option<Millis>,
+    pub depends_on: Option<i64>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<Millis>,
+    pub wait_until: Option<Millis>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+pub(crate) const COLUMNS: &str = "id, account_id, domain, operation, params, state, waiting_on, \
+    failure, missing, exec_date, depends_on, attempts, next_attempt_at, wait_until, last_error, \
+    created_at, updated_at";
+
+pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Request> {
+    let missing = json_col(row, "missing")?;
+    Ok(Request {
+        id: row.get("id")?,
+        account_id: row.get("account_id")?,
+        domain: row.get("domain")?,
+        operation: enum_col(row, "operation")?,
+        params: json_col(row, "params")?,
+        state: enum_col(row, "state")?,
+        waiting_on: opt_enum_col(row, "waiting_on")?,
+        failure: opt_enum_col(row, "failure")?,
+        missing: missing
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        exec_date: opt(row, "exec_date")?,
+        depends_on: opt(row, "depends_on")?,
+        attempts: row.get("attempts")?,
+        next_attempt_at: opt(row, "next_attempt_at")?,
+        wait_until: opt(row, "wait_until")?,
+        last_error: opt(row, "last_error")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+/// The request `id`, whoever owns it.
+pub fn load(conn: &Connection, id: i64) -> Result<Request> {
+    let sql = format!("select {COLUMNS} from requests where id = ?1");
+    conn.query_row(&sql, [id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("request {id}")))
+}
+
+/// The request `id` if `account` may see it (operators see every request).
+/// Another account's request is "not found", never "forbidden".
+pub fn visible(conn: &Connection, id: i64, account_id: i64, operator: bool) -> Result<Request> {
+    let req = load(conn, id)?;
+    if operator || req.account_id == account_id {
+        Ok(req)
+    } else {
+        Err(Error::not_found(format!("request {id}")))
+    }
+}
+
+/// A new request in no state yet: the caller records its creation.
+pub struct NewRequest {
+    pub account_id: i64,
+    pub domain: String,
+    pub operation: Operation,
+    pub params: Value,
+    pub exec_date: Option<Millis>,
+    pub depends_on: Option<i64>,
+}
+
+/// Inserts a request in state `new`. Only `transition::create` calls this.
+pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result<i64> {
+    conn.execute(
+        "insert into requests (account_id, domain, operation, params, state, exec_date,
+                               depends_on, created_at, updated_at)
+         values (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?7)",
+        params![
+            new.account_id,
+            new.domain,
+            new.operation.as_str(),
+            new.params.to_string(),
+            new.exec_date,
+            new.depends_on,
+            now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A filter over one column: the values it must, or must not, hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub states: Vec<State>,
+    pub not_states: Vec<State>,
+    pub operations: Vec<Operation>,
+    pub not_operations: Vec<Operation>,
+    pub domain: Option<String>,
+    pub not_domain: Option<String>,
+    pub domain_prefix: Option<String>,
+    pub domain_contains: Option<String>,
+    pub account_id: Option<i64>,
+    pub not_account_id: Option<i64>,
+    pub waiting_on: Option<WaitingOn>,
+    /// Requests created before this (for cancel-pending).
+    pub created_before: Option<Millis>,
+}
+
+/// Escapes `%`, `_` and `\` for a `like ... escape '\'` pattern.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl Filter {
+    /// The `where` clause and its arguments.
+    fn sql(&self, args: &mut Vec<SqlValue>) -> String {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut list = |col: &str, neg: bool, values: Vec<String>, args: &mut Vec<SqlValue>| {
+            if values.is_empty() {
+                return;
+            }
+            let op = if neg { "not in" } else { "in" };
+            clauses.push(format!("{col} {op} ({})", placeholders(values.len())));
+            args.extend(values.into_iter().map(SqlValue::Text));
+        };
+        list(
+            "state",
+            false,
+            self.states.iter().map(|s| s.to_string()).collect(),
+            args,
+        );
+        list(
+            "state",
+            true,
+            self.not_states.iter().map(|s| s.to_string()).collect(),
+            args,
+        );
+        list(
+            "operation",
+            false,
+            self.operations.iter().map(|s| s.to_string()).collect(),
+            args,
+        );
+        list(
+            "operation",
+            true,
+            self.not_operations.iter().map(|s| s.to_string()).collect(),
+            args,
+        );
+        if let Some(d) = &self.domain {
+            clauses.push("domain = ?".into());
+            args.push(SqlValue::Text(d.clone()));
+        }
+        if let Some(d) = &self.not_domain {
+            clauses.push("domain <> ?".into());
+            args.push(SqlValue::Text(d.clone()));
+        }
+        if let Some(p) = &self.domain_prefix {
+            // A range, so the domain index serves it.
+            clauses.push("domain >= ? and domain < ?".into());
+            args.push(SqlValue::Text(p.clone()));
+            args.push(SqlValue::Text(format!("{p}\u{10FFFF}")));
+        }
+        if let Some(c) = &self.domain_contains {
+            clauses.push("domain like ? escape '\\'".into());
+            args.push(SqlValue::Text(format!("%{}%", like_escape(c))));
+        }
+        if let Some(a) = self.account_id {
+            clauses.push("account_id = ?".into());
+            args.push(SqlValue::Integer(a));
+        }
+        if let Some(a) = self.not_account_id {
+            clauses.push("account_id <> ?".into());
+            args.push(SqlValue::Integer(a));
+        }
+        if let Some(w) = self.waiting_on {
+            clauses.push("waiting_on = ?".into());
+            args.push(SqlValue::Text(w.to_string()));
+        }
+        if let Some(t) = self.created_before {
+            clauses.push("created_at < ?".into());
+            args.push(SqlValue::Integer(t));
+        }
+        if clauses.is_empty() {
+            "1".into()
+        } else {
+            clauses.join(" and ")
+        }
+    }
+}
+
+/// One page of requests matching `filter`, newest first, starting after the
+/// cursor `after` (a request id). Returns the page and the next cursor.
+pub fn list(
+    conn: &Connection,
+    filter: &Filter,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Request>, Option<i64>)> {
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let mut args = Vec::new();
+    let mut where_ = filter.sql(&mut args);
+    if let Some(after) = after {
+        where_.push_str(" and id < ?");
+        args.push(SqlValue::Integer(after));
+    }
+    args.push(SqlValue::Integer(limit + 1));
+    let sql = format!("select {COLUMNS} from requests where {where_} order by id desc limit ?");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<Request> = stmt
+        .query_map(params_from_iter(args), from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Every id matching `filter` (bounded), oldest first: for bulk actions.
+pub fn ids(conn: &Connection, filter: &Filter, max: i64) -> Result<Vec<i64>> {
+    let mut args = Vec::new();
+    let where_ = filter.sql(&mut args);
+    args.push(SqlValue::Integer(max));
+    let sql = format!("select id from requests where {where_} order by id limit ?");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let ids = stmt
+        .query_map(params_from_iter(args), |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Annotation {
+    pub actor: String,
+    pub text: String,
+    #[serde(serialize_with = "super::accounts::ser_time")]
+    pub at: Millis,
+}
+
+pub fn add_annotation(
+    conn: &Connection,
+    request_id: i64,
+    actor: &str,
+    text: &str,
+    now: Millis,
+) -> Result<()> {
+    conn.execute(
+        "insert into annotations (request_id, actor, text, at) values (?1, ?2, ?3, ?4)",
+        params![request_id, actor, text, now],
+    )?;
+    Ok(())
+}
+
+/// The annotations of several requests at once, by request id.
+pub fn annotations(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Annotation)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "select request_id, actor, text, at from annotations where request_id in ({}) order by id",
+        placeholders(ids.len())
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(ids), |r| {
+        Ok((
+            r.get(0)?,
+            Annotation {
+                actor: r.get(1)?,
+                text: r.get(2)?,
+                at: r.get(3)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub from: Option<String>,
+    pub to: String,
+    pub event: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    #[serde(serialize_with = "super::accounts::ser_time")]
+    pub at: Millis,
+}
+
+pub fn history(conn: &Connection, request_id: i64) -> Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "select id, from_state, to_state, event, actor, reason, at from transitions
+         where request_id = ?1 order by id",
+    )?;
+    let rows = stmt.query_map([request_id], |r| {
+        Ok(HistoryEntry {
+            id: r.get(0)?,
+            from: r.get(1)?,
+            to: r.get(2)?,
+            event: r.get(3)?,
+            actor: r.get(4)?,
+            reason: r.get(5)?,
+            at: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InvoiceItem {
+    pub id: i64,
+    pub request_id: i64,
+    pub kind: String,
+    pub description: String,
+    pub amount_cents: i64,
+    #[serde(serialize_with = "super::accounts::ser_time")]
+    pub created_at: Millis,
+}
+
+pub fn invoice_items(conn: &Connection, request_id: i64) -> Result<Vec<InvoiceItem>> {
+    let mut stmt = conn.prepare_cached(
+        "select id, request_id, kind, description, amount_cents, created_at
+         from invoice_items where request_id = ?1 order by id",
+    )?;
+    let rows = stmt.query_map([request_id], |r| {
+        Ok(InvoiceItem {
+            id: r.get(0)?,
+            request_id: r.get(1)?,
+            kind: r.get(2)?,
+            description: r.get(3)?,
+            amount_cents: r.get(4)?,
+            created_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The newest request of `account_id` for `domain` that is not finished or
+/// failed: the "open order" of a domain.
+pub fn open_order(conn: &Connection, account_id: i64, domain: &str) -> Result<Option<Request>> {
+    let sql = format!(
+        "select {COLUMNS} from requests where domain = ?1 and account_id = ?2
+         and state not in ('failed', 'finished') order by id desc limit 1"
+    );
+    Ok(conn
+        .query_row(&sql, params![domain, account_id], from_row)
+        .optional()?)
+}
+
+/// Counts of requests by state, for metrics and the UI.
+pub fn count_by_state(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached("select state, count(*) from requests group by state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

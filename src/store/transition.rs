@@ -1,0 +1,341 @@
+//! The only code that changes a request's state. `apply` asks the pure
+//! `state::transition` whether the event is allowed, then writes the new
+//! state, the transition row and every effect (invoice items, portfolio
+//! changes and their undoing, notification, mail) on the connection it is
+//! given, so that all of it commits in the caller's one transaction or none
+//! of it does.
+
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+use crate::clock::{self, Millis};
+use crate::error::{Error, Result};
+use crate::form;
+use crate::state::{self, Actor, Event, Failure, Operation, State, WaitingOn};
+
+use super::notifications::{self, NewNotification};
+use super::requests::{self, NewRequest, Request};
+use super::{accounts, domains};
+
+/// Who causes a change: their role for the state machine and the name the
+/// history shows.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub actor: Actor,
+    pub name: String,
+}
+
+impl Who {
+    /// The ticker, a timeout or the registry back end.
+    pub fn system(name: &str) -> Who {
+        Who {
+            actor: Actor::System,
+            name: name.to_string(),
+        }
+    }
+
+    /// An account acting on `req`: operators act as operators, anyone else
+    /// as the owner (callers have checked that they may see it).
+    pub fn account(account: &accounts::Account) -> Who {
+        Who {
+            actor: if account.is_operator() {
+                Actor::Operator
+            } else {
+                Actor::Owner
+            },
+            name: account.name.clone(),
+        }
+    }
+}
+
+/// What comes with an event besides its name.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Why, for the history.
+    pub reason: Option<String>,
+    /// An annotation to attach (send-back, user-fixable errors).
+    pub annotation: Option<String>,
+    /// The fields still missing (submit, user-fixable errors).
+    pub missing: Option<Vec<String>>,
+    /// When a wait ends (entering processing with a wait).
+    pub wait_until: Option<Millis>,
+    /// The last error seen (limbo).
+    pub last_error: Option<String>,
+}
+
+/// Creates a request in state `new` and records its creation.
+pub fn create(conn: &Connection, new: &NewRequest, who: &Who, now: Millis) -> Result<Request> {
+    let id = requests::insert(conn, new, now)?;
+    let req = requests::load(conn, id)?;
+    record(conn, &req, None, "create", who, None, now)?;
+    Ok(req)
+}
+
+fn record(
+    conn: &Connection,
+    req: &Request,
+    from: Option<State>,
+    event: &str,
+    who: &Who,
+    reason: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    conn.execute(
+        "insert into transitions (request_id, account_id, from_state, to_state, event, actor, reason, at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            req.id,
+            req.account_id,
+            from.map(State::as_str),
+            req.state.as_str(),
+            event,
+            who.name,
+            reason,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Applies `event` to request `id` with all its effects. Refused events are
+/// `Error::Conflict` and change nothing.
+pub fn apply(
+    conn: &Connection,
+    id: i64,
+    event: Event,
+    who: &Who,
+    change: Change,
+    now: Millis,
+) -> Result<Request> {
+    let before = requests::load(conn, id)?;
+    let next = state::transition(before.state, before.waiting_on, &event, who.actor)
+        .map_err(|r| Error::Conflict(r.message))?;
+
+    let missing = match (&change.missing, next.state) {
+        (Some(m), _) => m.clone(),
+        (None, State::Incomplete) => before.missing.clone(),
+        (None, _) => Vec::new(),
+    };
+    let entering_processing = next.state == State::Processing && before.state != State::Processing;
+    let attempts = if entering_processing || next.state == State::Queued {
+        0
+    } else {
+        before.attempts
+    };
+    let last_error = change.last_error.clone().or_else(|| {
+        (next.state == State::Limbo || next.state == State::Processing)
+            .then(|| before.last_error.clone())
+            .flatten()
+    });
+    conn.execute(
+        "update requests set state = ?1, waiting_on = ?2, failure = ?3, missing = ?4, attempts = ?5,
+                next_attempt_at = null, wait_until = ?6, last_error = ?7, updated_at = ?8
+         where id = ?9 and state = ?10",
+        params![
+            next.state.as_str(),
+            next.waiting_on.map(WaitingOn::as_str),
+            next.failure.map(Failure::as_str),
+            Value::from(missing).to_string(),
+            attempts,
+            change.wait_until,
+            last_error,
+            now,
+            id,
+            before.state.as_str(),
+        ],
+    )?;
+    let req = requests::load(conn, id)?;
+    record(
+        conn,
+        &req,
+        Some(before.state),
+        event.name(),
+        who,
+        change.reason.as_deref(),
+        now,
+    )?;
+    if let Some(text) = &change.annotation {
+        requests::add_annotation(conn, id, &who.name, text, now)?;
+    }
+    effects(conn, &before, &req, &event, who, now)?;
+    debug_assert_eq!(req.state, next.state);
+    Ok(req)
+}
+
+/// Everything a state change does besides the change itself.
+fn effects(
+    conn: &Connection,
+    before: &Request,
+    req: &Request,
+    event: &Event,
+    who: &Who,
+    now: Millis,
+) -> Result<()> {
+    match req.state {
+        State::Processing if before.state != State::Processing => charge(conn, req, now)?,
+        State::Incomplete | State::Failed => {
+            // Idempotent return: nothing the request did may outlive it.
+            conn.execute("delete from invoice_items where request_id = ?1", [req.id])?;
+            domains::undo_changes(conn, req.id)?;
+        }
+        _ => {}
+    }
+    if req.operation == Operation::Release
+        && req.state == State::Processing
+        && req.waiting_on == Some(WaitingOn::Registry)
+        && before.waiting_on != Some(WaitingOn::Registry)
+    {
+        domains::start_release(conn, req, now)?;
+        notify(
+            conn,
+            req,
+            "pending",
+            "Domain release is pending".into(),
+            now,
+        )?;
+    }
+    match req.state {
+        State::Finished => {
+            domains::apply_finished(conn, req, now)?;
+            notify(conn, req, "success", success_message(req.operation), now)?;
+            if req.operation == Operation::Delete {
+                wake_backorders(conn, &req.domain, now)?;
+            }
+        }
+        State::Failed => {
+            // Owners who gave a request up themselves are not told again.
+            let self_inflicted =
+                who.actor == Actor::Owner || matches!(event, Event::Duplicate | Event::Expire);
+            if !self_inflicted {
+                let denied =
+                    req.operation == Operation::Release && req.failure == Some(Failure::Declined);
+                let (status, message) = if denied {
+                    ("denied", "Domain transfer was denied".to_string())
+                } else {
+                    ("error", error_message(req.operation))
+                };
+                notify(conn, req, status, message, now)?;
+                mail_failure(conn, req, now)?;
+            }
+        }
+        State::Limbo => mail_limbo(conn, req, now)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Invoice items, created once per request however often it is processed.
+fn charge(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
+    for (kind, description, cents) in form::charges(req.operation, &req.domain, &req.params) {
+        conn.execute(
+            "insert or ignore into invoice_items (request_id, account_id, kind, description, amount_cents, created_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![req.id, req.account_id, kind, description, cents, now],
+        )?;
+    }
+    Ok(())
+}
+
+/// Backorders waiting for `name` to be deleted may now try again.
+fn wake_backorders(conn: &Connection, name: &str, now: Millis) -> Result<()> {
+    conn.execute(
+        "update requests set wait_until = ?1 where domain = ?2 and operation = 'backorder'
+         and state = 'processing' and waiting_on = 'registry'",
+        params![now, name],
+    )?;
+    Ok(())
+}
+
+fn noun(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "registration",
+        Operation::Transfer => "transfer",
+        Operation::Renew => "renewal",
+        Operation::Update => "update",
+        Operation::Release => "release",
+        Operation::Delete => "delete",
+        Operation::Hold => "hold",
+        Operation::Backorder => "backorder",
+        Operation::Privacy => "privacy change",
+    }
+}
+
+/// The seed's messages: "Domain registration successful" and so on.
+fn success_message(op: Operation) -> String {
+    format!("Domain {} successful", noun(op))
+}
+
+fn error_message(op: Operation) -> String {
+    format!("Domain {} failed", noun(op))
+}
+
+fn notify(
+    conn: &Connection,
+    req: &Request,
+    status: &str,
+    message: String,
+    now: Millis,
+) -> Result<()> {
+    notifications::insert(
+        conn,
+        &NewNotification {
+            account_id: req.account_id,
+            request_id: req.id,
+            action: req.operation.as_str(),
+            status,
+            message,
+            domain: &req.domain,
+        },
+        now,
+    )?;
+    Ok(())
+}
+
+/// The details and history of a request, as a mail body.
+fn details(conn: &Connection, req: &Request) -> Result<String> {
+    let mut body = format!(
+        "Request {id}: {op} {domain}\nState: {state}{failure}\nParameters: {params}\n",
+        id = req.id,
+        op = req.operation,
+        domain = req.domain,
+        state = req.state,
+        failure = req.failure.map(|f| format!(" ({f})")).unwrap_or_default(),
+        params = req.params,
+    );
+    if let Some(err) = &req.last_error {
+        body.push_str(&format!("Last error: {err}\n"));
+    }
+    body.push_str("\nHistory:\n");
+    for h in requests::history(conn, req.id)? {
+        body.push_str(&format!(
+            "  {at}  {from} -> {to}  ({event} by {actor}){reason}\n",
+            at = clock::format(h.at),
+            from = h.from.as_deref().unwrap_or("-"),
+            to = h.to,
+            event = h.event,
+            actor = h.actor,
+            reason = h.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+        ));
+    }
+    Ok(body)
+}
+
+fn mail_limbo(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
+    let body = details(conn, req)?;
+    let subject = format!(
+        "[regdesk] request {} needs attention: {} {}",
+        req.id, req.operation, req.domain
+    );
+    for op in accounts::operators(conn)? {
+        notifications::queue_mail(conn, Some(req.id), &op.email, &subject, &body, now)?;
+    }
+    Ok(())
+}
+
+fn mail_failure(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
+    let owner = accounts::get(conn, req.account_id)?;
+    let body = details(conn, req)?;
+    let subject = format!("[regdesk] {} {} failed", req.operation, req.domain);
+    notifications::queue_mail(conn, Some(req.id), &owner.email, &subject, &body, now)?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The ticker: a thread that, at its own pace, fails requests whose
+//! dependency failed, claims due `queued` requests, fulfils claimed ones
+//! through the provider and ends waits that timed out. Each step is bounded
+//! (`BATCH` requests) and each request's change commits with all its effects.
+//! `run_until_idle` can also be called directly (tests, the test clock).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rusqlite::{params, Connection};
+
+use crate::clock::{Clock, Millis};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::registry::{Provider, Verdict};
+use crate::state::Event;
+use crate::store::requests;
+use crate::store::transition::{self, Change, Who};
+
+/// Requests handled per step of a tick.
+pub const BATCH: i64 = 256;
+/// Fulfilment attempts before an unexpected error sends a request to limbo.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// Ticks per `run_until_idle` at most, so that it always returns.
+const MAX_TICKS: usize = 10_000;
+
+#[derive(Debug, Default)]
+pub struct TickerStats {
+    pub ticks: AtomicU64,
+    pub progressed: AtomicU64,
+    pub last_tick_at: AtomicI64,
+    pub running: AtomicBool,
+}
+
+pub struct Ticker {
+    db: Db,
+    clock: Clock,
+    provider: Arc<dyn Provider>,
+    /// One tick at a time, whoever runs it.
+    running: Mutex<()>,
+    wake: (Mutex<bool>, Condvar),
+    stop: AtomicBool,
+    interval: Duration,
+    pub stats: TickerStats,
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub dependency_failed: usize,
+    pub claimed: usize,
+    pub fulfilled: usize,
+    pub waits_ended: usize,
+}
+
+impl TickReport {
+    pub fn total(&self) -> usize {
+        self.dependency_failed + self.claimed + self.fulfilled + self.waits_ended
+    }
+}
+
+impl Ticker {
+    pub fn new(db: Db, clock: Clock, provider: Arc<dyn Provider>, interval: Duration) -> Ticker {
+        Ticker {
+            db,
+            clock,
+            provider,
+            running: Mutex::new(()),
+            wake: (Mutex::new(false), Condvar::new()),
+            stop: AtomicBool::new(false),
+            interval,
+            stats: TickerStats::default(),
+        }
+    }
+
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// Asks the thread to tick now rather than at the next interval.
+    pub fn wake(&self) {
+        let (flag, cvar) = &self.wake;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cvar.notify_one();
+    }
+
+    /// Ticks until nothing is due (bounded). Returns what was done.
+    pub fn run_until_idle(&self) -> Result<TickReport> {
+        let _guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut total = TickReport::default();
+        for _ in 0..MAX_TICKS {
+            let report = self.tick_locked()?;
+            total.dependency_failed += report.dependency_failed;
+            total.claimed += report.claimed;
+            total.fulfilled += report.fulfilled;
+            total.waits_ended += report.waits_ended;
+            if report.total() == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn tick_locked(&self) -> Result<TickReport> {
+        let now = self.clock.now();
+        self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_tick_at.store(now, Ordering::Relaxed);
+        if !self.db.read(move |conn| anything_due(conn, now))? {
+            return Ok(TickReport::default());
+        }
+        let provider = self.provider.clone();
+        let report = self
+            .db
+            .write(move |conn| tick_in(conn, provider.as_ref(), now))?;
+        self.stats
+            .progressed
+            .fetch_add(report.total() as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Starts the ticker thread.
+    pub fn spawn(self: &Arc<Self>) -> Result<JoinHandle<()>> {
+        let me = self.clone();
+        self.stats.running.store(true, Ordering::SeqCst);
+        Ok(thread::Builder::new()
+            .name("regdesk-ticker".into())
+            .spawn(move || me.thread_loop())?)
+    }
+
+    fn thread_loop(&self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            // A frozen test clock stops the world: work is done only when the
+            // clock moves or a tick is asked for, so tests see every state.
+            let paused = self.clock.is_frozen();
+            if let Err(e) = if paused {
+                Ok(TickReport::default())
+            } else {
+                self.run_until_idle()
+            } {
+                if !matches!(e, Error::Unavailable(_)) {
+                    log::error!("tick failed: {e}");
+                }
+            }
+            let (flag, cvar) = &self.wake;
+            let mut woken = flag.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*woken && !self.stop.load(Ordering::SeqCst) {
+                woken = cvar
+                    .wait_timeout(woken, self.interval)
+                    .map(|(guard, _)| guard)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            *woken = false;
+        }
+        self.stats.running.store(false, Ordering::SeqCst);
+    }
+
+    /// Asks the thread to stop after the tick in progress.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+}
+
+const DUE_DEPENDENCY_FAILED: &str =
+    "select r.id from requests r join requests d on d.id = r.depends_on
+     where r.state = 'queued' and d.state = 'failed' and ?2 is not null order by r.id limit ?1";
+const DUE_CLAIM: &str = "select r.id from requests r
+     where r.state = 'queued' and (r.exec_date is null or r.exec_date <= ?2)
+       and (r.depends_on is null
+            or exists (select 1 from requests d where d.id = r.depends_on and d.state = 'finished'))
+     order by r.id limit ?1";
+const DUE_FULFIL: &str = "select id from requests
+     where state = 'processing' and waiting_on = 'internal'
+       and (next_attempt_at is null or next_attempt_at <= ?2)
+     order by id limit ?1";
+const DUE_WAIT_OVER: &str = "select id from requests
+     where state = 'processing' and wait_until is not null and wait_until <= ?2
+       and waiting_on in ('registry', 'registrant')
+     order by wait_until, id limit ?1";
+
+/// Every `DUE_*` query takes the batch size as ?1 and the time as ?2.
+fn due(conn: &Connection, sql: &str, now: Millis, limit: i64) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let ids = stmt
+        .query_map(params![limit, now], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+fn anything_due(conn: &Connection, now: Millis) -> Result<bool> {
+    for sql in [DUE_DEPENDENCY_FAILED, DUE_CLAIM, DUE_FULFIL, DUE_WAIT_OVER] {
+        if !due(conn, sql, now, 1)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Runs `f` for each id in its own savepoint: one request's failure is
+/// logged and rolled back without touching the others.
+fn each(conn: &Connection, ids: Vec<i64>, mut f: impl FnMut(i64) -> Result<bool>) -> Result<usize> {
+    let mut done = 0;
+    for id in ids {
+        conn.execute_batch("savepoint item")?;
+        match f(id) {
+            Ok(progressed) => {
+                conn.execute_batch("release item")?;
+                done += usize::from(progressed);
+            }
+            Err(e) => {
+                conn.execute_batch("rollback to item; release item")?;
+                log::error!("request {id}: {e}");
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn tick_in(conn: &Connection, provider: &dyn Provider, now: Millis) -> Result<TickReport> {
+    let system = Who::system("ticker");
+    let registry = Who::system(provider.name());
+    let mut report = TickReport::default();
+
+    let ids = due(conn, DUE_DEPENDENCY_FAILED, now, BATCH)?;
+    report.dependency_failed = each(conn, ids, |id| {
+        let req = requests::load(conn, id)?;
+        let change = Change {
+            reason: req.depends_on.map(|d| format!("request {d} failed")),
+            ..Change::default()
+        };
+        transition::apply(conn, id, Event::DependencyFailed, &system, change, now)?;
+        Ok(true)
+    })?;
+
+    let ids = due(conn, DUE_CLAIM, now, BATCH)?;
+    report.claimed = each(conn, ids, |id| {
+        transition::apply(conn, id, Event::Claim, &system, Change::default(), now)?;
+        Ok(true)
+    })?;
+
+    let ids = due(conn, DUE_FULFIL, now, BATCH)?;
+    report.fulfilled = each(conn, ids, |id| {
+        let req = requests::load(conn, id)?;
+        let verdict = provider.fulfil(conn, &req, now)?;
+        settle(conn, provider, &req, verdict, &registry, now)
+    })?;
+
+    let ids = due(conn, DUE_WAIT_OVER, now, BATCH)?;
+    report.waits_ended = each(conn, ids, |id| {
+        let req = requests::load(conn, id)?;
+        let verdict = provider.wait_over(conn, &req, now)?;
+        settle(conn, provider, &req, verdict, &registry, now)
+    })?;
+    Ok(report)
+}
+
+/// Turns a provider's verdict into the request's next state.
+pub fn settle(
+    conn: &Connection,
+    provider: &dyn Provider,
+    req: &requests::Request,
+    verdict: Verdict,
+    who: &Who,
+    now: Millis,
+) -> Result<bool> {
+    let (event, change) = match verdict {
+        Verdict::Accept => (Event::Accepted, Change::default()),
+        Verdict::Wait { on, until, note } => (
+            Event::Wait(on),
+            Change {
+                reason: Some(note),
+                wait_until: until,
+                ..Change::default()
+            },
+        ),
+        Verdict::UserError { field, message } => (
+            Event::UserError,
+            Change {
+                reason: Some(message.clone()),
+                annotation: Some(message),
+                missing: Some(vec![field]),
+                ..Change::default()
+            },
+        ),
+        Verdict::Refuse { failure, message } => (
+            Event::Refused(failure),
+            Change {
+                reason: Some(message),
+                ..Change::default()
+            },
+        ),
+        Verdict::Unexpected { message } => {
+            let attempts = req.attempts + 1;
+            if attempts < MAX_ATTEMPTS {
+                // Not a change of state: the next attempt is scheduled.
+                conn.execute(
+                    "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,
+                            updated_at = ?4 where id = ?5 and state = 'processing'",
+                    params![
+                        attempts,
+                        now + provider.retry_delay(attempts),
+                        message,
+                        now,
+                        req.id
+                    ],
+                )?;
+                return Ok(true);
+            }
+            conn.execute(
+                "update requests set attempts = ?1 where id = ?2",
+                params![attempts, req.id],
+            )?;
+            (
+                Event::Unexpected,
+                Change {
+                    reason: Some(format!("{message} (after {attempts} attempts)")),
+                    last_error: Some(message),
+                    ..Change::default()
+                },
+            )
+        }
+    };
+    transition::apply(conn, req.id, event, who, change, now)?;
+    Ok(true)
+}

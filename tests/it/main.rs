@@ -1,0 +1,6 @@
+//! The integration tests: one crate, a file per area. Every test starts the
+//! real `regdesk` binary on 127.0.0.1:0 with a temporary database.
+
+mod support;
+
+mod core;

@@ -1,0 +1,242 @@
+//! Test support: start the real `regdesk` binary on 127.0.0.1:0 with a
+//! temporary database, and talk to it over HTTP.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_regdesk");
+
+/// A running server. Killed when dropped.
+pub struct Server {
+    pub base: String,
+    pub operator: String,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub extra_args: Vec<String>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+/// An HTTP answer: status, headers we care about, and the body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+}
+
+const OPERATOR_TOKEN: &str = "rd_test_operator_token";
+
+impl Server {
+    /// A server on a fresh on-disk database with the test clock.
+    pub fn start() -> Server {
+        Server::start_with(&["--test-clock"])
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Server::spawn(dir, args)
+    }
+
+    fn spawn(dir: tempfile::TempDir, extra_args: Vec<String>) -> Server {
+        let db = dir.path().join("regdesk.db");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(&db)
+            .arg("--operator-token")
+            .arg(OPERATOR_TOKEN)
+            .arg("--tick-interval-ms")
+            .arg("50")
+            .args(&extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start regdesk");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("first line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            base,
+            operator: OPERATOR_TOKEN.to_string(),
+            child,
+            dir,
+            extra_args,
+            _stdout: stdout,
+        }
+        .frozen()
+    }
+
+    /// Freezes the test clock so that nothing happens but what a test asks
+    /// for (the ticker idles while the clock is frozen).
+    fn frozen(self) -> Server {
+        if self.extra_args.iter().any(|a| a == "--test-clock") {
+            let a = self.post("/api/v1/clock", &self.operator, json!({"freeze": true}));
+            assert_eq!(a.status, 200, "{}", a.text);
+        }
+        self
+    }
+
+    /// Kills the process (as `kill -9` would) and starts it again on the
+    /// same database file.
+    pub fn restart(mut self) -> Server {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Server::spawn(dir, self.extra_args.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Any request; never panics on an HTTP error status.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        self.call_with(method, path, token, body, &[])
+    }
+
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        let mut req = agent.request(method, &self.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let result = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
+        let mut text = String::new();
+        resp.into_reader()
+            .take(64 * 1024 * 1024)
+            .read_to_string(&mut text)
+            .ok();
+        Answer {
+            status,
+            content_type,
+            text,
+        }
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Answer {
+        self.call("GET", path, Some(token), None)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call("POST", path, Some(token), Some(&body.to_string()))
+    }
+
+    /// A new customer account; returns (id, token).
+    pub fn customer(&self, name: &str) -> (i64, String) {
+        let a = self.post(
+            "/api/v1/accounts",
+            &self.operator,
+            json!({"name": name, "email": format!("{name}@example.net")}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        let v = a.json();
+        (
+            v["id"].as_i64().expect("id"),
+            v["token"].as_str().expect("token").to_string(),
+        )
+    }
+
+    /// Creates (and by default submits) a request; returns its JSON.
+    pub fn order(&self, token: &str, domain: &str, operation: &str, params: Value) -> Value {
+        let a = self.post(
+            "/api/v1/requests",
+            token,
+            json!({"domain": domain, "operation": operation, "params": params, "submit": true}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        a.json()
+    }
+
+    /// Runs the ticker until nothing is due.
+    pub fn tick(&self) -> Value {
+        let a = self.call("POST", "/api/v1/tick", Some(&self.operator), None);
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()
+    }
+
+    pub fn advance(&self, by: &str) -> Value {
+        let a = self.post("/api/v1/clock", &self.operator, json!({ "advance": by }));
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()
+    }
+
+    /// `GET /api/v1/requests/{id}` as `token`.
+    pub fn request(&self, token: &str, id: i64) -> Value {
+        let a = self.get(&format!("/api/v1/requests/{id}"), token);
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()
+    }
+
+    pub fn action(&self, token: &str, id: i64, action: &str, body: Value) -> Answer {
+        self.post(&format!("/api/v1/requests/{id}/{action}"), token, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Order params with the required owner contact.
+pub fn owner() -> Value {
+    json!({"contacts": {"owner": {"name": "Ada Lovelace", "email": "ada@example.net"}}})
+}
+
+/// The error code and field of an error answer.
+pub fn error_of(a: &Answer) -> (u16, String, Option<String>) {
+    let v = a.json();
+    (
+        a.status,
+        v["error"]["code"].as_str().unwrap_or_default().to_string(),
+        v["error"]["field"].as_str().map(String::from),
+    )
+}
