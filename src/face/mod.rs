@@ -1,6 +1,7 @@
 //! The faces regdesk shows its users: the native JSON API, and the XML
 //! codecs of the compatibility faces.
 
+pub mod bdom;
 pub mod bdom_xml;
 pub mod native;
 pub mod xcp_xml;

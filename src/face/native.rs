@@ -381,6 +381,7 @@ fn order(body: &Map<String, Value>) -> Result<Order> {
     let exec_date = opt_str(body, "exec_date")?
         .map(|d| clock::parse("exec_date", &d))
         .transpose()?;
+    schedulable(operation, exec_date)?;
     let depends_on = opt_i64(body, "depends_on")?;
     if depends_on.is_some_and(|d| d <= 0) {
         return Err(Error::invalid("depends_on", "must be a request id"));
@@ -393,6 +394,18 @@ fn order(body: &Map<String, Value>) -> Result<Order> {
         depends_on,
         submit: opt_bool(body, "submit")?.unwrap_or(false),
     })
+}
+
+/// Only hold and delete may be scheduled (seed 004, "Requests that supports
+/// scheduled operations").
+fn schedulable(operation: Operation, exec_date: Option<Millis>) -> Result<()> {
+    match (operation, exec_date) {
+        (Operation::Hold | Operation::Delete, _) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(Error::invalid(
+            "exec_date",
+            format!("only hold and delete requests can be scheduled, not {other}"),
+        )),
+    }
 }
 
 /// Checks that a dependency exists and is the caller's.
@@ -628,6 +641,7 @@ pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<
             Some(_) => Some(clock::parse("exec_date", &req_str(&body, "exec_date")?)?),
             None => r.exec_date,
         };
+        schedulable(r.operation, exec_date)?;
         let depends_on = match body.get("depends_on") {
             Some(Value::Null) => None,
             Some(_) => opt_i64(&body, "depends_on")?,

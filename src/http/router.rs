@@ -36,6 +36,7 @@ pub fn route(app: &App, req: &Req) -> Resp {
         ["healthz"] if method == "GET" => native::healthz(),
         ["readyz"] if method == "GET" => native::readyz(app),
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
+        ["bdom", "task", ..] => crate::face::bdom::serve(app, req),
         _ if method == "GET" || method == "HEAD" => assets::serve(req)
             .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
         _ => Resp::error(&Error::not_found(format!("{} {}", req.method, req.path))),

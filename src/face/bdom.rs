@@ -1,0 +1,427 @@
+//! The BDOM-style task face (SPEC section 4, seed 004):
+//! `/bdom/task/OPCODE/TASK_ID/STATUS/OBJECT/NAME/USER_ID/`. A task is a work
+//! request, its id the request id, USER_ID the account id. `status` lists
+//! tasks, `scheduled` lists queued requests waiting for their exec date,
+//! `delete` cancels scheduled tasks named in a `Task.xsd` body. Every answer,
+//! errors included, is XML.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection};
+
+use base64::Engine as _;
+
+use crate::clock::{self, Millis};
+use crate::error::{Error, Result};
+use crate::face::bdom_xml::{
+    self, parse_delete_body, parse_task_path, write_error, write_message, write_scheduled,
+    write_tasks, ScheduledRow, TaskPath, TaskRow, TaskStatus, TaskVerb,
+};
+use crate::http::{Req, Resp};
+use crate::state::{self, Event, Operation};
+use crate::store::accounts::{self, Account};
+use crate::store::requests::{self, Request};
+use crate::store::transition::{self, Change, Who};
+use crate::App;
+
+/// Most tasks one listing shows: the newest ones, oldest first.
+pub const MAX_TASKS: i64 = 500;
+
+const CONTENT_TYPE: &str = "application/xml; charset=utf-8";
+
+/// Serves one request under `/bdom/task/`. Credentials are checked first,
+/// then the path, the method and whose tasks are asked for.
+pub fn serve(app: &App, req: &Req) -> Resp {
+    match handle(app, req) {
+        Ok(resp) => resp,
+        Err(e) => error(&e),
+    }
+}
+
+fn handle(app: &App, req: &Req) -> Result<Resp> {
+    let caller = authenticate(app, req)?;
+    let path =
+        parse_task_path(&req.path).map_err(|e| Error::Malformed(format!("bad task path: {e}")))?;
+    let wanted = match path.verb {
+        TaskVerb::Status | TaskVerb::Scheduled => "GET",
+        TaskVerb::Delete => "POST",
+    };
+    if req.method != wanted {
+        return Ok(error(&Error::MethodNotAllowed).with_header("Allow", wanted));
+    }
+    if !caller.is_operator() && path.user_id != caller.id {
+        return Err(Error::Forbidden(format!(
+            "USER_ID {} is not your account ({})",
+            path.user_id, caller.id
+        )));
+    }
+    match path.verb {
+        TaskVerb::Status => status(app, path),
+        TaskVerb::Scheduled => scheduled(app, path),
+        TaskVerb::Delete => delete(app, req, path, caller),
+    }
+}
+
+fn xml(status: u16, body: String) -> Resp {
+    Resp::new(status, CONTENT_TYPE, body)
+}
+
+/// An error as `<error><code/><message/></error>`, with the HTTP status of
+/// the shared error mapping.
+fn error(err: &Error) -> Resp {
+    let message = match err {
+        Error::Internal(detail) => {
+            log::error!("{detail}");
+            err.message()
+        }
+        Error::Unauthorized => "missing or invalid credentials: send HTTP Basic USER_ID:TOKEN \
+                                or Authorization: Bearer TOKEN"
+            .into(),
+        other => other.message(),
+    };
+    let resp = xml(err.status(), write_error(err.status(), &message));
+    if matches!(err, Error::Unauthorized) {
+        resp.with_header("WWW-Authenticate", "Basic realm=\"regdesk\"")
+    } else {
+        resp
+    }
+}
+
+// ----- credentials -----------------------------------------------------------
+
+/// The caller, from HTTP Basic `USER_ID:TOKEN` (the token must belong to
+/// that account) or `Authorization: Bearer TOKEN`.
+fn authenticate(app: &App, req: &Req) -> Result<Account> {
+    let header = req.header("authorization").ok_or(Error::Unauthorized)?;
+    let (scheme, value) = header.trim().split_once(' ').ok_or(Error::Unauthorized)?;
+    let value = value.trim();
+    let (user, token) = if scheme.eq_ignore_ascii_case("basic") {
+        let (user, token) = basic(value).ok_or(Error::Unauthorized)?;
+        (Some(user), token)
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        (None, value.to_string())
+    } else {
+        return Err(Error::Unauthorized);
+    };
+    if token.is_empty() || token.len() > 256 {
+        return Err(Error::Unauthorized);
+    }
+    let account = app
+        .db
+        .read(move |conn| accounts::authenticate(conn, &token))?
+        .ok_or(Error::Unauthorized)?;
+    match user {
+        Some(id) if id != account.id => Err(Error::Unauthorized),
+        _ => Ok(account),
+    }
+}
+
+/// Decodes `base64(USER_ID:TOKEN)`; `None` when it is not that.
+fn basic(value: &str) -> Option<(i64, String)> {
+    if value.len() > 1024 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, token) = text.split_once(':')?;
+    let user = user.parse::<i64>().ok().filter(|id| *id > 0)?;
+    Some((user, token.to_string()))
+}
+
+// ----- mapping ---------------------------------------------------------------
+
+/// The task `opcode` of an operation: BDOM names transfers by direction.
+pub fn opcode(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Create => "create",
+        Operation::Transfer => "transfer-in",
+        Operation::Release => "transfer-out",
+        Operation::Renew => "renew",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+        Operation::Hold => "hold",
+        Operation::Backorder => "backorder",
+        Operation::Privacy => "privacy",
+    }
+}
+
+/// The SQL condition on `state`, `waiting_on` and `failure` that selects the
+/// requests `state::task_status` shows as `status`, so that a STATUS filter
+/// pages in the database (the unit test checks both agree on every case).
+fn status_sql(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Success => "state = 'finished'",
+        TaskStatus::PendingInt => {
+            "(state in ('new', 'review', 'queued', 'limbo') or (state = 'processing' \
+             and coalesce(waiting_on, '') not in ('registry', 'registrant')))"
+        }
+        TaskStatus::PendingExt => {
+            "(state = 'processing' and waiting_on in ('registry', 'registrant'))"
+        }
+        TaskStatus::FailedExt => "(state = 'failed' and failure = 'registry')",
+        TaskStatus::FailedInt => {
+            "(state = 'incomplete' or (state = 'failed' and coalesce(failure, '') <> 'registry'))"
+        }
+    }
+}
+
+/// The `tld_id` of a domain's TLD: a fixed table (`.de` is 7, as in the
+/// seed's examples); a TLD not in it is 0.
+pub fn tld_id(domain: &str) -> i64 {
+    const TLDS: [&str; 25] = [
+        "com", "net", "org", "info", "biz", "eu", "de", "at", "ch", "nl", "be", "uk", "fr", "it",
+        "es", "us", "io", "co", "me", "tv", "cc", "name", "mobi", "dk", "pl",
+    ];
+    let tld = domain.rsplit('.').next().unwrap_or_default();
+    TLDS.iter()
+        .position(|t| t.eq_ignore_ascii_case(tld))
+        .map_or(0, |i| i as i64 + 1)
+}
+
+fn task_row(r: &Request) -> TaskRow {
+    TaskRow {
+        date: clock::format_plain(r.created_at),
+        name: r.domain.clone(),
+        object: bdom_xml::TaskObject::Domain.as_str().into(),
+        opcode: opcode(r.operation).into(),
+        status: state::task_status(r.state, r.waiting_on, r.failure).into(),
+        task_id: r.id,
+        user_id: r.account_id,
+    }
+}
+
+fn scheduled_row(r: &Request) -> ScheduledRow {
+    ScheduledRow {
+        class: "RELAUNCH".into(),
+        exec_date: r.exec_date.map(clock::format_date).unwrap_or_default(),
+        name: r.domain.clone(),
+        object: bdom_xml::TaskObject::Domain.as_str().into(),
+        opcode: opcode(r.operation).into(),
+        task_id: r.id,
+        time: clock::format_plain(r.created_at),
+        tld_id: tld_id(&r.domain),
+        r#type: "COMPLEX".into(),
+    }
+}
+
+// ----- queries ---------------------------------------------------------------
+
+/// The `where` clause of a path's filters, for the tasks of `path.user_id`.
+fn path_filter(path: &TaskPath, args: &mut Vec<SqlValue>) -> String {
+    let mut clauses = vec!["account_id = ?".to_string()];
+    args.push(SqlValue::Integer(path.user_id));
+    if let Some(id) = path.task_id {
+        clauses.push("id = ?".into());
+        args.push(SqlValue::Integer(id));
+    }
+    if let Some(name) = &path.name {
+        clauses.push("domain = ?".into());
+        args.push(SqlValue::Text(name.clone()));
+    }
+    if let Some(status) = path.status {
+        clauses.push(status_sql(status).into());
+    }
+    // Every task is about a domain, so OBJECT `domain` filters nothing.
+    clauses.join(" and ")
+}
+
+fn query(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> Result<Vec<Request>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), requests::from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// An operator may name any account, but it has to exist.
+fn check_user(conn: &Connection, user_id: i64) -> Result<()> {
+    accounts::get(conn, user_id)
+        .map(|_| ())
+        .map_err(|_| Error::not_found(format!("user {user_id}")))
+}
+
+// ----- handlers --------------------------------------------------------------
+
+/// `GET …/status/…`: the newest [`MAX_TASKS`] matching tasks, oldest first.
+/// A TASK_ID that matches nothing is 404; a NAME that matches nothing is an
+/// empty list.
+fn status(app: &App, path: TaskPath) -> Result<Resp> {
+    let rows = app.db.read(move |conn| {
+        check_user(conn, path.user_id)?;
+        let mut args = Vec::new();
+        let filter = path_filter(&path, &mut args);
+        let sql = format!(
+            "select {} from requests where {filter} order by id desc limit {MAX_TASKS}",
+            requests::COLUMNS
+        );
+        let mut rows = query(conn, &sql, args)?;
+        rows.reverse();
+        if let (Some(id), true) = (path.task_id, rows.is_empty()) {
+            return Err(Error::not_found(format!(
+                "task {id} of user {} matching this path",
+                path.user_id
+            )));
+        }
+        let single = path.task_id.is_some() || path.name.is_some();
+        Ok((rows.iter().map(task_row).collect::<Vec<_>>(), single))
+    })?;
+    let (rows, single) = rows;
+    Ok(xml(200, write_tasks(&rows, single)))
+}
+
+/// The condition that makes a request a scheduled task at `now`.
+const SCHEDULED: &str = "state = 'queued' and exec_date > ?";
+
+/// `GET …/scheduled/…`: queued requests whose exec date is still ahead,
+/// soonest first (at most [`MAX_TASKS`]).
+fn scheduled(app: &App, path: TaskPath) -> Result<Resp> {
+    let now = app.clock.now();
+    let rows = app.db.read(move |conn| {
+        check_user(conn, path.user_id)?;
+        let mut args = Vec::new();
+        let filter = path_filter(&path, &mut args);
+        args.push(SqlValue::Integer(now));
+        let sql = format!(
+            "select {} from requests where {filter} and {SCHEDULED}
+             order by exec_date, id limit {MAX_TASKS}",
+            requests::COLUMNS
+        );
+        Ok(query(conn, &sql, args)?
+            .iter()
+            .map(scheduled_row)
+            .collect::<Vec<_>>())
+    })?;
+    Ok(xml(200, write_scheduled(&rows)))
+}
+
+/// `POST …/delete/-/-/-/-/USER_ID/`: aborts every task the body names, all
+/// or nothing. Each must be a scheduled task of USER_ID; otherwise the
+/// error comes back out of the write, whose savepoint then rolls back.
+fn delete(app: &App, req: &Req, path: TaskPath, caller: Account) -> Result<Resp> {
+    if path.task_id.is_some() || path.status.is_some() || path.object.is_some() {
+        return Err(Error::Malformed(
+            "delete names its tasks in the body: TASK_ID, STATUS, OBJECT and NAME must be -".into(),
+        ));
+    }
+    let mut ids = parse_delete_body(&req.body)
+        .map_err(|e| Error::Malformed(format!("the body is not valid against Task.xsd: {e}")))?;
+    // A task named twice is cancelled once.
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    let now = app.clock.now();
+    let user_id = path.user_id;
+    app.db.write(move |conn| {
+        check_user(conn, user_id)?;
+        let who = Who::account(&caller);
+        for id in ids {
+            cancel(conn, id, user_id, &who, now)?;
+        }
+        Ok(())
+    })?;
+    Ok(xml(200, write_message("delete ok")))
+}
+
+fn cancel(conn: &Connection, id: i64, user_id: i64, who: &Who, now: Millis) -> Result<()> {
+    let not_scheduled = || Error::not_found(format!("scheduled task {id} of user {user_id}"));
+    let r = requests::load(conn, id).map_err(|_| not_scheduled())?;
+    let is_scheduled = r.account_id == user_id
+        && r.state == state::State::Queued
+        && r.exec_date.is_some_and(|d| d > now);
+    if !is_scheduled {
+        return Err(not_scheduled());
+    }
+    let change = Change {
+        reason: Some("scheduled task deleted through the task face".into()),
+        ..Change::default()
+    };
+    transition::apply(conn, id, Event::Abort, who, change, now)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Failure, State, WaitingOn};
+
+    #[test]
+    fn status_conditions_agree_with_task_status() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "create table requests (id integer primary key, state text, waiting_on text, failure text)",
+        )
+        .unwrap();
+        let mut cases = Vec::new();
+        let waits: Vec<Option<WaitingOn>> = std::iter::once(None)
+            .chain(WaitingOn::ALL.iter().copied().map(Some))
+            .collect();
+        let failures: Vec<Option<Failure>> = std::iter::once(None)
+            .chain(Failure::ALL.iter().copied().map(Some))
+            .collect();
+        for s in State::ALL {
+            for w in &waits {
+                for f in &failures {
+                    conn.execute(
+                        "insert into requests (state, waiting_on, failure) values (?1, ?2, ?3)",
+                        rusqlite::params![s.as_str(), w.map(|w| w.as_str()), f.map(|f| f.as_str())],
+                    )
+                    .unwrap();
+                    cases.push((conn.last_insert_rowid(), state::task_status(*s, *w, *f)));
+                }
+            }
+        }
+        for status in TaskStatus::ALL {
+            let sql = format!(
+                "select id from requests where {} order by id",
+                status_sql(status)
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let got: Vec<i64> = stmt
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let want: Vec<i64> = cases
+                .iter()
+                .filter(|(_, s)| *s == status.as_str())
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(got, want, "{status}");
+            assert!(!want.is_empty(), "{status}");
+        }
+    }
+
+    #[test]
+    fn opcodes_and_tld_ids() {
+        let ops: Vec<&str> = Operation::ALL.iter().map(|o| opcode(*o)).collect();
+        assert_eq!(
+            ops,
+            [
+                "create",
+                "transfer-in",
+                "renew",
+                "update",
+                "transfer-out",
+                "delete",
+                "hold",
+                "backorder",
+                "privacy"
+            ]
+        );
+        assert_eq!(tld_id("nic-domain-example.de"), 7);
+        assert_eq!(tld_id("example.com"), 1);
+        assert_eq!(tld_id("example.DE"), 7);
+        assert_eq!(tld_id("example.zz"), 0);
+    }
+
+    #[test]
+    fn basic_credentials() {
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(basic(&enc("13048:tok:en")), Some((13048, "tok:en".into())));
+        assert_eq!(basic(&enc("13048:")), Some((13048, String::new())));
+        assert_eq!(basic(&enc("alice:tok")), None);
+        assert_eq!(basic(&enc("0:tok")), None);
+        assert_eq!(basic(&enc("13048")), None);
+        assert_eq!(basic("%%%"), None);
+    }
+}
