@@ -557,7 +557,10 @@ fn get_order_info(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
 /// request or a request that is no order, is "not found".
 fn own_order(conn: &Connection, account_id: i64, id: i64) -> Result<Request> {
     let not_found = || Error::not_found(format!("order {id}"));
-    let r = requests::load(conn, id).map_err(|_| not_found())?;
+    let r = requests::load(conn, id).map_err(|e| match e {
+        Error::NotFound(_) => not_found(),
+        other => other,
+    })?;
     if r.account_id != account_id || !ORDER_OPERATIONS.contains(&r.operation) {
         return Err(not_found());
     }
