@@ -4,4 +4,5 @@
 pub mod bdom;
 pub mod bdom_xml;
 pub mod native;
+pub mod opensrs;
 pub mod xcp_xml;

@@ -284,8 +284,12 @@ fn require_operator(caller: &Account) -> Result<()> {
     }
 }
 
-pub fn me(_app: &App, caller: &Account) -> Result<Resp> {
-    Ok(Resp::json(200, caller))
+pub fn me(app: &App, caller: &Account) -> Result<Resp> {
+    let id = caller.id;
+    let key = app.db.read(move |conn| accounts::api_key(conn, id))?;
+    let mut v = serde_json::to_value(caller)?;
+    v["api_key"] = json!(key);
+    Ok(Resp::json(200, &v))
 }
 
 pub fn list_accounts(app: &App, caller: &Account) -> Result<Resp> {
@@ -336,11 +340,14 @@ pub fn create_account(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let token = crate::random::token();
     let now = app.clock.now();
     let t = token.clone();
-    let account = app
-        .db
-        .write(move |conn| accounts::create(conn, &new, &t, now))?;
+    let (account, key) = app.db.write(move |conn| {
+        let account = accounts::create(conn, &new, &t, now)?;
+        let key = accounts::api_key(conn, account.id)?;
+        Ok((account, key))
+    })?;
     let mut v = serde_json::to_value(&account)?;
     v["token"] = json!(token);
+    v["api_key"] = json!(key);
     Ok(Resp::json(201, &v))
 }
 

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::face::native::{self, id_segment};
+use crate::face::opensrs;
 use crate::store::accounts::{self, Account};
 use crate::App;
 
@@ -37,6 +38,7 @@ pub fn route(app: &App, req: &Req) -> Resp {
         ["readyz"] if method == "GET" => native::readyz(app),
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
         ["bdom", "task", ..] => crate::face::bdom::serve(app, req),
+        [""] | ["opensrs"] if method == "POST" => opensrs::handle(app, req),
         _ if method == "GET" || method == "HEAD" => assets::serve(req)
             .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
         _ => Resp::error(&Error::not_found(format!("{} {}", req.method, req.path))),

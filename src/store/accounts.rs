@@ -140,7 +140,22 @@ pub fn create(conn: &Connection, new: &NewAccount, token: &str, now: Millis) -> 
     )?;
     let id = conn.last_insert_rowid();
     add_token(conn, id, token, now)?;
+    conn.execute(
+        "update accounts set api_key = ?1 where id = ?2",
+        params![crate::random::hex(16), id],
+    )?;
     get(conn, id)
+}
+
+/// The account's XCP signing key (32 hex). It is kept as is, not hashed,
+/// because checking an md5 signature needs the shared secret itself.
+pub fn api_key(conn: &Connection, id: i64) -> Result<String> {
+    conn.query_row("select api_key from accounts where id = ?1", [id], |r| {
+        r.get::<_, Option<String>>(0)
+    })
+    .optional()?
+    .flatten()
+    .ok_or_else(|| Error::not_found(format!("API key of account {id}")))
 }
 
 pub fn add_token(conn: &Connection, account_id: i64, token: &str, now: Millis) -> Result<()> {

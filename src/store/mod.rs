@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod domains;
 pub mod notifications;
+pub mod order_events;
 pub mod requests;
 pub mod transition;
 

@@ -68,6 +68,7 @@ pub fn create(conn: &Connection, new: &NewRequest, who: &Who, now: Millis) -> Re
     let id = requests::insert(conn, new, now)?;
     let req = requests::load(conn, id)?;
     record(conn, &req, None, "create", who, None, now)?;
+    super::order_events::on_transition(conn, None, &req, now)?;
     Ok(req)
 }
 
@@ -158,6 +159,7 @@ pub fn apply(
         requests::add_annotation(conn, id, &who.name, text, now)?;
     }
     effects(conn, &before, &req, &event, who, now)?;
+    super::order_events::on_transition(conn, Some(&before), &req, now)?;
     debug_assert_eq!(req.state, next.state);
     Ok(req)
 }

@@ -5,3 +5,5 @@ mod support;
 
 mod bdom;
 mod core;
+
+mod opensrs;
