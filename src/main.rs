@@ -118,6 +118,9 @@ fn serve(config: Config) -> Result<()> {
         if let Some(token) = &handle.first_token {
             writeln!(out, "operator token: {token}")?;
         }
+        for (name, token) in &handle.demo_tokens {
+            writeln!(out, "demo token {name}: {token}")?;
+        }
         out.flush()?;
     }
     log::info!("ready: serving {where_} on http://{}", handle.addr);

@@ -3,4 +3,5 @@
 
 pub mod bdom_xml;
 pub mod native;
+pub mod ops;
 pub mod xcp_xml;
