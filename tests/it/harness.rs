@@ -471,9 +471,12 @@ fn rules_with_a_probability_of_zero_or_one_and_bad_rules_are_refused() {
     assert_eq!(a.status, 403);
 }
 
+/// A request's domain, state, wait and failure.
+type Outcome = (String, String, Value, Value);
+
 /// One run of calls against a fresh `--seed SEED` instance: the tokens it
 /// handed out and every request's outcome.
-fn seeded_run(seed: &str) -> (Vec<String>, Vec<(String, String, Value, Value)>) {
+fn seeded_run(seed: &str) -> (Vec<String>, Vec<Outcome>) {
     let dir = tempfile::tempdir().unwrap();
     let p = Proc::start(
         &memory_args(&["--test-clock", "--seed", seed]),

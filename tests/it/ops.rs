@@ -12,6 +12,9 @@ use serde_json::json;
 use crate::harness::{call, signal_and_wait, Proc};
 use crate::support::{owner, Server, BIN};
 
+/// Acknowledged request ids and when each answer arrived.
+type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
+
 /// Threads that post requests as `token` until `stop` is set or each has
 /// posted `per_thread`; every acknowledged (201) id is recorded with the
 /// moment its answer arrived.
@@ -21,7 +24,7 @@ fn load(
     threads: usize,
     per_thread: usize,
     stop: &Arc<AtomicBool>,
-) -> (Vec<thread::JoinHandle<()>>, Arc<Mutex<Vec<(i64, Instant)>>>) {
+) -> (Vec<thread::JoinHandle<()>>, Acked) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let handles = (0..threads)
         .map(|t| {
@@ -61,7 +64,7 @@ fn load(
     (handles, acked)
 }
 
-fn wait_for_acks(acked: &Arc<Mutex<Vec<(i64, Instant)>>>, n: usize) {
+fn wait_for_acks(acked: &Acked, n: usize) {
     for _ in 0..600 {
         if acked.lock().unwrap().len() >= n {
             return;
