@@ -123,6 +123,17 @@ pub struct Config {
     /// Seed every random choice (tokens, jitter) so a run can be repeated.
     #[arg(long, env = "REGDESK_SEED")]
     pub seed: Option<u64>,
+    /// Seed demo customers, domains and requests in every state (once), and
+    /// print the demo customers' tokens.
+    #[arg(long, env = "REGDESK_DEMO")]
+    pub demo: bool,
+    /// Allow operators to empty the database with POST /api/v1/admin/reset
+    /// (always allowed with --test-clock).
+    #[arg(long, env = "REGDESK_ALLOW_RESET")]
+    pub allow_reset: bool,
+    /// Serve GET /metrics without a token (else an operator token is needed).
+    #[arg(long, env = "REGDESK_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 }
 
 impl Config {
@@ -138,6 +149,9 @@ impl Config {
             workers: 4,
             tick_interval_ms: 500,
             seed: None,
+            demo: false,
+            allow_reset: false,
+            metrics_public: false,
         }
     }
 }

@@ -364,6 +364,48 @@ fn job_skipped(job: Job) -> (bool, Completion) {
     (false, Box::new(|_| {}))
 }
 
+/// `regdesk backup`: copies the database file `src` to `dst` while a server
+/// may be writing to it. A read transaction sees one consistent snapshot of
+/// everything committed (WAL included), and `vacuum into` writes it out; the
+/// copy is written beside `dst` and renamed into place once synced, so that
+/// `dst` never holds half a backup. Nothing is written to `src`.
+pub fn backup_file(src: &Path, dst: &Path) -> Result<()> {
+    if !src.exists() {
+        return Err(Error::invalid(
+            "db",
+            format!("{} does not exist", src.display()),
+        ));
+    }
+    if dst.exists() {
+        return Err(Error::invalid(
+            "file",
+            format!("{} exists; a backup never overwrites", dst.display()),
+        ));
+    }
+    let mut partial = dst.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    if partial.exists() {
+        std::fs::remove_file(&partial)?;
+    }
+    let conn = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute("vacuum into ?1", [partial.to_string_lossy().to_string()])?;
+    drop(conn);
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, dst)?;
+    if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable once the directory is synced.
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all().ok();
+        }
+    }
+    Ok(())
+}
+
 /// Opens the database for the command-line tools (migrate, account add).
 pub fn open_direct(location: &Location) -> Result<Connection> {
     let mut conn = open_connection(location, true)?;

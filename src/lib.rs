@@ -23,6 +23,8 @@ pub mod ticker;
 pub mod face;
 pub mod http;
 
+pub mod demo;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct Handle {
     pub addr: SocketAddr,
     /// The operator token created on a first start, to be shown once.
     pub first_token: Option<String>,
+    /// With `--demo`: each demo customer's name and token, to be shown.
+    pub demo_tokens: Vec<demo::DemoToken>,
     pub app: Arc<App>,
     http: HttpServer,
     ticker_thread: JoinHandle<()>,
@@ -135,6 +139,11 @@ pub fn start(config: Config) -> Result<Handle> {
         provider,
         Duration::from_millis(config.tick_interval_ms.max(1)),
     ));
+    let demo_tokens = if config.demo {
+        demo::seed(&db, &clock, &ticker)?
+    } else {
+        Vec::new()
+    };
     let app = Arc::new(App {
         db,
         clock,
@@ -150,6 +159,7 @@ pub fn start(config: Config) -> Result<Handle> {
     Ok(Handle {
         addr: http.addr,
         first_token,
+        demo_tokens,
         app,
         http,
         ticker_thread,

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use regdesk::config::{AccountCommand, Cli, Command, Config, DbArgs, RoleArg, TokenCommand};
-use regdesk::db::{self, Db, Location};
+use regdesk::db::{self, Location};
 use regdesk::random;
 use regdesk::store::accounts::{self, NewAccount, Role};
 
@@ -36,13 +36,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Backup { db: args, file } => {
-            if !args.db.exists() {
-                bail!("{} does not exist", args.db.display());
-            }
-            let db = Db::open(Location::File(args.db.clone()))?;
-            db.backup_to(&file)
+            db::backup_file(&args.db, &file)
                 .with_context(|| format!("backing up to {}", file.display()))?;
-            db.close();
             println!("backed up {} to {}", args.db.display(), file.display());
             Ok(())
         }
@@ -117,6 +112,9 @@ fn serve(config: Config) -> Result<()> {
         writeln!(out, "listening on http://{}", handle.addr)?;
         if let Some(token) = &handle.first_token {
             writeln!(out, "operator token: {token}")?;
+        }
+        for (name, token) in &handle.demo_tokens {
+            writeln!(out, "demo token {name}: {token}")?;
         }
         out.flush()?;
     }

@@ -120,6 +120,13 @@ impl Ticker {
         Ok(report)
     }
 
+    /// Runs `f` while no tick runs (an admin reset empties the database
+    /// and moves the clock back between two ticks, never during one).
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        f()
+    }
+
     /// Starts the ticker thread.
     pub fn spawn(self: &Arc<Self>) -> Result<JoinHandle<()>> {
         let me = self.clone();
@@ -267,6 +274,14 @@ pub fn settle(
 ) -> Result<bool> {
     let (event, change) = match verdict {
         Verdict::Accept => (Event::Accepted, Change::default()),
+        Verdict::Defer { until } => {
+            // Not a change of state: the provider answers later.
+            conn.execute(
+                "update requests set next_attempt_at = ?1 where id = ?2 and state = 'processing'",
+                params![until, req.id],
+            )?;
+            return Ok(true);
+        }
         Verdict::Wait { on, until, note } => (
             Event::Wait(on),
             Change {

@@ -5,4 +5,5 @@ pub mod bdom;
 pub mod bdom_xml;
 pub mod native;
 pub mod opensrs;
+pub mod ops;
 pub mod xcp_xml;

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::face::native::{self, id_segment};
 use crate::face::opensrs;
+use crate::face::ops;
 use crate::store::accounts::{self, Account};
 use crate::App;
 
@@ -36,6 +37,8 @@ pub fn route(app: &App, req: &Req) -> Resp {
     match segs {
         ["healthz"] if method == "GET" => native::healthz(),
         ["readyz"] if method == "GET" => native::readyz(app),
+        ["metrics"] if method == "GET" => ops::metrics(app, req).into(),
+        ["api", "openapi.json"] if method == "GET" => ops::openapi(),
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
         ["bdom", "task", ..] => crate::face::bdom::serve(app, req),
         [""] | ["opensrs"] if method == "POST" => opensrs::handle(app, req),
@@ -84,6 +87,7 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("POST", ["tick"]) => native::tick(app, c),
         ("GET", ["sim", "rules"]) => native::get_rules(app, c),
         ("PUT", ["sim", "rules"]) => native::put_rules(app, req, c),
+        ("POST", ["admin", "reset"]) => ops::reset(app, c),
 
         (_, _) if known(path) => Err(Error::MethodNotAllowed),
         _ => Err(Error::not_found(format!("/api/v1/{}", path.join("/")))),
@@ -111,5 +115,90 @@ fn known(path: &[&str]) -> bool {
             | ["clock"]
             | ["tick"]
             | ["sim", "rules"]
+            | ["admin", "reset"]
     )
+}
+
+/// Every route of `api` as data (method, path with `{param}` segments), for
+/// the OpenAPI document's test. A unit test below keeps it equal to the
+/// match arms of `api`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/me"),
+    ("GET", "/api/v1/accounts"),
+    ("POST", "/api/v1/accounts"),
+    ("POST", "/api/v1/requests"),
+    ("GET", "/api/v1/requests"),
+    ("GET", "/api/v1/requests.csv"),
+    ("POST", "/api/v1/requests/cancel-pending"),
+    ("POST", "/api/v1/requests/bulk"),
+    ("GET", "/api/v1/requests/{id}"),
+    ("PATCH", "/api/v1/requests/{id}"),
+    ("POST", "/api/v1/requests/{id}/{action}"),
+    ("GET", "/api/v1/scheduled"),
+    ("GET", "/api/v1/domains"),
+    ("POST", "/api/v1/domains"),
+    ("GET", "/api/v1/domains/{name}"),
+    ("GET", "/api/v1/notification"),
+    ("DELETE", "/api/v1/notification/{id}"),
+    ("GET", "/api/v1/notifications"),
+    ("GET", "/api/v1/events"),
+    ("GET", "/api/v1/mail"),
+    ("GET", "/api/v1/clock"),
+    ("POST", "/api/v1/clock"),
+    ("POST", "/api/v1/tick"),
+    ("GET", "/api/v1/sim/rules"),
+    ("PUT", "/api/v1/sim/rules"),
+    ("POST", "/api/v1/admin/reset"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    /// The `(method, [segments])` patterns of the match arms in `api`, read
+    /// from this file's source, as (method, path) with `{}` for a variable.
+    fn arms() -> Vec<(String, String)> {
+        let source = include_str!("router.rs");
+        let body = source
+            .split("fn api(")
+            .nth(1)
+            .and_then(|s| s.split("\n}\n").next())
+            .unwrap_or_default();
+        body.lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let rest = line.strip_prefix("(\"")?;
+                let (method, rest) = rest.split_once("\", [")?;
+                let (segs, _) = rest.split_once("])")?;
+                let path: Vec<String> = segs
+                    .split(", ")
+                    .map(|seg| match seg.strip_prefix('"') {
+                        Some(lit) => lit.trim_end_matches('"').to_string(),
+                        None => "{}".to_string(),
+                    })
+                    .collect();
+                Some((method.to_string(), format!("/api/v1/{}", path.join("/"))))
+            })
+            .collect()
+    }
+
+    fn normalised(path: &str) -> String {
+        path.split('/')
+            .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[test]
+    fn routes_list_every_arm_of_the_api_match() {
+        let mut arms = arms();
+        let mut listed: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), normalised(p)))
+            .collect();
+        assert!(arms.len() > 20, "parsed only {arms:?}");
+        arms.sort();
+        listed.sort();
+        assert_eq!(arms, listed);
+    }
 }

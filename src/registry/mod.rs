@@ -28,6 +28,9 @@ pub enum Verdict {
     Refuse { failure: Failure, message: String },
     /// Something went wrong that may pass: retried, then limbo.
     Unexpected { message: String },
+    /// No answer yet: ask again (fulfil) at `until`. The request stays
+    /// `processing (internal)`; nothing else changes.
+    Defer { until: Millis },
 }
 
 /// A fulfilment back end.

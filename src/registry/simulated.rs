@@ -1,13 +1,17 @@
 //! The simulated registry (SPEC section 5): names are taken once registered,
 //! transfers need an auth code and wait on the registrant, releases of a
 //! locked domain are denied, backorders wait for the name to be deleted; and
-//! outcome rules by name pattern and operation, editable over the API.
+//! outcome rules by name pattern and operation, editable over the API. A
+//! rule may run out after `times` uses (counted in the database), apply only
+//! with a `probability` (drawn from `crate::random`, so `--seed` repeats it)
+//! and answer `latency` late on the regdesk clock.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Millis, DAY, HOUR};
 use crate::error::{Error, Result};
+use crate::random;
 use crate::state::{Failure, Operation, WaitingOn};
 use crate::store::domains;
 use crate::store::requests::Request;
@@ -18,14 +22,28 @@ use super::{Provider, Verdict};
 pub const AUTO_APPROVE: Millis = 5 * DAY;
 /// Most rules the table holds.
 pub const MAX_RULES: usize = 200;
+/// The longest a rule may hold an answer back: latency simulates a slow
+/// registry, not a wait (use `async:DURATION` for that).
+pub const MAX_LATENCY: Millis = 10 * clock::SECOND;
+/// Most uses a counted rule may be given.
+pub const MAX_TIMES: i64 = 1_000_000;
 
 /// One outcome rule: names matching `pattern` (`*` and `?` globs), for
-/// `operation` (or `*`), get `outcome`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `operation` (or `*`), get `outcome`; for the next `times` requests only
+/// (when given: what the API shows is the uses left), with `probability`
+/// (when given), answered `latency` late (when given).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub pattern: String,
     pub operation: String,
     pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 /// A rule's outcome, parsed.
@@ -82,7 +100,37 @@ impl Rule {
                 format!("{:?} is not an operation or \"*\"", self.operation),
             ));
         }
-        Outcome::parse(&format!("{base}.outcome"), &self.outcome).map(|_| ())
+        Outcome::parse(&format!("{base}.outcome"), &self.outcome)?;
+        if self.times.is_some_and(|n| !(1..=MAX_TIMES).contains(&n)) {
+            return Err(Error::invalid(
+                format!("{base}.times"),
+                format!("must be 1 to {MAX_TIMES}"),
+            ));
+        }
+        self.latency_ms(at)?;
+        if self
+            .probability
+            .is_some_and(|p| !(p.is_finite() && (0.0..=1.0).contains(&p)))
+        {
+            return Err(Error::invalid(
+                format!("{base}.probability"),
+                "must be a number from 0 to 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The latency in milliseconds (0 when none), checked against its bound.
+    fn latency_ms(&self, at: usize) -> Result<Millis> {
+        let Some(text) = &self.latency else {
+            return Ok(0);
+        };
+        let field = format!("rules[{at}].latency");
+        let ms = clock::parse_duration(&field, text)?;
+        if ms > MAX_LATENCY {
+            return Err(Error::invalid(field, "must be at most 10s"));
+        }
+        Ok(ms)
     }
 
     fn matches(&self, req: &Request) -> bool {
@@ -119,17 +167,42 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-pub fn load_rules(conn: &Connection) -> Result<Vec<Rule>> {
-    let mut stmt =
-        conn.prepare_cached("select pattern, operation, outcome from sim_rules order by position")?;
+/// A latency as the API shows it: whole seconds, else milliseconds.
+fn show_latency(ms: Millis) -> Option<String> {
+    match ms {
+        0 => None,
+        ms if ms % clock::SECOND == 0 => Some(format!("{}s", ms / clock::SECOND)),
+        ms => Some(format!("{ms}ms")),
+    }
+}
+
+/// The rules in order, each with its position in the table.
+fn load_positioned(conn: &Connection) -> Result<Vec<(i64, Rule)>> {
+    let mut stmt = conn.prepare_cached(
+        "select position, pattern, operation, outcome, times, latency_ms, probability
+         from sim_rules order by position",
+    )?;
     let rows = stmt.query_map([], |r| {
-        Ok(Rule {
-            pattern: r.get(0)?,
-            operation: r.get(1)?,
-            outcome: r.get(2)?,
-        })
+        Ok((
+            r.get(0)?,
+            Rule {
+                pattern: r.get(1)?,
+                operation: r.get(2)?,
+                outcome: r.get(3)?,
+                times: r.get(4)?,
+                latency: show_latency(r.get(5)?),
+                probability: r.get(6)?,
+            },
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn load_rules(conn: &Connection) -> Result<Vec<Rule>> {
+    Ok(load_positioned(conn)?
+        .into_iter()
+        .map(|(_, rule)| rule)
+        .collect())
 }
 
 /// Replaces the whole rule table.
@@ -146,11 +219,59 @@ pub fn save_rules(conn: &Connection, rules: &[Rule]) -> Result<()> {
     conn.execute("delete from sim_rules", [])?;
     for (i, rule) in rules.iter().enumerate() {
         conn.execute(
-            "insert into sim_rules (position, pattern, operation, outcome) values (?1, ?2, ?3, ?4)",
-            params![i as i64, rule.pattern, rule.operation, rule.outcome],
+            "insert into sim_rules (position, pattern, operation, outcome, times, latency_ms, probability)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                i as i64,
+                rule.pattern,
+                rule.operation,
+                rule.outcome,
+                rule.times,
+                rule.latency_ms(i)?,
+                rule.probability
+            ],
         )?;
     }
     Ok(())
+}
+
+/// The first rule that applies to `req`, with its latency. A counted rule
+/// uses one of its uses here (in the caller's transaction); a rule with a
+/// probability applies only when the draw says so, else the next rule is
+/// asked.
+fn choose(conn: &Connection, req: &Request) -> Result<Option<(Outcome, Millis)>> {
+    for (position, rule) in load_positioned(conn)? {
+        if !rule.matches(req) || rule.times.is_some_and(|n| n <= 0) {
+            continue;
+        }
+        if rule.probability.is_some_and(|p| random::unit() >= p) {
+            continue;
+        }
+        // Rules were checked when saved; one that no longer parses is skipped.
+        let Ok(outcome) = Outcome::parse("outcome", &rule.outcome) else {
+            continue;
+        };
+        if rule.times.is_some() {
+            conn.execute(
+                "update sim_rules set times = times - 1 where position = ?1",
+                [position],
+            )?;
+        }
+        let latency = rule.latency_ms(0).unwrap_or(0);
+        return Ok(Some((outcome, latency)));
+    }
+    Ok(None)
+}
+
+/// An outcome as stored while its answer is held back (`None`: no rule).
+fn outcome_text(outcome: &Option<Outcome>) -> Option<String> {
+    outcome.as_ref().map(|o| match o {
+        Outcome::Success => "success".to_string(),
+        Outcome::RegistryError => "registry_error".to_string(),
+        Outcome::UserError(f) => format!("user_error:{f}"),
+        Outcome::UnexpectedError => "unexpected_error".to_string(),
+        Outcome::Async(ms) => format!("async:{ms}ms"),
+    })
 }
 
 /// The built-in rules: a first label ending `-fail`, `-limbo` or `-slow`.
@@ -255,12 +376,33 @@ impl Provider for Simulated {
     }
 
     fn fulfil(&self, conn: &Connection, req: &Request, now: Millis) -> Result<Verdict> {
-        let rules = load_rules(conn)?;
-        let ruled = rules
-            .iter()
-            .find(|r| r.matches(req))
-            .and_then(|r| Outcome::parse("outcome", &r.outcome).ok())
-            .or_else(|| builtin(req));
+        // An answer a rule's latency held back is given once its time comes.
+        let held: Option<(Option<String>, Millis)> = conn
+            .query_row(
+                "select outcome, answer_at from sim_deferred where request_id = ?1",
+                [req.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let ruled = match held {
+            Some((_, at)) if at > now => return Ok(Verdict::Defer { until: at }),
+            Some((text, _)) => {
+                conn.execute("delete from sim_deferred where request_id = ?1", [req.id])?;
+                text.and_then(|t| Outcome::parse("outcome", &t).ok())
+            }
+            None => match choose(conn, req)? {
+                Some((outcome, latency)) if latency > 0 => {
+                    let at = now + latency;
+                    conn.execute(
+                        "insert into sim_deferred (request_id, outcome, answer_at) values (?1, ?2, ?3)",
+                        params![req.id, outcome_text(&Some(outcome)), at],
+                    )?;
+                    return Ok(Verdict::Defer { until: at });
+                }
+                chosen => chosen.map(|(outcome, _)| outcome),
+            },
+        };
+        let ruled = ruled.or_else(|| builtin(req));
         Ok(match ruled {
             // "success" injects nothing: the registry's own answer stands.
             None | Some(Outcome::Success) => Self::decide(conn, req, now)?,

@@ -7,3 +7,5 @@ mod bdom;
 mod core;
 
 mod opensrs;
+mod harness;
+mod ops;

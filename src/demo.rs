@@ -1,0 +1,257 @@
+//! `--demo`: seeds a living desk (customers, a portfolio, and work requests
+//! in every state and every wait, with their notifications and mail) through
+//! the real code paths: `transition::create`, the native submit, the ticker
+//! and `transition::apply`. Nothing is inserted behind the state machine.
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::clock::{Clock, Millis, DAY};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::face::native;
+use crate::random;
+use crate::registry::simulated::{self, Rule};
+use crate::state::{Event, Operation, WaitingOn};
+use crate::store::accounts::{self, Account, NewAccount, Role};
+use crate::store::domains;
+use crate::store::requests::NewRequest;
+use crate::store::transition::{self, Change, Who};
+use crate::ticker::Ticker;
+
+/// The demo customers, in the order their tokens are printed.
+pub const CUSTOMERS: &[&str] = &["alice", "bob", "carol"];
+
+/// A demo customer's name and a token to sign in with.
+pub type DemoToken = (String, String);
+
+/// Seeds the demo on a desk that has none, else gives each demo customer a
+/// fresh token (tokens are stored hashed, so the first ones cannot be shown
+/// again). Runs before the ticker thread starts; ticks it drives itself.
+pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
+    let tokens: Vec<DemoToken> = CUSTOMERS
+        .iter()
+        .map(|name| (name.to_string(), random::token()))
+        .collect();
+    let now = clock.now();
+    let fresh = {
+        let tokens = tokens.clone();
+        db.write(move |conn| {
+            if accounts::by_name(conn, CUSTOMERS[0])?.is_some() {
+                for (name, token) in &tokens {
+                    if let Some(a) = accounts::by_name(conn, name)? {
+                        accounts::add_token(conn, a.id, token, now)?;
+                    }
+                }
+                return Ok(false);
+            }
+            for (name, token) in &tokens {
+                let new = NewAccount {
+                    name: name.clone(),
+                    email: format!("{name}@example.net"),
+                    role: Role::Customer,
+                    review_limit_cents: None,
+                    review_all: false,
+                };
+                accounts::create(conn, &new, token, now)?;
+            }
+            Ok(true)
+        })?
+    };
+    if !fresh {
+        log::info!("demo data already present; issued new demo tokens");
+        return Ok(tokens);
+    }
+    populate(db, clock, ticker)?;
+    log::info!("seeded the demo desk");
+    Ok(tokens)
+}
+
+fn contacts(name: &str) -> Value {
+    json!({"contacts": {"owner": {"name": name, "email": format!("{}@example.net", name.to_lowercase())}}})
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+fn account(conn: &Connection, name: &str) -> Result<Account> {
+    accounts::by_name(conn, name)?.ok_or_else(|| Error::Internal(format!("no demo account {name}")))
+}
+
+/// One demo order: created by `owner`, submitted unless `submit` is false.
+struct Order<'a> {
+    owner: &'a str,
+    domain: &'a str,
+    operation: Operation,
+    params: Value,
+    exec_date: Option<Millis>,
+    submit: bool,
+}
+
+fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
+    let owner = account(conn, o.owner)?;
+    let who = Who::account(&owner);
+    let new = NewRequest {
+        account_id: owner.id,
+        domain: o.domain.to_string(),
+        operation: o.operation,
+        params: o.params.clone(),
+        exec_date: o.exec_date,
+        depends_on: None,
+    };
+    let r = transition::create(conn, &new, &who, now)?;
+    if o.submit {
+        native::submit(conn, r.id, &who, now)?;
+    }
+    Ok(r.id)
+}
+
+fn orders(db: &Db, clock: &Clock, list: Vec<Order<'static>>) -> Result<Vec<i64>> {
+    let now = clock.now();
+    db.write(move |conn| list.iter().map(|o| order(conn, o, now)).collect())
+}
+
+fn populate(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<()> {
+    let create = |owner: &'static str, domain: &'static str, params: Value| Order {
+        owner,
+        domain,
+        operation: Operation::Create,
+        params,
+        exec_date: None,
+        submit: true,
+    };
+    // The simulated registry is slow for one name: it stays `processing
+    // (internal)` for ten seconds of the clock.
+    db.write(|conn| {
+        let mut rules = simulated::load_rules(conn)?;
+        rules.push(Rule {
+            pattern: "alice-busy.com".into(),
+            operation: "create".into(),
+            outcome: "success".into(),
+            times: Some(1),
+            latency: Some("10s".into()),
+            probability: None,
+        });
+        simulated::save_rules(conn, &rules)
+    })?;
+
+    // A portfolio: registrations that finish.
+    orders(
+        db,
+        clock,
+        vec![
+            create("alice", "alice-shop.com", contacts("Alice Liddell")),
+            create("alice", "alice-blog.net", contacts("Alice Liddell")),
+            create("bob", "bob-bakery.com", contacts("Bob Baker")),
+            create("bob", "bob-bread.org", contacts("Bob Baker")),
+        ],
+    )?;
+    ticker.run_until_idle()?;
+
+    // Bob lifts the lock on a name so that Alice can transfer it.
+    orders(
+        db,
+        clock,
+        vec![Order {
+            owner: "bob",
+            domain: "bob-bakery.com",
+            operation: Operation::Update,
+            params: json!({"transfer_lock": false}),
+            exec_date: None,
+            submit: true,
+        }],
+    )?;
+    ticker.run_until_idle()?;
+    let auth_code = db
+        .read(|conn| Ok(domains::by_name(conn, "bob-bakery.com")?.map(|d| d.auth_code)))?
+        .unwrap_or_default();
+
+    let now = clock.now();
+    let ids = orders(
+        db,
+        clock,
+        vec![
+            // processing, waiting on the registrant (5 days).
+            Order {
+                owner: "alice",
+                domain: "bob-bakery.com",
+                operation: Operation::Transfer,
+                params: with(contacts("Alice Liddell"), json!({ "auth_code": auth_code })),
+                exec_date: None,
+                submit: true,
+            },
+            // processing, waiting on the registry (an hour).
+            create("alice", "alice-slow.com", contacts("Alice Liddell")),
+            // processing (internal): the registry is slow to answer.
+            create("alice", "alice-busy.com", contacts("Alice Liddell")),
+            // queued, scheduled a month ahead.
+            Order {
+                owner: "alice",
+                domain: "alice-shop.com",
+                operation: Operation::Renew,
+                params: json!({"period": 2}),
+                exec_date: Some(now + 30 * DAY),
+                submit: true,
+            },
+            // new: still in the cart.
+            Order {
+                submit: false,
+                ..create("alice", "alice-draft.org", contacts("Alice Liddell"))
+            },
+            // incomplete: no owner contact.
+            create("bob", "bob-cakes.com", json!({})),
+            // review: a sunrise application needs an operator.
+            create(
+                "carol",
+                "carol-studio.com",
+                with(contacts("Carol Singer"), json!({"phase": "sunrise"})),
+            ),
+            // limbo: the registry keeps answering with unexpected errors.
+            create("carol", "carol-limbo.com", contacts("Carol Singer")),
+            // failed: the registry refuses.
+            create("bob", "bob-fail.com", contacts("Bob Baker")),
+            // failed: aborted by its owner (below).
+            create("carol", "carol-maybe.net", json!({})),
+            // processing, waiting on an operator (below).
+            create("carol", "carol-manual.com", contacts("Carol Singer")),
+        ],
+    )?;
+    let (aborted, manual) = (ids[9], ids[10]);
+    let now = clock.now();
+    // Two changes the ticker would not make by itself: the owner aborts,
+    // and an operator takes one request over by hand.
+    db.write(move |conn| {
+        let carol = account(conn, "carol")?;
+        let change = |reason: &str| Change {
+            reason: Some(reason.to_string()),
+            ..Change::default()
+        };
+        transition::apply(
+            conn,
+            aborted,
+            Event::Abort,
+            &Who::account(&carol),
+            change("changed my mind"),
+            now,
+        )?;
+        let ticker = Who::system("ticker");
+        transition::apply(conn, manual, Event::Claim, &ticker, Change::default(), now)?;
+        transition::apply(
+            conn,
+            manual,
+            Event::Wait(WaitingOn::Operator),
+            &Who::system("simulated"),
+            change("the registry asks for a manual check of the owner's documents"),
+            now,
+        )?;
+        Ok(())
+    })?;
+    ticker.run_until_idle()?;
+    Ok(())
+}

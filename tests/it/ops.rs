@@ -1,0 +1,323 @@
+//! Running regdesk for real: backups under load, migrations, graceful
+//! shutdown, metrics, configuration from the environment, `--version`.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::harness::{call, signal_and_wait, Proc};
+use crate::support::{owner, Server, BIN};
+
+/// Acknowledged request ids and when each answer arrived.
+type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+/// Threads that post requests as `token` until `stop` is set or each has
+/// posted `per_thread`; every acknowledged (201) id is recorded with the
+/// moment its answer arrived.
+fn load(
+    base: &str,
+    token: &str,
+    threads: usize,
+    per_thread: usize,
+    stop: &Arc<AtomicBool>,
+) -> (Vec<thread::JoinHandle<()>>, Acked) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let handles = (0..threads)
+        .map(|t| {
+            let (base, token, stop, acked) = (
+                base.to_string(),
+                token.to_string(),
+                stop.clone(),
+                acked.clone(),
+            );
+            thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(std::time::Duration::from_secs(30))
+                    .build();
+                for i in 0..per_thread {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let body = json!({"domain": format!("load-{t}-{i}.com"), "operation": "create",
+                                      "params": owner(), "submit": true});
+                    let answer = agent
+                        .post(&format!("{base}/api/v1/requests"))
+                        .set("Authorization", &format!("Bearer {token}"))
+                        .send_json(body);
+                    match answer {
+                        Ok(r) if r.status() == 201 => {
+                            let v: serde_json::Value = r.into_json().unwrap();
+                            let id = v["id"].as_i64().unwrap();
+                            acked.lock().unwrap().push((id, Instant::now()));
+                        }
+                        // The server went away (shutdown): stop posting.
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (handles, acked)
+}
+
+fn wait_for_acks(acked: &Acked, n: usize) {
+    for _ in 0..600 {
+        if acked.lock().unwrap().len() >= n {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the load never reached {n} acknowledged requests");
+}
+
+#[test]
+fn a_backup_under_write_load_opens_and_holds_every_acknowledged_request() {
+    let s = Server::start();
+    let (_, token) = s.customer("busy");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, acked) = load(&s.base, &token, 4, 60, &stop);
+    wait_for_acks(&acked, 40);
+    let db = s.dir.path().join("regdesk.db");
+    let copy = s.dir.path().join("copy.db");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .arg("backup")
+        .arg("--db")
+        .arg(&db)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up"));
+    for h in handles {
+        h.join().unwrap();
+    }
+    let before: Vec<i64> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at < started)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(before.len() >= 40);
+
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = conn
+        .query_row("pragma integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    for id in &before {
+        let n: i64 = conn
+            .query_row("select count(*) from requests where id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "request {id} was acknowledged before the backup but is not in it"
+        );
+    }
+    drop(conn);
+    // The copy serves as a database of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &[
+            "serve",
+            "--db",
+            copy.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir.path(),
+        0,
+    );
+    let a = p.call(
+        "GET",
+        &format!("/api/v1/requests/{}", before[0]),
+        Some(&token),
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+
+    // A backup never overwrites.
+    let out = Command::new(BIN)
+        .args(["backup", "--db"])
+        .arg(&db)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never overwrites"));
+    let out = Command::new(BIN)
+        .args(["backup", "--db"])
+        .arg(s.dir.path().join("missing.db"))
+        .arg(s.dir.path().join("x.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn sigterm_during_load_exits_zero_and_a_restart_loses_nothing() {
+    let mut s = Server::start();
+    let (_, token) = s.customer("steady");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, acked) = load(&s.base, &token, 4, 100, &stop);
+    wait_for_acks(&acked, 30);
+    assert_eq!(signal_and_wait(&mut s.child, "TERM"), Some(0));
+    stop.store(true, Ordering::SeqCst);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let acked: Vec<i64> = acked.lock().unwrap().iter().map(|(id, _)| *id).collect();
+    let s = s.restart();
+    for id in &acked {
+        let a = s.get(&format!("/api/v1/requests/{id}"), &token);
+        assert_eq!(a.status, 200, "acknowledged request {id} was lost");
+    }
+    // The restarted desk works on.
+    s.tick();
+    assert_eq!(s.request(&token, acked[0])["state"], "finished");
+}
+
+#[test]
+fn migrate_creates_and_upgrades_a_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .arg("migrate")
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("migrated {}", db.display())
+        );
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "select count(*) from sqlite_master where name in ('requests', 'sim_deferred')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 2);
+    drop(conn);
+    let out = Command::new(BIN)
+        .args(["migrate", "--db"])
+        .arg(dir.path().join("no/such/dir/x.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrating"));
+}
+
+#[test]
+fn metrics_need_an_operator_unless_public_and_count_what_matters() {
+    let s = Server::start();
+    let (_, token) = s.customer("mo");
+    assert_eq!(s.call("GET", "/metrics", None, None).status, 401);
+    assert_eq!(s.get("/metrics", &token).status, 403);
+    s.order(&token, "m1.com", "create", owner());
+    s.order(&token, "m2.com", "create", json!({}));
+    let text = s.get("/metrics", &s.operator);
+    assert_eq!(text.status, 200);
+    assert!(text.content_type.starts_with("text/plain"));
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let t = &text.text;
+    assert_eq!(value(t, "regdesk_requests{state=\"queued\"}"), 1.0);
+    assert_eq!(value(t, "regdesk_requests{state=\"incomplete\"}"), 1.0);
+    assert_eq!(value(t, "regdesk_requests{state=\"finished\"}"), 0.0);
+    assert_eq!(value(t, "regdesk_queue_depth"), 1.0);
+    assert_eq!(value(t, "regdesk_tick_lag_seconds"), 0.0);
+    assert!(value(t, "regdesk_db_commits_total") >= 1.0);
+    assert!(value(t, "regdesk_db_writes_total") >= value(t, "regdesk_db_commits_total"));
+    assert!(value(t, "regdesk_http_responses_total{class=\"2xx\"}") >= 3.0);
+    assert!(value(t, "regdesk_http_responses_total{class=\"4xx\"}") >= 2.0);
+    assert!(value(t, "regdesk_http_request_duration_seconds_count") >= 5.0);
+    assert_eq!(value(t, "regdesk_ticker_running"), 1.0);
+    let ticks = value(t, "regdesk_ticker_ticks_total");
+    s.tick();
+    let t = s.get("/metrics", &s.operator).text;
+    assert_eq!(value(&t, "regdesk_queue_depth"), 0.0);
+    assert_eq!(value(&t, "regdesk_requests{state=\"finished\"}"), 1.0);
+    assert!(value(&t, "regdesk_ticker_ticks_total") > ticks);
+
+    let open = Server::start_with(&["--metrics-public"]);
+    assert_eq!(open.call("GET", "/metrics", None, None).status, 200);
+}
+
+#[test]
+fn every_serve_flag_reads_its_environment_variable() {
+    use clap::CommandFactory;
+    let cli = regdesk::config::Cli::command();
+    let serve = cli.find_subcommand("serve").unwrap();
+    for arg in serve.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        let expected = format!("REGDESK_{}", id.to_ascii_uppercase());
+        let env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+        assert_eq!(env.as_deref(), Some(expected.as_str()), "--{id}");
+    }
+}
+
+#[test]
+fn the_environment_configures_serve_and_version_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &["serve"],
+        &[
+            ("REGDESK_LISTEN", "127.0.0.1:0"),
+            ("REGDESK_MEMORY", "true"),
+            ("REGDESK_TEST_CLOCK", "true"),
+            ("REGDESK_OPERATOR_TOKEN", "rd_from_the_environment"),
+            ("REGDESK_METRICS_PUBLIC", "true"),
+        ],
+        dir.path(),
+        0,
+    );
+    let c = p.call(
+        "GET",
+        "/api/v1/clock",
+        Some("rd_from_the_environment"),
+        None,
+    );
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.json()["test_clock"], true);
+    assert_eq!(call(&p.base, "GET", "/metrics", None, None).status, 200);
+    drop(p);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("regdesk {}", env!("CARGO_PKG_VERSION"))
+    );
+}
