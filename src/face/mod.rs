@@ -3,4 +3,5 @@
 
 pub mod bdom_xml;
 pub mod native;
+pub mod webhooks;
 pub mod xcp_xml;
