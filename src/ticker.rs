@@ -147,6 +147,11 @@ impl Ticker {
         })?;
         let mut done = 0;
         for (req, payload) in jobs {
+            // Stopping must not wait for a batch of slow calls; what is left
+            // is still processing and is called again at the next start.
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
             let Some(ext) = self.provider.external() else {
                 break;
             };

@@ -39,7 +39,10 @@ fn whole(req: &Req, name: &str) -> Result<Option<i64>> {
 /// generated when none is given, and shown in this answer only.
 pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let body = body_object(req)?;
-    if let Some(k) = body.keys().find(|k| !["url", "secret"].contains(&k.as_str())) {
+    if let Some(k) = body
+        .keys()
+        .find(|k| !["url", "secret"].contains(&k.as_str()))
+    {
         return Err(Error::invalid(k.as_str(), "unknown field"));
     }
     let url = string(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
@@ -54,7 +57,9 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
             ));
         }
     }
-    let generated = given.is_none().then(|| format!("whsec_{}", random::hex(24)));
+    let generated = given
+        .is_none()
+        .then(|| format!("whsec_{}", random::hex(24)));
     let secret = given.or_else(|| generated.clone()).unwrap_or_default();
     let (account, now, url) = (caller.id, app.clock.now(), url.trim().to_string());
     let endpoint = app
@@ -70,10 +75,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 /// `GET /webhook`: the caller's endpoint, without its secret.
 pub fn get(app: &App, caller: &Account) -> Result<Resp> {
     let account = caller.id;
-    match app
-        .db
-        .read(move |conn| delivery::endpoint(conn, account))?
-    {
+    match app.db.read(move |conn| delivery::endpoint(conn, account))? {
         Some(endpoint) => Ok(Resp::json(200, &endpoint)),
         None => Err(Error::not_found("webhook (none is set)")),
     }

@@ -115,7 +115,11 @@ pub fn post_signed(
     };
     let status = resp.status();
     let mut text = String::new();
-    if let Err(e) = resp.into_reader().take(MAX_ANSWER).read_to_string(&mut text) {
+    if let Err(e) = resp
+        .into_reader()
+        .take(MAX_ANSWER)
+        .read_to_string(&mut text)
+    {
         // A 2xx whose body broke off is no answer we can trust.
         if (200..300).contains(&status) {
             return Posted::Transport(format!("reading the answer: {e}"));
@@ -165,17 +169,19 @@ impl Webhook {
     /// The provider `--provider webhook` asks for; its URL and secret are
     /// required.
     pub fn from_config(config: &Config) -> Result<Webhook> {
-        let url = config
-            .webhook_url
-            .clone()
-            .ok_or_else(|| Error::invalid("webhook_url", "--provider webhook needs --webhook-url"))?;
+        let url = config.webhook_url.clone().ok_or_else(|| {
+            Error::invalid("webhook_url", "--provider webhook needs --webhook-url")
+        })?;
         check_url("webhook_url", &url)?;
         let secret = config
             .webhook_secret
             .clone()
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| {
-                Error::invalid("webhook_secret", "--provider webhook needs --webhook-secret")
+                Error::invalid(
+                    "webhook_secret",
+                    "--provider webhook needs --webhook-secret",
+                )
             })?;
         Ok(Webhook {
             url: url.trim().to_string(),
@@ -347,10 +353,7 @@ mod tests {
             verdict_of(200, r#"{"outcome":"user_error","field":"auth_code"}"#),
             Verdict::UserError { ref field, .. } if field == "auth_code"
         ));
-        assert!(matches!(
-            verdict_of(200, "ok"),
-            Verdict::Unexpected { .. }
-        ));
+        assert!(matches!(verdict_of(200, "ok"), Verdict::Unexpected { .. }));
         assert!(check_url("u", "http://127.0.0.1:9/x").is_ok());
         assert!(check_url("u", "https://example.net/").is_err());
         assert!(check_url("u", "http://").is_err());

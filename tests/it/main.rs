@@ -4,3 +4,5 @@
 mod support;
 
 mod core;
+mod mail;
+mod webhook;
