@@ -864,3 +864,42 @@ fn a_delivery_cut_short_by_a_crash_is_sent_after_restart() {
     let all = s.get("/api/v1/notifications", &alice).json();
     assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
 }
+
+#[test]
+fn writes_go_on_while_the_webhook_provider_waits_for_its_receiver() {
+    // The receiver holds its first answer until the test lets it go.
+    let (release, held) = mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let rx = Receiver::start(move |n, _| {
+        if n == 0 {
+            held.lock().unwrap().recv().ok();
+        }
+        (200, json!({"outcome": "success"}).to_string())
+    });
+    let s = webhook_server(&rx.url, &[]);
+    let (_, alice) = s.customer("alice");
+    let slow = id_of(&s.order(&alice, "slow-receiver.com", "create", owner()));
+    let tick_url = s.url("/api/v1/tick");
+    let token = s.operator.clone();
+    let ticking = thread::spawn(move || {
+        ureq::post(&tick_url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .timeout(Duration::from_secs(60))
+            .call()
+            .map(|r| r.status())
+            .ok()
+    });
+    rx.hits
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the call");
+    // The call is in flight: writes and reads are answered meanwhile.
+    let other = id_of(&s.order(&alice, "meanwhile.com", "create", owner()));
+    let r = s.action(&alice, other, "annotate", json!({"text": "still writable"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.request(&alice, slow)["state"], "processing");
+    release.send(()).ok();
+    assert_eq!(ticking.join().unwrap(), Some(200));
+    assert_eq!(s.request(&alice, slow)["state"], "finished");
+    s.tick();
+    assert_eq!(s.request(&alice, other)["state"], "finished");
+}
