@@ -86,6 +86,8 @@ pub enum ProviderKind {
     Simulated,
     /// Processing waits for an operator to fulfil each request by hand.
     Manual,
+    /// Each request is POSTed as signed JSON to `--webhook-url`.
+    Webhook,
 }
 
 /// Everything `regdesk serve` can be told.
@@ -134,6 +136,37 @@ pub struct Config {
     /// Serve GET /metrics without a token (else an operator token is needed).
     #[arg(long, env = "REGDESK_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// Where the webhook provider POSTs each request (http://).
+    #[arg(long, env = "REGDESK_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The key that signs the webhook provider's requests (HMAC-SHA256).
+    #[arg(long, env = "REGDESK_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Tries of the webhook provider before a request goes to limbo.
+    #[arg(long, env = "REGDESK_WEBHOOK_MAX_ATTEMPTS", default_value_t = 5)]
+    pub webhook_max_attempts: i64,
+    /// First retry delay of webhooks (provider and notifications), doubled
+    /// at each attempt, with jitter, at most an hour.
+    #[arg(long, env = "REGDESK_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// How long an outgoing webhook may take to connect, and to answer.
+    #[arg(long, env = "REGDESK_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Tries of a notification webhook delivery before it is marked failed.
+    #[arg(long, env = "REGDESK_DELIVERY_MAX_ATTEMPTS", default_value_t = 15)]
+    pub delivery_max_attempts: i64,
+    /// Send the mail outbox through this server: smtp://HOST[:PORT] (no TLS).
+    #[arg(long, env = "REGDESK_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender address of outgoing mail.
+    #[arg(long, env = "REGDESK_MAIL_FROM", default_value = "regdesk@localhost")]
+    pub mail_from: String,
+    /// Tries of a mail before it is marked failed (it stays in the outbox).
+    #[arg(long, env = "REGDESK_MAIL_MAX_ATTEMPTS", default_value_t = 15)]
+    pub mail_max_attempts: i64,
+    /// First retry delay of mail, doubled at each attempt, at most an hour.
+    #[arg(long, env = "REGDESK_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
+    pub mail_retry_base_ms: u64,
 }
 
 impl Config {
@@ -152,6 +185,16 @@ impl Config {
             demo: false,
             allow_reset: false,
             metrics_public: false,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_max_attempts: 5,
+            webhook_retry_base_ms: 1000,
+            webhook_timeout_ms: 10_000,
+            delivery_max_attempts: 15,
+            smtp_url: None,
+            mail_from: "regdesk@localhost".into(),
+            mail_max_attempts: 15,
+            mail_retry_base_ms: 5000,
         }
     }
 }

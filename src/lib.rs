@@ -20,6 +20,9 @@ pub mod store;
 pub mod registry;
 pub mod ticker;
 
+pub mod delivery;
+pub mod mail;
+
 pub mod face;
 pub mod http;
 
@@ -50,6 +53,20 @@ pub struct App {
     pub metrics: Metrics,
     pub ready: AtomicBool,
     pub started: Instant,
+    /// The senders of notification webhooks and mail.
+    pub outboxes: Vec<Arc<delivery::Worker>>,
+}
+
+impl App {
+    /// Sends every due notification webhook and mail now (the test clock's
+    /// ticks do this before they answer).
+    pub fn send_due(&self) -> Result<usize> {
+        let mut sent = 0;
+        for outbox in &self.outboxes {
+            sent += outbox.run_until_idle()?;
+        }
+        Ok(sent)
+    }
 }
 
 /// A running regdesk.
@@ -62,6 +79,7 @@ pub struct Handle {
     pub app: Arc<App>,
     http: HttpServer,
     ticker_thread: JoinHandle<()>,
+    outbox_threads: Vec<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -72,6 +90,12 @@ impl Handle {
         self.http.stop();
         self.app.ticker.stop();
         self.ticker_thread.join().ok();
+        for outbox in &self.app.outboxes {
+            outbox.stop();
+        }
+        for thread in self.outbox_threads {
+            thread.join().ok();
+        }
         self.app.db.close();
     }
 }
@@ -117,6 +141,13 @@ pub fn start(config: Config) -> Result<Handle> {
     if let Some(seed) = config.seed {
         random::seed(seed);
     }
+    // Refuse bad delivery settings before touching the database.
+    let webhook = match config.provider {
+        ProviderKind::Webhook => Some(registry::webhook::Webhook::from_config(&config)?),
+        _ => None,
+    };
+    let deliveries = delivery::Settings::from_config(&config)?;
+    let smtp = mail::Settings::from_config(&config)?;
     let location = if config.memory {
         Location::Memory
     } else {
@@ -132,7 +163,21 @@ pub fn start(config: Config) -> Result<Handle> {
     let provider: Arc<dyn Provider> = match config.provider {
         ProviderKind::Simulated => Arc::new(registry::simulated::Simulated),
         ProviderKind::Manual => Arc::new(registry::Manual),
+        ProviderKind::Webhook => match webhook {
+            Some(w) => Arc::new(w),
+            None => return Err(error::Error::invalid("webhook_url", "missing")),
+        },
     };
+    let interval = Duration::from_millis(config.tick_interval_ms.max(1));
+    let mut outboxes = vec![delivery::worker(
+        db.clone(),
+        clock.clone(),
+        deliveries,
+        interval,
+    )];
+    if let Some(smtp) = smtp {
+        outboxes.push(mail::worker(db.clone(), clock.clone(), smtp, interval));
+    }
     let ticker = Arc::new(Ticker::new(
         db.clone(),
         clock.clone(),
@@ -152,8 +197,14 @@ pub fn start(config: Config) -> Result<Handle> {
         ready: AtomicBool::new(false),
         started: Instant::now(),
         config: config.clone(),
+        outboxes,
     });
     let ticker_thread = ticker.spawn()?;
+    let outbox_threads = app
+        .outboxes
+        .iter()
+        .map(|outbox| outbox.spawn())
+        .collect::<Result<Vec<_>>>()?;
     let http = HttpServer::start(&config.listen, config.workers, app.clone())?;
     app.ready.store(true, Ordering::SeqCst);
     Ok(Handle {
@@ -163,5 +214,6 @@ pub fn start(config: Config) -> Result<Handle> {
         app,
         http,
         ticker_thread,
+        outbox_threads,
     })
 }

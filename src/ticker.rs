@@ -15,7 +15,7 @@ use crate::clock::{Clock, Millis};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::registry::{Provider, Verdict};
-use crate::state::Event;
+use crate::state::{Event, State, WaitingOn};
 use crate::store::requests;
 use crate::store::transition::{self, Change, Who};
 
@@ -23,6 +23,8 @@ use crate::store::transition::{self, Change, Who};
 pub const BATCH: i64 = 256;
 /// Fulfilment attempts before an unexpected error sends a request to limbo.
 pub const MAX_ATTEMPTS: i64 = 3;
+/// Requests sent to an external provider per tick: each is an HTTP call.
+const EXTERNAL_BATCH: i64 = 16;
 /// Ticks per `run_until_idle` at most, so that it always returns.
 const MAX_TICKS: usize = 10_000;
 
@@ -111,9 +113,12 @@ impl Ticker {
             return Ok(TickReport::default());
         }
         let provider = self.provider.clone();
-        let report = self
+        let mut report = self
             .db
             .write(move |conn| tick_in(conn, provider.as_ref(), now))?;
+        if self.provider.external().is_some() {
+            report.fulfilled += self.fulfil_external(now)?;
+        }
         self.stats
             .progressed
             .fetch_add(report.total() as u64, Ordering::Relaxed);
@@ -125,6 +130,58 @@ impl Ticker {
     pub fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
         let _guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         f()
+    }
+
+    /// Fulfils claimed requests through an external provider: reads them,
+    /// calls the provider outside any transaction, then commits each verdict
+    /// in a write that first checks the request still waits for it (a
+    /// concurrent change wins).
+    fn fulfil_external(&self, now: Millis) -> Result<usize> {
+        let provider = self.provider.clone();
+        let jobs = self.db.read(move |conn| {
+            let Some(ext) = provider.external() else {
+                return Ok(Vec::new());
+            };
+            let mut jobs = Vec::new();
+            for id in due(conn, DUE_FULFIL, now, EXTERNAL_BATCH)? {
+                let req = requests::load(conn, id)?;
+                match ext.prepare(conn, &req, now) {
+                    Ok(payload) => jobs.push((req, payload)),
+                    Err(e) => log::error!("request {id}: {e}"),
+                }
+            }
+            Ok(jobs)
+        })?;
+        let mut done = 0;
+        for (req, payload) in jobs {
+            // Stopping must not wait for a batch of slow calls; what is left
+            // is still processing and is called again at the next start.
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Some(ext) = self.provider.external() else {
+                break;
+            };
+            let verdict = ext.call(&payload, now);
+            let provider = self.provider.clone();
+            let now = self.clock.now().max(now);
+            let settled = self.db.write(move |conn| {
+                let current = requests::load(conn, req.id)?;
+                let unchanged = current.state == State::Processing
+                    && current.waiting_on == Some(WaitingOn::Internal)
+                    && current.attempts == req.attempts;
+                if !unchanged {
+                    return Ok(false);
+                }
+                let who = Who::system(provider.name());
+                settle(conn, provider.as_ref(), &current, verdict, &who, now)
+            });
+            match settled {
+                Ok(progressed) => done += usize::from(progressed),
+                Err(e) => log::error!("request {}: {e}", req.id),
+            }
+        }
+        Ok(done)
     }
 
     /// Starts the ticker thread.
@@ -247,7 +304,13 @@ fn tick_in(conn: &Connection, provider: &dyn Provider, now: Millis) -> Result<Ti
         Ok(true)
     })?;
 
-    let ids = due(conn, DUE_FULFIL, now, BATCH)?;
+    // An external provider is called outside this transaction
+    // (`Ticker::fulfil_external`).
+    let ids = if provider.external().is_some() {
+        Vec::new()
+    } else {
+        due(conn, DUE_FULFIL, now, BATCH)?
+    };
     report.fulfilled = each(conn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.fulfil(conn, &req, now)?;
@@ -308,7 +371,7 @@ pub fn settle(
         ),
         Verdict::Unexpected { message } => {
             let attempts = req.attempts + 1;
-            if attempts < MAX_ATTEMPTS {
+            if attempts < provider.max_attempts() {
                 // Not a change of state: the next attempt is scheduled.
                 conn.execute(
                     "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,

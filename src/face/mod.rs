@@ -6,4 +6,5 @@ pub mod bdom_xml;
 pub mod native;
 pub mod opensrs;
 pub mod ops;
+pub mod webhooks;
 pub mod xcp_xml;

@@ -1215,6 +1215,7 @@ pub fn set_clock(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         app.clock.advance(by)?;
     }
     let report = app.ticker.run_until_idle()?;
+    app.send_due()?;
     let mut v = clock_json(app);
     v["ticked"] = json!(report.total());
     Ok(Resp::json(200, &v))
@@ -1224,6 +1225,7 @@ pub fn set_clock(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 pub fn tick(app: &App, caller: &Account) -> Result<Resp> {
     require_operator(caller)?;
     let r = app.ticker.run_until_idle()?;
+    let sent = app.send_due()?;
     Ok(Resp::json(
         200,
         &json!({
@@ -1231,6 +1233,7 @@ pub fn tick(app: &App, caller: &Account) -> Result<Resp> {
             "claimed": r.claimed,
             "fulfilled": r.fulfilled,
             "waits_ended": r.waits_ended,
+            "sent": sent,
         }),
     ))
 }

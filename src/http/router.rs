@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::face::native::{self, id_segment};
 use crate::face::opensrs;
 use crate::face::ops;
+use crate::face::webhooks;
 use crate::store::accounts::{self, Account};
 use crate::App;
 
@@ -81,6 +82,10 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["notifications"]) => native::list_notifications(app, req, c),
         ("GET", ["events"]) => native::events(app, req, c),
         ("GET", ["mail"]) => native::mail(app, req, c),
+        ("PUT", ["webhook"]) => webhooks::put(app, req, c),
+        ("GET", ["webhook"]) => webhooks::get(app, c),
+        ("DELETE", ["webhook"]) => webhooks::delete(app, c),
+        ("GET", ["webhook-deliveries"]) => webhooks::deliveries(app, req, c),
 
         ("GET", ["clock"]) => native::get_clock(app),
         ("POST", ["clock"]) => native::set_clock(app, req, c),
@@ -112,6 +117,8 @@ fn known(path: &[&str]) -> bool {
             | ["notifications"]
             | ["events"]
             | ["mail"]
+            | ["webhook"]
+            | ["webhook-deliveries"]
             | ["clock"]
             | ["tick"]
             | ["sim", "rules"]
@@ -149,6 +156,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sim/rules"),
     ("PUT", "/api/v1/sim/rules"),
     ("POST", "/api/v1/admin/reset"),
+    ("PUT", "/api/v1/webhook"),
+    ("GET", "/api/v1/webhook"),
+    ("DELETE", "/api/v1/webhook"),
+    ("GET", "/api/v1/webhook-deliveries"),
 ];
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! processes a request. The simulated registry is the default.
 
 pub mod simulated;
+pub mod webhook;
 
 use rusqlite::Connection;
+use serde_json::Value;
 
 use crate::clock::Millis;
 use crate::error::Result;
@@ -50,6 +52,29 @@ pub trait Provider: Send + Sync {
         let _ = attempts;
         0
     }
+
+    /// Fulfilment attempts before an unexpected error sends a request to
+    /// limbo.
+    fn max_attempts(&self) -> i64 {
+        crate::ticker::MAX_ATTEMPTS
+    }
+
+    /// A provider that calls out of the process. The ticker then never calls
+    /// `fulfil`: it prepares each claimed request in a read, calls the
+    /// provider outside any transaction (a slow receiver must not stall
+    /// every write), and commits the verdict in a write of its own.
+    fn external(&self) -> Option<&dyn External> {
+        None
+    }
+}
+
+/// The out-of-process half of a provider (see `Provider::external`).
+pub trait External: Send + Sync {
+    /// What to send for a claimed request; runs in a read.
+    fn prepare(&self, conn: &Connection, req: &Request, now: Millis) -> Result<Value>;
+
+    /// Sends it and reads the answer; runs outside any transaction.
+    fn call(&self, prepared: &Value, now: Millis) -> Verdict;
 }
 
 /// Processing waits on an operator, who resolves each request by hand.

@@ -68,7 +68,18 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result
          values (?1, ?2, 'domain', ?3, ?4, ?5, ?6, ?7)",
         params![n.account_id, n.request_id, n.action, n.status, n.message, n.domain, now],
     )?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    // Pushed to the account's webhook, if any; queued in this transaction so
+    // that the push is never lost.
+    crate::delivery::enqueue(conn, n.account_id, id, now)?;
+    Ok(id)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Notification> {
+    let sql = format!("select {COLUMNS} from notifications where id = ?1");
+    conn.query_row(&sql, [id], from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("notification {id}")))
 }
 
 /// The oldest unread notification of an account.
@@ -168,6 +179,11 @@ pub struct Mail {
     pub body: String,
     pub state: String,
     pub attempts: i64,
+    pub last_error: Option<String>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub next_attempt_at: Option<Millis>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub sent_at: Option<Millis>,
     #[serde(serialize_with = "super::accounts::ser_time")]
     pub created_at: Millis,
 }
@@ -175,7 +191,8 @@ pub struct Mail {
 /// The outbox, newest first.
 pub fn mail(conn: &Connection, request_id: Option<i64>, limit: i64) -> Result<Vec<Mail>> {
     let mut stmt = conn.prepare_cached(
-        "select id, request_id, recipient, subject, body, state, attempts, created_at from mail
+        "select id, request_id, recipient, subject, body, state, attempts, created_at,
+                last_error, next_attempt_at, sent_at from mail
          where (?1 is null or request_id = ?1) order by id desc limit ?2",
     )?;
     let rows = stmt.query_map(params![request_id, limit], |r| {
@@ -188,6 +205,9 @@ pub fn mail(conn: &Connection, request_id: Option<i64>, limit: i64) -> Result<Ve
             state: r.get(5)?,
             attempts: r.get(6)?,
             created_at: r.get(7)?,
+            last_error: r.get(8)?,
+            next_attempt_at: r.get(9)?,
+            sent_at: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -9,3 +9,5 @@ mod core;
 mod opensrs;
 mod harness;
 mod ops;
+mod mail;
+mod webhook;

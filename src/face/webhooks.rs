@@ -1,0 +1,126 @@
+//! The native JSON API of notification webhooks: the caller's endpoint
+//! (`PUT/GET/DELETE /api/v1/webhook`) and its delivery log
+//! (`GET /api/v1/webhook-deliveries`).
+
+use serde_json::{json, Map, Value};
+
+use crate::delivery;
+use crate::error::{Error, Result};
+use crate::face::native::body_object;
+use crate::http::{Req, Resp};
+use crate::random;
+use crate::registry::webhook;
+use crate::store::accounts::Account;
+use crate::store::requests;
+use crate::App;
+
+/// Secrets given by the caller are at least this long.
+const MIN_SECRET: usize = 16;
+const MAX_SECRET: usize = 256;
+
+fn string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::invalid(field, "must be a string")),
+    }
+}
+
+fn whole(req: &Req, name: &str) -> Result<Option<i64>> {
+    req.query(name)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| Error::invalid(name, format!("{v:?} is not a whole number")))
+        })
+        .transpose()
+}
+
+/// `PUT /webhook` `{url, secret?}`: sets the caller's endpoint. A secret is
+/// generated when none is given, and shown in this answer only.
+pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let body = body_object(req)?;
+    if let Some(k) = body
+        .keys()
+        .find(|k| !["url", "secret"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(k.as_str(), "unknown field"));
+    }
+    let url = string(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
+    webhook::check_url("url", &url)?;
+    let given = string(&body, "secret")?;
+    if let Some(s) = &given {
+        let n = s.chars().count();
+        if !(MIN_SECRET..=MAX_SECRET).contains(&n) || s.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "secret",
+                format!("must be {MIN_SECRET} to {MAX_SECRET} printable characters"),
+            ));
+        }
+    }
+    let generated = given
+        .is_none()
+        .then(|| format!("whsec_{}", random::hex(24)));
+    let secret = given.or_else(|| generated.clone()).unwrap_or_default();
+    let (account, now, url) = (caller.id, app.clock.now(), url.trim().to_string());
+    let endpoint = app
+        .db
+        .write(move |conn| delivery::put_endpoint(conn, account, &url, &secret, now))?;
+    let mut v = serde_json::to_value(&endpoint)?;
+    if let Some(secret) = generated {
+        v["secret"] = json!(secret);
+    }
+    Ok(Resp::json(200, &v))
+}
+
+/// `GET /webhook`: the caller's endpoint, without its secret.
+pub fn get(app: &App, caller: &Account) -> Result<Resp> {
+    let account = caller.id;
+    match app.db.read(move |conn| delivery::endpoint(conn, account))? {
+        Some(endpoint) => Ok(Resp::json(200, &endpoint)),
+        None => Err(Error::not_found("webhook (none is set)")),
+    }
+}
+
+/// `DELETE /webhook`: no more pushes; pending deliveries are marked failed.
+/// Repeating it is harmless.
+pub fn delete(app: &App, caller: &Account) -> Result<Resp> {
+    let (account, now) = (caller.id, app.clock.now());
+    app.db
+        .write(move |conn| delivery::delete_endpoint(conn, account, now))?;
+    Ok(Resp::empty(204))
+}
+
+/// `GET /webhook-deliveries?state=&after=&limit=`: the caller's delivery
+/// log, oldest first.
+pub fn deliveries(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let state = match req.query("state") {
+        None => None,
+        Some(s @ ("pending" | "delivered" | "failed")) => Some(s.to_string()),
+        Some(other) => {
+            return Err(Error::invalid(
+                "state",
+                format!("{other:?} is not pending, delivered or failed"),
+            ))
+        }
+    };
+    let limit = match whole(req, "limit")? {
+        None => requests::DEFAULT_LIMIT,
+        Some(n) if (1..=requests::MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be 1 to {}", requests::MAX_LIMIT),
+            ))
+        }
+    };
+    let after = match whole(req, "after")? {
+        Some(n) if n < 0 => return Err(Error::invalid("after", "must not be negative")),
+        other => other,
+    };
+    let account = caller.id;
+    let value = app.db.read(move |conn| {
+        let (items, next) = delivery::list(conn, account, state.as_deref(), after, limit)?;
+        Ok(json!({ "items": items, "next": next.map(|n| n.to_string()) }))
+    })?;
+    Ok(Resp::json(200, &value))
+}
