@@ -619,7 +619,7 @@
       .map((f) => {
         const def = FIELDS[f.field];
         const choice = def.choices ? (def.choices().find(([v]) => v === f.value) || [])[1] : null;
-        return `${def.label} ${OP_LABEL[f.op]} ${choice || f.value}`;
+        return `${def.label} ${OP_LABEL[f.op]} “${choice || f.value}”`;
       });
     return parts.length ? parts.join(' and ') : 'no filter: every request you can see';
   }

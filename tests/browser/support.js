@@ -76,6 +76,8 @@ async function startBrowser() {
 
 async function screenshot(page, name) {
   fs.mkdirSync(SHOTS, { recursive: true });
+  // A passing toast is not part of the view being recorded.
+  await page.evaluate(() => { document.getElementById('toast').hidden = true; });
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 

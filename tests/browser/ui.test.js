@@ -247,7 +247,7 @@ test('bulk abort by filter asks first in the page, then reports done and failed 
 
   await page.click('#bulk-filter-go');
   await page.waitForSelector('#confirm[open]');
-  assert.match(await page.textContent('#confirm-text'), /Domain contains bulk-/);
+  assert.match(await page.textContent('#confirm-text'), /Domain contains “bulk-”/);
   await screenshot(page, 'bulk-confirm');
   await page.click('#confirm-cancel');
   await until('the dialog to close', async () => !(await page.$('#confirm[open]')));
