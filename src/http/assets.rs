@@ -33,13 +33,9 @@ pub fn serve(req: &Req) -> Option<Resp> {
     let path = if path.is_empty() { "index.html" } else { path };
     let file = Web::get(path)?;
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
-    // HTML is revalidated every time so a new binary's UI shows at once;
-    // the rest is revalidated cheaply by its ETag.
-    let cache = if path.ends_with(".html") {
-        "no-cache"
-    } else {
-        "public, max-age=300"
-    };
+    // Every file is revalidated (a cheap 304 by ETag) so that a new binary's
+    // index.html never runs with the previous binary's app.js.
+    let cache = "no-cache";
     if req.header("if-none-match") == Some(etag.as_str()) {
         return Some(
             Resp::empty(304)

@@ -127,6 +127,8 @@ test('the UI is served from the binary with its content types and a CSP', async 
     assert.equal(res.status, 200, file);
     assert.match(res.headers.get('content-type'), type, file);
     assert.ok(res.headers.get('etag'), file);
+    const again = await fetch(`${server.url}/${file}`, { headers: { 'If-None-Match': res.headers.get('etag') } });
+    assert.equal(again.status, 304, `${file} revalidates by ETag`);
   }
 });
 
