@@ -874,7 +874,10 @@
       ? h('table', { class: 'mini' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Kind'), h('th', { scope: 'col' }, 'Description'), h('th', { scope: 'col', class: 'num' }, 'Amount'))),
         h('tbody', {}, items.map((it) => h('tr', {},
-          h('td', {}, it.kind), h('td', {}, it.description), h('td', { class: 'num' }, money(it.amount_cents))))))
+          h('td', {}, it.kind), h('td', {}, it.description), h('td', { class: 'num' }, money(it.amount_cents))))),
+        h('tfoot', {}, h('tr', {},
+          h('th', { scope: 'row', colspan: '2' }, 'Total'),
+          h('td', { class: 'num total' }, money(items.reduce((sum, it) => sum + Number(it.amount_cents || 0), 0))))))
       : h('p', { class: 'muted' }, 'No invoice items.')));
 
     const ns = d.notifications || [];

@@ -348,6 +348,46 @@ test('the scheduled tasks list queued requests with a future date', async () => 
   await page.click('#tab-requests');
 });
 
+test('resolving a limbo request asks for the outcome and records the note', async () => {
+  await clearFilters();
+  await addFilter('domain', 'is', 'gamma-limbo.net');
+  await until('the row', async () => (await rows()).map((r) => r.state).join() === 'limbo');
+  await openRow('gamma-limbo.net');
+  await page.click('#action-buttons button[data-action="resolve"]');
+  assert.equal(await page.isVisible('#action-form select[name="failure"]'), false, 'failure only for failed');
+  await page.selectOption('#action-form select[name="outcome"]', 'failed');
+  await page.selectOption('#action-form select[name="failure"]', 'declined');
+  await page.fill('#action-form textarea[name="note"]', 'The registry will not take this name.');
+  await page.click('#action-form button[type="submit"]');
+  await until('the failed state', async () => (await page.textContent('#detail-badges')).includes('declined'));
+  assert.match(await page.textContent('[data-section="history"]'), /The registry will not take this name\./);
+  assert.deepEqual(await actions(), ['annotate']);
+
+  await page.click('#action-buttons button[data-action="annotate"]');
+  await page.fill('#action-form textarea[name="text"]', 'Told the customer by phone.');
+  await page.click('#action-form button[type="submit"]');
+  await until('the annotation', async () => /Told the customer by phone\./.test(await page.textContent('[data-section="annotations"]')));
+  await page.keyboard.press('Escape');
+});
+
+test('next page follows the cursor and first page goes back', async () => {
+  for (let i = 0; i < 53; i++) {
+    await server.call('POST', '/requests', beta.token, { domain: `page-${i}.org`, operation: 'create' });
+  }
+  await clearFilters();
+  await addFilter('domain', 'contains', 'page-');
+  await until('a full first page', async () => (await rows()).length === 50);
+  assert.match(await page.textContent('#page-info'), /Showing 1–50 · page 1/);
+  const first = await domains();
+  await page.click('#next-page');
+  await until('the second page', async () => (await rows()).length === 3);
+  assert.match(await page.textContent('#page-info'), /Showing 51–53 of 53 · page 2/);
+  assert.equal(await page.isDisabled('#next-page'), true);
+  assert.ok((await domains()).every((d) => !first.includes(d)), 'no row twice');
+  await page.click('#first-page');
+  await until('the first page again', async () => (await rows()).length === 50);
+});
+
 test('a customer sees only their own requests and reads the notification queue oldest first', async () => {
   await signOut();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('regdesk.token')), null);
@@ -385,6 +425,11 @@ test('it follows the dark colour scheme', async () => {
   const [r, g, b] = bg.match(/\d+/g).map(Number);
   assert.ok(r + g + b < 150, `dark background, got ${bg}`);
   await screenshot(page, 'dark-detail');
+  const invoice = await page.textContent('[data-section="invoice items"]');
+  assert.match(invoice, /create/);
+  assert.match(invoice, /Total\s*\d+\.\d\d/);
+  await page.$eval('.detail-body', (el) => { el.scrollTop = el.scrollHeight; });
+  await screenshot(page, 'dark-detail-lower');
   await page.keyboard.press('Escape');
   await screenshot(page, 'dark-table');
   await page.emulateMedia({ colorScheme: 'light' });
