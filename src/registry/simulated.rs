@@ -3,6 +3,7 @@
 //! locked domain are denied, backorders wait for the name to be deleted; and
 //! outcome rules by name pattern and operation, editable over the API.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
@@ -143,9 +144,9 @@ pub fn save_rules(conn: &Connection, rules: &[Rule]) -> Result<()> {
     for (i, rule) in rules.iter().enumerate() {
         rule.validate(i)?;
     }
-    conn.execute("delete from sim_rules", [])?;
+    conn.exec("delete from sim_rules", [])?;
     for (i, rule) in rules.iter().enumerate() {
-        conn.execute(
+        conn.exec(
             "insert into sim_rules (position, pattern, operation, outcome) values (?1, ?2, ?3, ?4)",
             params![i as i64, rule.pattern, rule.operation, rule.outcome],
         )?;
