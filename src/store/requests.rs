@@ -240,7 +240,14 @@ pub fn list(
     let mut args = Vec::new();
     let mut where_ = filter.sql(&mut args);
     if let Some(after) = after {
-        where_.push_str(" and id < ?");
+        // With a domain prefix the domain index must serve the range: given a
+        // bare rowid bound, SQLite walked the table backwards from the cursor
+        // (B5: later pages p99 22 ms at 1M requests). `+id` keeps it off.
+        if filter.domain_prefix.is_some() {
+            where_.push_str(" and +id < ?");
+        } else {
+            where_.push_str(" and id < ?");
+        }
         args.push(SqlValue::Integer(after));
     }
     args.push(SqlValue::Integer(limit + 1));
