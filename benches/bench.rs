@@ -66,7 +66,14 @@ fn progress(msg: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // `cargo bench` passes `--bench`; ignore what is not ours.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
+    // and a debug build of a minutes-long benchmark is no test: only say so.
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "benchmarks run with `cargo bench --bench bench` (add `-- --quick` for a short run)"
+        );
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // `--only B1,B3` runs some benchmarks (for profiling one of them).
     let only: Option<String> = args
