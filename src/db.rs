@@ -67,7 +67,14 @@ struct Inner {
 
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch("pragma foreign_keys = on; pragma synchronous = full;")?;
+    // temp_store = memory: every write runs in a savepoint, and the statement
+    // journal of savepoints went to a temporary file (a fifth of the writer's
+    // time). Durability is untouched: the WAL and synchronous=full stay.
+    conn.execute_batch(
+        "pragma foreign_keys = on; pragma synchronous = full; pragma temp_store = memory;",
+    )?;
+    // The hot paths use `prepare_cached` (store::Cached); keep all of them.
+    conn.set_prepared_statement_cache_capacity(256);
     if !writer {
         conn.execute_batch("pragma query_only = on;")?;
     }
@@ -331,19 +338,19 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result
         return (completions, Err(err));
     }
     for job in batch {
-        if let Err(e) = conn.execute_batch("savepoint job") {
+        if let Err(e) = run_cached(conn, &["savepoint job"]) {
             log::error!("savepoint failed: {e}");
             let (_, completion) = job_skipped(job);
             completions.push(completion);
             continue;
         }
         let (ok, completion) = job(conn);
-        let end = if ok {
-            "release job"
+        let end: &[&str] = if ok {
+            &["release job"]
         } else {
-            "rollback to job; release job"
+            &["rollback to job", "release job"]
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = run_cached(conn, end) {
             log::error!("ending a savepoint failed: {e}");
         }
         completions.push(completion);
@@ -355,6 +362,15 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result
         err
     });
     (completions, commit)
+}
+
+/// Runs short statements through the statement cache (savepoints run once per
+/// write; parsing them each time showed in profiles).
+fn run_cached(conn: &Connection, statements: &[&str]) -> rusqlite::Result<()> {
+    for sql in statements {
+        conn.prepare_cached(sql)?.execute([])?;
+    }
+    Ok(())
 }
 
 /// A job that could not run: it is never called, and its caller learns of

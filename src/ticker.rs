@@ -4,6 +4,7 @@
 //! (`BATCH` requests) and each request's change commits with all its effects.
 //! `run_until_idle` can also be called directly (tests, the test clock).
 
+use crate::store::Cached;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -267,14 +268,15 @@ fn anything_due(conn: &Connection, now: Millis) -> Result<bool> {
 fn each(conn: &Connection, ids: Vec<i64>, mut f: impl FnMut(i64) -> Result<bool>) -> Result<usize> {
     let mut done = 0;
     for id in ids {
-        conn.execute_batch("savepoint item")?;
+        conn.exec("savepoint item", [])?;
         match f(id) {
             Ok(progressed) => {
-                conn.execute_batch("release item")?;
+                conn.exec("release item", [])?;
                 done += usize::from(progressed);
             }
             Err(e) => {
-                conn.execute_batch("rollback to item; release item")?;
+                conn.exec("rollback to item", [])?;
+                conn.exec("release item", [])?;
                 log::error!("request {id}: {e}");
             }
         }
@@ -373,7 +375,7 @@ pub fn settle(
             let attempts = req.attempts + 1;
             if attempts < provider.max_attempts() {
                 // Not a change of state: the next attempt is scheduled.
-                conn.execute(
+                conn.exec(
                     "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,
                             updated_at = ?4 where id = ?5 and state = 'processing'",
                     params![
@@ -386,7 +388,7 @@ pub fn settle(
                 )?;
                 return Ok(true);
             }
-            conn.execute(
+            conn.exec(
                 "update requests set attempts = ?1 where id = ?2",
                 params![attempts, req.id],
             )?;

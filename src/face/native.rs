@@ -3,6 +3,7 @@
 //! feed, the clock and the simulated registry's rules. Handlers check input,
 //! then run one read or one write (a single transaction) on the database.
 
+use crate::store::Cached;
 use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -513,7 +514,7 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let (status, value) = app.db.write(move |conn| {
         if let Some(key) = &key {
             let seen: Option<(String, i64, String)> = conn
-                .query_row(
+                .one(
                     "select body_hash, status, response from idempotency_keys where account_id = ?1 and key = ?2",
                     params![caller.id, key],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -545,7 +546,7 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         }
         let value = request_detail(conn, &r, &caller)?;
         if let Some(key) = &key {
-            conn.execute(
+            conn.exec(
                 "insert into idempotency_keys (account_id, key, body_hash, status, response, created_at)
                  values (?1, ?2, ?3, 201, ?4, ?5)",
                 params![caller.id, key, hash, value.to_string(), now],
@@ -655,7 +656,7 @@ pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<
             None => r.depends_on,
         };
         check_dependency(conn, depends_on, &caller, Some(id))?;
-        conn.execute(
+        conn.exec(
             "update requests set params = ?1, exec_date = ?2, depends_on = ?3 where id = ?4",
             params![params.to_string(), exec_date, depends_on, id],
         )?;

@@ -6,6 +6,7 @@
 //! with a `probability` (drawn from `crate::random`, so `--seed` repeats it)
 //! and answer `latency` late on the regdesk clock.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -216,7 +217,7 @@ pub fn save_rules(conn: &Connection, rules: &[Rule]) -> Result<()> {
     for (i, rule) in rules.iter().enumerate() {
         rule.validate(i)?;
     }
-    conn.execute("delete from sim_rules", [])?;
+    conn.exec("delete from sim_rules", [])?;
     for (i, rule) in rules.iter().enumerate() {
         conn.execute(
             "insert into sim_rules (position, pattern, operation, outcome, times, latency_ms, probability)

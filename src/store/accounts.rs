@@ -1,5 +1,6 @@
 //! Accounts and their API tokens (stored as SHA-256 digests).
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -72,21 +73,19 @@ pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Account>> {
     let sql = format!(
         "select {COLUMNS} from accounts where id = (select account_id from tokens where hash = ?1)"
     );
-    Ok(conn
-        .query_row(&sql, [token_hash(token)], from_row)
-        .optional()?)
+    Ok(conn.one(&sql, [token_hash(token)], from_row).optional()?)
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Account> {
     let sql = format!("select {COLUMNS} from accounts where id = ?1");
-    conn.query_row(&sql, [id], from_row)
+    conn.one(&sql, [id], from_row)
         .optional()?
         .ok_or_else(|| Error::not_found(format!("account {id}")))
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Account>> {
     let sql = format!("select {COLUMNS} from accounts where name = ?1");
-    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+    Ok(conn.one(&sql, [name], from_row).optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Account>> {
@@ -104,7 +103,7 @@ pub fn operators(conn: &Connection) -> Result<Vec<Account>> {
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("select count(*) from accounts", [], |r| r.get(0))?)
+    Ok(conn.one("select count(*) from accounts", [], |r| r.get(0))?)
 }
 
 /// What creating an account needs.
@@ -126,7 +125,7 @@ pub fn create(conn: &Connection, new: &NewAccount, token: &str, now: Millis) -> 
             new.name
         )));
     }
-    conn.execute(
+    conn.exec(
         "insert into accounts (name, email, role, review_limit_cents, review_all, created_at)
          values (?1, ?2, ?3, coalesce(?4, 50000), ?5, ?6)",
         params![
@@ -159,7 +158,7 @@ pub fn api_key(conn: &Connection, id: i64) -> Result<String> {
 }
 
 pub fn add_token(conn: &Connection, account_id: i64, token: &str, now: Millis) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "insert or ignore into tokens (account_id, hash, created_at) values (?1, ?2, ?3)",
         params![account_id, token_hash(token), now],
     )?;

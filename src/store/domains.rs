@@ -2,6 +2,7 @@
 //! started) work requests, and every change is journalled in
 //! `domain_changes` so that a request returning to its owner can undo it.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -57,7 +58,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Domain>> {
     let sql = format!("select {COLUMNS} from domains where name = ?1");
-    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+    Ok(conn.one(&sql, [name], from_row).optional()?)
 }
 
 /// A page of the portfolio, by name, after the cursor (a name).
@@ -102,8 +103,8 @@ fn write_snapshot(conn: &Connection, name: &str, snap: &Value) -> Result<()> {
     let text = |k: &str| field(k).as_str().unwrap_or_default().to_string();
     let int = |k: &str| field(k).as_i64().unwrap_or_default();
     let flag = |k: &str| field(k).as_bool().unwrap_or_default();
-    conn.execute("delete from domains where name = ?1", [name])?;
-    conn.execute(
+    conn.exec("delete from domains where name = ?1", [name])?;
+    conn.exec(
         "insert into domains (id, account_id, name, status, expires_at, transfer_lock, privacy,
                               auth_code, contacts, nameservers, created_at, updated_at)
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -134,7 +135,7 @@ fn journal(
     now: Millis,
 ) -> Result<()> {
     let after = by_name(conn, name)?;
-    conn.execute(
+    conn.exec(
         "insert into domain_changes (request_id, domain, before, after, at) values (?1, ?2, ?3, ?4, ?5)",
         params![
             req.id,
@@ -189,7 +190,7 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
         }
         Operation::Renew => {
             let d = owned(before.as_ref(), req)?;
-            conn.execute(
+            conn.exec(
                 "update domains set expires_at = ?1, updated_at = ?2 where id = ?3",
                 params![add_years(d.expires_at, form::period(p)), now, d.id],
             )?;
@@ -208,7 +209,7 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 .get("transfer_lock")
                 .and_then(Value::as_bool)
                 .unwrap_or(d.transfer_lock);
-            conn.execute(
+            conn.exec(
                 "update domains set contacts = ?1, nameservers = ?2, transfer_lock = ?3, updated_at = ?4
                  where id = ?5",
                 params![contacts.to_string(), nameservers.to_string(), lock, now, d.id],
@@ -216,11 +217,11 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
         }
         Operation::Release | Operation::Delete => {
             let d = owned(before.as_ref(), req)?;
-            conn.execute("delete from domains where id = ?1", [d.id])?;
+            conn.exec("delete from domains where id = ?1", [d.id])?;
         }
         Operation::Hold => {
             let d = owned(before.as_ref(), req)?;
-            conn.execute(
+            conn.exec(
                 "update domains set status = 'on_hold', updated_at = ?1 where id = ?2",
                 params![now, d.id],
             )?;
@@ -228,7 +229,7 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
         Operation::Privacy => {
             let d = owned(before.as_ref(), req)?;
             let on = p.get("privacy").and_then(Value::as_bool).unwrap_or(true);
-            conn.execute(
+            conn.exec(
                 "update domains set privacy = ?1, updated_at = ?2 where id = ?3",
                 params![on, now, d.id],
             )?;
@@ -241,7 +242,7 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
 pub fn start_release(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
     let before = by_name(conn, &req.domain)?;
     let d = owned(before.as_ref(), req)?;
-    conn.execute(
+    conn.exec(
         "update domains set status = 'pending_release', updated_at = ?1 where id = ?2",
         params![now, d.id],
     )?;
@@ -266,7 +267,7 @@ pub fn undo_changes(conn: &Connection, request_id: i64) -> Result<usize> {
     for (name, before) in &changes {
         match before {
             None => {
-                conn.execute("delete from domains where name = ?1", [name])?;
+                conn.exec("delete from domains where name = ?1", [name])?;
             }
             Some(text) => {
                 let snap: Value = serde_json::from_str(text)?;
@@ -274,7 +275,7 @@ pub fn undo_changes(conn: &Connection, request_id: i64) -> Result<usize> {
             }
         }
     }
-    conn.execute(
+    conn.exec(
         "delete from domain_changes where request_id = ?1",
         [request_id],
     )?;

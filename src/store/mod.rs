@@ -52,3 +52,28 @@ pub(crate) fn json_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<serde_json:
 pub(crate) fn opt<T: FromSql>(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<T>> {
     row.get(idx)
 }
+
+/// `execute` and `query_row` through the connection's statement cache: the
+/// hot paths run the same few statements thousands of times a second, and
+/// compiling them each time was a third of the writer's time.
+pub trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for rusqlite::Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}

@@ -1,5 +1,6 @@
 //! The per-account FIFO notification queue (seed 001) and the mail outbox.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -63,7 +64,7 @@ pub struct NewNotification<'a> {
 }
 
 pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result<i64> {
-    conn.execute(
+    conn.exec(
         "insert into notifications (account_id, request_id, type, action, status, message, domain, created_at)
          values (?1, ?2, 'domain', ?3, ?4, ?5, ?6, ?7)",
         params![n.account_id, n.request_id, n.action, n.status, n.message, n.domain, now],
@@ -87,14 +88,14 @@ pub fn oldest_unread(conn: &Connection, account_id: i64) -> Result<Option<Notifi
     let sql = format!(
         "select {COLUMNS} from notifications where account_id = ?1 and read_at is null order by id limit 1"
     );
-    Ok(conn.query_row(&sql, [account_id], from_row).optional()?)
+    Ok(conn.one(&sql, [account_id], from_row).optional()?)
 }
 
 /// Marks a notification read. Repeating it is harmless; another account's
 /// notification is "not found".
 pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Result<()> {
     let owner: Option<i64> = conn
-        .query_row(
+        .one(
             "select account_id from notifications where id = ?1",
             [id],
             |r| r.get(0),
@@ -103,7 +104,7 @@ pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Re
     if owner != Some(account_id) {
         return Err(Error::not_found(format!("notification {id}")));
     }
-    conn.execute(
+    conn.exec(
         "update notifications set read_at = ?1 where id = ?2 and read_at is null",
         params![now, id],
     )?;
@@ -163,7 +164,7 @@ pub fn queue_mail(
     body: &str,
     now: Millis,
 ) -> Result<i64> {
-    conn.execute(
+    conn.exec(
         "insert into mail (request_id, recipient, subject, body, created_at) values (?1, ?2, ?3, ?4, ?5)",
         params![request_id, recipient, subject, body, now],
     )?;

@@ -5,6 +5,7 @@
 //! given, so that all of it commits in the caller's one transaction or none
 //! of it does.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
@@ -81,7 +82,7 @@ fn record(
     reason: Option<&str>,
     now: Millis,
 ) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "insert into transitions (request_id, account_id, from_state, to_state, event, actor, reason, at)
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -128,7 +129,7 @@ pub fn apply(
             .then(|| before.last_error.clone())
             .flatten()
     });
-    conn.execute(
+    conn.exec(
         "update requests set state = ?1, waiting_on = ?2, failure = ?3, missing = ?4, attempts = ?5,
                 next_attempt_at = null, wait_until = ?6, last_error = ?7, updated_at = ?8
          where id = ?9 and state = ?10",
@@ -177,7 +178,7 @@ fn effects(
         State::Processing if before.state != State::Processing => charge(conn, req, now)?,
         State::Incomplete | State::Failed => {
             // Idempotent return: nothing the request did may outlive it.
-            conn.execute("delete from invoice_items where request_id = ?1", [req.id])?;
+            conn.exec("delete from invoice_items where request_id = ?1", [req.id])?;
             domains::undo_changes(conn, req.id)?;
         }
         _ => {}
@@ -229,7 +230,7 @@ fn effects(
 /// Invoice items, created once per request however often it is processed.
 fn charge(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
     for (kind, description, cents) in form::charges(req.operation, &req.domain, &req.params) {
-        conn.execute(
+        conn.exec(
             "insert or ignore into invoice_items (request_id, account_id, kind, description, amount_cents, created_at)
              values (?1, ?2, ?3, ?4, ?5, ?6)",
             params![req.id, req.account_id, kind, description, cents, now],
@@ -240,7 +241,7 @@ fn charge(conn: &Connection, req: &Request, now: Millis) -> Result<()> {
 
 /// Backorders waiting for `name` to be deleted may now try again.
 fn wake_backorders(conn: &Connection, name: &str, now: Millis) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "update requests set wait_until = ?1 where domain = ?2 and operation = 'backorder'
          and state = 'processing' and waiting_on = 'registry'",
         params![now, name],
