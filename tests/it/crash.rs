@@ -103,7 +103,13 @@ fn spawn(db: &Path) -> Proc {
 
 /// One HTTP exchange. `None` when the connection failed (the outcome of a
 /// write is then unknown and nothing is expected of it).
-fn call(base: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
     call_with(base, method, path, token, body, None)
 }
 
@@ -226,7 +232,14 @@ fn customer_load(s: &Shared, c: usize, rng: &mut StdRng) {
     };
     for (_, key, body) in pending {
         let v: Value = serde_json::from_str(&body).unwrap();
-        match call_with(&s.base, "POST", "/api/v1/requests", &token, Some(&v), Some(&key)) {
+        match call_with(
+            &s.base,
+            "POST",
+            "/api/v1/requests",
+            &token,
+            Some(&v),
+            Some(&key),
+        ) {
             None => {
                 s.log.lock().unwrap().unanswered_keys.push((c, key, body));
                 return;
@@ -252,7 +265,14 @@ fn customer_load(s: &Shared, c: usize, rng: &mut StdRng) {
     };
     if let Some((key, body, id)) = answered {
         let v: Value = serde_json::from_str(&body).unwrap();
-        match call_with(&s.base, "POST", "/api/v1/requests", &token, Some(&v), Some(&key)) {
+        match call_with(
+            &s.base,
+            "POST",
+            "/api/v1/requests",
+            &token,
+            Some(&v),
+            Some(&key),
+        ) {
             None => return,
             Some((status, r)) => {
                 if status != 201 || r["id"].as_i64() != Some(id) {
@@ -284,11 +304,22 @@ fn customer_load(s: &Shared, c: usize, rng: &mut StdRng) {
                     .unanswered_keys
                     .push((c, k.clone(), body.to_string()));
             }
-            match call_with(&s.base, "POST", "/api/v1/requests", &token, Some(&body), key.as_deref()) {
+            match call_with(
+                &s.base,
+                "POST",
+                "/api/v1/requests",
+                &token,
+                Some(&body),
+                key.as_deref(),
+            ) {
                 None => false,
                 Some((status, r)) => {
                     if let Some(k) = &key {
-                        s.log.lock().unwrap().unanswered_keys.retain(|(_, uk, _)| uk != k);
+                        s.log
+                            .lock()
+                            .unwrap()
+                            .unanswered_keys
+                            .retain(|(_, uk, _)| uk != k);
                     }
                     if status == 201 {
                         record_request(&s.log, &r);
@@ -310,7 +341,10 @@ fn customer_load(s: &Shared, c: usize, rng: &mut StdRng) {
             let (action, body) = match rng.gen_range(0..4) {
                 0 => ("abort", json!({})),
                 1 => ("submit", json!({})),
-                2 => ("annotate", json!({"text": format!("note {}", rng.gen::<u64>())})),
+                2 => (
+                    "annotate",
+                    json!({"text": format!("note {}", rng.gen::<u64>())}),
+                ),
                 _ => ("patch", json!({"params": params(rng, "create")})),
             };
             act(s, &token, id, action, body)
@@ -343,7 +377,13 @@ fn poll_and_ack(s: &Shared, c: usize, token: &str) -> bool {
         }
         log.last_polled.insert(c, id);
     }
-    match call(&s.base, "DELETE", &format!("/api/v1/notification/{id}"), token, None) {
+    match call(
+        &s.base,
+        "DELETE",
+        &format!("/api/v1/notification/{id}"),
+        token,
+        None,
+    ) {
         None => false,
         Some((status, _)) => {
             if ok(status) {
@@ -394,7 +434,13 @@ fn operator_load(s: &Shared, rng: &mut StdRng) {
             call(&s.base, "POST", "/api/v1/tick", OPERATOR, None).is_some()
         } else if roll < 22 {
             let by = ["10m", "1h", "2h", "5d"][rng.gen_range(0..4)];
-            match call(&s.base, "POST", "/api/v1/clock", OPERATOR, Some(&json!({"advance": by}))) {
+            match call(
+                &s.base,
+                "POST",
+                "/api/v1/clock",
+                OPERATOR,
+                Some(&json!({"advance": by})),
+            ) {
                 None => false,
                 Some((status, v)) => {
                     if let (true, Some(now)) = (ok(status), v["now_ms"].as_i64()) {
@@ -405,8 +451,13 @@ fn operator_load(s: &Shared, rng: &mut StdRng) {
                 }
             }
         } else if roll < 25 {
-            let outcome = ["success", "registry_error", "unexpected_error", "async:1h", "user_error:contacts"]
-                [rng.gen_range(0..5)];
+            let outcome = [
+                "success",
+                "registry_error",
+                "unexpected_error",
+                "async:1h",
+                "user_error:contacts",
+            ][rng.gen_range(0..5)];
             let rules = json!({"rules": [{"pattern": format!("crash{}*", rng.gen_range(0..6)), "operation": "*", "outcome": outcome}]});
             call(&s.base, "PUT", "/api/v1/sim/rules", OPERATOR, Some(&rules)).is_some()
         } else {
@@ -416,12 +467,24 @@ fn operator_load(s: &Shared, rng: &mut StdRng) {
             };
             let (action, body) = match rng.gen_range(0..8) {
                 0 | 1 => ("authorise", json!({})),
-                2 => ("send-back", json!({"annotation": format!("fix {}", rng.gen::<u64>())})),
+                2 => (
+                    "send-back",
+                    json!({"annotation": format!("fix {}", rng.gen::<u64>())}),
+                ),
                 3 => ("retry", json!({})),
                 4 => ("abort", json!({"reason": "operator"})),
-                5 => ("annotate", json!({"text": format!("op {}", rng.gen::<u64>())})),
-                6 => ("resolve", json!({"outcome": (["finished", "failed"][rng.gen_range(0..2)])})),
-                _ => ("events", json!({"outcome": (["success", "error", "pending", "denied"][rng.gen_range(0..4)])})),
+                5 => (
+                    "annotate",
+                    json!({"text": format!("op {}", rng.gen::<u64>())}),
+                ),
+                6 => (
+                    "resolve",
+                    json!({"outcome": (["finished", "failed"][rng.gen_range(0..2)])}),
+                ),
+                _ => (
+                    "events",
+                    json!({"outcome": (["success", "error", "pending", "denied"][rng.gen_range(0..4)])}),
+                ),
             };
             act(s, OPERATOR, id, action, body)
         };
@@ -515,7 +578,10 @@ fn check(db: &Path, log: &Log, now_ms: i64) -> Vec<String> {
         ),
     );
     for r in stuck {
-        bad.push(format!("request {} stuck in processing (internal) after a tick", r[0]));
+        bad.push(format!(
+            "request {} stuck in processing (internal) after a tick",
+            r[0]
+        ));
     }
     let ids: HashSet<i64> = rows::<i64>(&conn, "select id from requests")
         .into_iter()
@@ -571,7 +637,9 @@ fn check(db: &Path, log: &Log, now_ms: i64) -> Vec<String> {
         }
     }
     let notes: HashSet<(i64, String)> = {
-        let mut stmt = conn.prepare("select request_id, text from annotations").unwrap();
+        let mut stmt = conn
+            .prepare("select request_id, text from annotations")
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .map(Result::unwrap)
@@ -582,10 +650,11 @@ fn check(db: &Path, log: &Log, now_ms: i64) -> Vec<String> {
             bad.push(format!("acknowledged annotation {text:?} on {id} lost"));
         }
     }
-    let unread: HashSet<i64> = rows::<i64>(&conn, "select id from notifications where read_at is null")
-        .into_iter()
-        .map(|r| r[0])
-        .collect();
+    let unread: HashSet<i64> =
+        rows::<i64>(&conn, "select id from notifications where read_at is null")
+            .into_iter()
+            .map(|r| r[0])
+            .collect();
     for id in &log.acked {
         if unread.contains(id) {
             bad.push(format!("acknowledged notification {id} is unread again"));
@@ -689,7 +758,14 @@ fn run(kills: usize, seed: u64) -> Figures {
             bad.len(),
             bad.join("\n")
         );
-        let (status, v) = call(&proc.base, "POST", "/api/v1/clock", OPERATOR, Some(&json!({"freeze": false}))).unwrap();
+        let (status, v) = call(
+            &proc.base,
+            "POST",
+            "/api/v1/clock",
+            OPERATOR,
+            Some(&json!({"freeze": false})),
+        )
+        .unwrap();
         assert_eq!(status, 200, "{v}");
         {
             // Requests created while the answer was lost join the action pool.
@@ -746,7 +822,10 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     eprintln!("crash: {kills} kills, seed {seed} (REGDESK_CRASH_SEED={seed} repeats it)");
     let figures = run(kills, seed);
     assert_eq!(figures.kills, kills);
-    assert!(figures.requests > 0, "the load created nothing: {figures:?}");
+    assert!(
+        figures.requests > 0,
+        "the load created nothing: {figures:?}"
+    );
 }
 
 /// The checker is not vacuous: a lost write, a lost ack and a broken log are seen.
@@ -778,13 +857,22 @@ fn a_request_the_registry_cannot_settle_is_not_left_claimed() {
     let r = s.order(&token, "nothere-slow.com", "release", json!({}));
     s.tick();
     let r = s.request(&token, r["id"].as_i64().unwrap());
-    assert_eq!((r["state"].as_str(), r["failure"].as_str()), (Some("failed"), Some("invalid")), "{r}");
+    assert_eq!(
+        (r["state"].as_str(), r["failure"].as_str()),
+        (Some("failed"), Some("invalid")),
+        "{r}"
+    );
 
     // A release whose domain is deleted while the registry is on it: the
     // release cannot finish; it ends in limbo for an operator.
     s.order(&token, "gone.com", "create", owner());
     s.tick();
-    s.order(&token, "gone.com", "update", json!({"transfer_lock": false}));
+    s.order(
+        &token,
+        "gone.com",
+        "update",
+        json!({"transfer_lock": false}),
+    );
     s.tick();
     let release = s.order(&token, "gone.com", "release", json!({}));
     s.tick();
