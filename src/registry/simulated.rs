@@ -262,8 +262,7 @@ impl Provider for Simulated {
             Operation::Create | Operation::Backorder | Operation::Transfer
         );
         if needs_own
-            && domains::by_name(conn, &req.domain)?
-                .is_none_or(|d| d.account_id != req.account_id)
+            && domains::by_name(conn, &req.domain)?.is_none_or(|d| d.account_id != req.account_id)
         {
             return Ok(Verdict::Refuse {
                 failure: Failure::Invalid,
