@@ -316,16 +316,50 @@ fn tick_in(conn: &Connection, provider: &dyn Provider, now: Millis) -> Result<Ti
     report.fulfilled = each(conn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.fulfil(conn, &req, now)?;
-        settle(conn, provider, &req, verdict, &registry, now)
+        settle_or_retry(conn, provider, &req, verdict, &registry, now)
     })?;
 
     let ids = due(conn, DUE_WAIT_OVER, now, BATCH)?;
     report.waits_ended = each(conn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
-        settle(conn, provider, &req, verdict, &registry, now)
+        settle_or_retry(conn, provider, &req, verdict, &registry, now)
     })?;
     Ok(report)
+}
+
+/// Settles `verdict`; when its effects cannot be applied (the portfolio
+/// changed under the registry's answer, say), the attempt counts as an
+/// unexpected error. Leaving the request as it was would retry it on every
+/// tick forever; this way it is retried a bounded number of times and then
+/// goes to limbo, where an operator is told.
+fn settle_or_retry(
+    conn: &Connection,
+    provider: &dyn Provider,
+    req: &requests::Request,
+    verdict: Verdict,
+    who: &Who,
+    now: Millis,
+) -> Result<bool> {
+    conn.execute_batch("savepoint settle")?;
+    match settle(conn, provider, req, verdict, who, now) {
+        Ok(progressed) => {
+            conn.execute_batch("release settle")?;
+            Ok(progressed)
+        }
+        Err(e @ (Error::Conflict(_) | Error::Invalid { .. } | Error::NotFound(_))) => {
+            conn.execute_batch("rollback to settle; release settle")?;
+            log::warn!("request {}: {}", req.id, e.message());
+            let verdict = Verdict::Unexpected {
+                message: e.message(),
+            };
+            settle(conn, provider, req, verdict, who, now)
+        }
+        Err(e) => {
+            conn.execute_batch("rollback to settle; release settle")?;
+            Err(e)
+        }
+    }
 }
 
 /// Turns a provider's verdict into the request's next state.

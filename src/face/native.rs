@@ -416,6 +416,13 @@ fn schedulable(operation: Operation, exec_date: Option<Millis>) -> Result<()> {
     }
 }
 
+/// Checks a `POST /requests` body as the handler does, without a database:
+/// the fuzz target and tests call it with arbitrary bytes.
+pub fn check_create_body(body: &[u8]) -> Result<()> {
+    let req = Req::new("POST", "/api/v1/requests", body);
+    order(&body_object(&req)?).map(|_| ())
+}
+
 /// Checks that a dependency exists and is the caller's.
 fn check_dependency(
     conn: &Connection,

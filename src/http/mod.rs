@@ -206,6 +206,23 @@ fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// Refuses a query string that is not UTF-8 once percent-decoded: decoding
+/// it lossily would turn a filter into something the client did not send.
+fn check_target(url: &str) -> Result<()> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    if percent_encoding::percent_decode_str(query)
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(Error::Malformed(
+            "the query string is not valid UTF-8".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn serve(app: &App, mut request: tiny_http::Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_ascii_uppercase();
@@ -220,7 +237,7 @@ fn serve(app: &App, mut request: tiny_http::Request) {
             )
         })
         .collect();
-    let (resp, close) = match read_body(&mut request) {
+    let (resp, close) = match check_target(request.url()).and_then(|()| read_body(&mut request)) {
         Err(e) => (Resp::error(&e), true),
         Ok(body) => {
             let req = Req {

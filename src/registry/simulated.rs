@@ -377,6 +377,20 @@ impl Provider for Simulated {
     }
 
     fn fulfil(&self, conn: &Connection, req: &Request, now: Millis) -> Result<Verdict> {
+        // No rule makes the registry act on a name the account does not
+        // hold: the portfolio effects of such an answer could not be applied.
+        let needs_own = !matches!(
+            req.operation,
+            Operation::Create | Operation::Backorder | Operation::Transfer
+        );
+        if needs_own
+            && domains::by_name(conn, &req.domain)?.is_none_or(|d| d.account_id != req.account_id)
+        {
+            return Ok(Verdict::Refuse {
+                failure: Failure::Invalid,
+                message: format!("{} is not in your portfolio", req.domain),
+            });
+        }
         // An answer a rule's latency held back is given once its time comes.
         let held: Option<(Option<String>, Millis)> = conn
             .query_row(

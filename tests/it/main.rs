@@ -11,3 +11,6 @@ mod harness;
 mod ops;
 mod mail;
 mod webhook;
+mod crash;
+mod hostile;
+mod isolation;

@@ -37,6 +37,11 @@ pub struct ClientConnection {
 }
 
 /// Error that can happen when reading a request.
+/// regdesk patch: the longest request line or header line accepted.
+const MAX_LINE: usize = 16 * 1024;
+/// regdesk patch: the most headers one request may carry.
+const MAX_HEADERS: usize = 100;
+
 #[derive(Debug)]
 enum ReadError {
     WrongRequestLine,
@@ -89,6 +94,12 @@ impl ClientConnection {
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
 
+            // regdesk patch: upstream reads a line of any length, so one
+            // endless header grows memory without bound.
+            if buf.len() >= MAX_LINE {
+                return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
+            }
+
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
@@ -107,7 +118,10 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(|e| match e.kind() {
+                    ErrorKind::InvalidInput => ReadError::WrongRequestLine,
+                    _ => ReadError::ReadIoError(e),
+                })?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +132,20 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    // regdesk patch: a line too long or not ASCII is a 400
+                    // (upstream closed without an answer), and so are more
+                    // than MAX_HEADERS headers (upstream took any number).
+                    let line = self.read_next_line().map_err(|e| match e.kind() {
+                        ErrorKind::InvalidInput => ReadError::WrongHeader(version.clone()),
+                        _ => ReadError::ReadIoError(e),
+                    })?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
