@@ -1139,13 +1139,10 @@
     // Start from the end of the feed: older events are already on screen.
     let cursor = '0';
     try {
-      for (let i = 0; i < 1000; i++) {
-        const page = await api('GET', `/events?after=${cursor}&limit=500`);
-        cursor = page.next || cursor;
-        if (!page.items || page.items.length < 500) break;
-      }
+      const page = await api('GET', '/events?after=latest');
+      cursor = page.next || cursor;
     } catch (_) {
-      // Polling starts from wherever it got; it catches up on its own.
+      // Polling starts from the beginning; it catches up on its own.
     }
     if (!state.me) return;
     state.eventCursor = cursor;

@@ -93,7 +93,7 @@ before(async () => {
   await order(acme, 'premium-shop.com', { params: { ...contacts('Alice'), premium: true } });
   await order(acme, 'finished-one.com', { params: contacts('Alice') });
   await order(acme, 'finished-two.com', { params: contacts('Alice') });
-  await order(acme, 'later.com', { params: contacts('Alice'), exec_date: '2099-01-01' });
+  await order(acme, 'later.com', { operation: 'hold', exec_date: '2099-01-01' });
   await order(acme, 'draft.com', {});
   for (const d of ['bulk-1.com', 'bulk-2.com', 'bulk-3.com']) await order(acme, d, { submit: false });
   await order(beta, 'gamma-limbo.net', { params: contacts('Bob') });
@@ -337,7 +337,7 @@ test('the keyboard drives it: / focuses the filter value, Enter opens a row, Esc
 
 test('the scheduled tasks list queued requests with a future date', async () => {
   const r = await server.call('POST', '/requests', acme.token, {
-    domain: 'next-year.com', operation: 'create', submit: true, params: contacts('Alice'), exec_date: '2099-06-01',
+    domain: 'next-year.com', operation: 'delete', submit: true, exec_date: '2099-06-01',
   });
   await page.click('#tab-scheduled');
   await until('the scheduled row', async () => (await page.textContent('#scheduled-body')).includes('next-year.com'));

@@ -829,6 +829,19 @@ fn the_event_feed_lists_transitions_after_a_cursor() {
         .all(|e| e["domain"] == "feed.com"));
     let all = s.get("/api/v1/events?limit=500", &s.operator).json();
     assert_eq!(all["items"].as_array().unwrap().len(), 8);
+    // `after=latest` skips the past: only what happens next is listed.
+    let latest = s.get("/api/v1/events?after=latest", &alice).json();
+    assert_eq!(latest["items"], json!([]));
+    assert_eq!(latest["next"], rest["next"]);
+    s.order(&alice, "next.com", "create", owner());
+    let after = format!("/api/v1/events?after={}", latest["next"].as_str().unwrap());
+    let fresh = s.get(&after, &alice).json();
+    assert_eq!(fresh["items"].as_array().unwrap().len(), 2, "{fresh}");
+    assert!(fresh["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["domain"] == "next.com"));
 }
 
 #[test]
