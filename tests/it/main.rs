@@ -6,11 +6,11 @@ mod support;
 mod bdom;
 mod core;
 
-mod opensrs;
-mod harness;
-mod ops;
-mod mail;
-mod webhook;
 mod crash;
+mod harness;
 mod hostile;
 mod isolation;
+mod mail;
+mod opensrs;
+mod ops;
+mod webhook;
