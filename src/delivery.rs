@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -116,7 +117,7 @@ pub fn enqueue(
     notification_id: i64,
     now: Millis,
 ) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "insert into webhook_deliveries (notification_id, account_id, url, next_attempt_at, created_at)
          select ?1, account_id, url, ?2, ?2 from webhook_endpoints where account_id = ?3",
         params![notification_id, now, account_id],

@@ -41,6 +41,7 @@ use error::Result;
 use http::metrics::Metrics;
 use http::HttpServer;
 use registry::Provider;
+use rusqlite::Connection;
 use store::accounts::{self, NewAccount, Role};
 use ticker::Ticker;
 
@@ -102,48 +103,37 @@ impl Handle {
 
 /// Makes sure an operator can sign in: with `--operator-token`, an operator
 /// holding that token; on an empty database, a new operator whose token is
-/// returned to be shown once.
-fn bootstrap(db: &Db, clock: &Clock, token: Option<String>) -> Result<Option<String>> {
-    let now = clock.now();
-    // Most starts find the operator in place: check on a reader first, so a
-    // start does not wait for a commit (an fsync) it does not need.
-    if let Some(t) = token.clone() {
-        if db
-            .read(move |conn| accounts::authenticate(conn, &t))?
-            .is_some()
-        {
-            return Ok(None);
-        }
-    }
-    db.write(move |conn| {
-        let new = |name: String| NewAccount {
-            name,
-            email: "operator@localhost".into(),
-            role: Role::Operator,
-            review_limit_cents: None,
-            review_all: false,
-        };
-        match token {
-            Some(token) => {
-                if accounts::authenticate(conn, &token)?.is_none() {
-                    let mut name = "operator".to_string();
-                    let mut n = 1;
-                    while accounts::by_name(conn, &name)?.is_some() {
-                        n += 1;
-                        name = format!("operator-{n}");
-                    }
-                    accounts::create(conn, &new(name), &token, now)?;
+/// returned to be shown once. Runs when the database opens, before any other
+/// write; when the operator is in place already it writes nothing, so a
+/// start does not wait for a commit it does not need.
+fn bootstrap(conn: &Connection, now: clock::Millis, token: Option<&str>) -> Result<Option<String>> {
+    let new = |name: String| NewAccount {
+        name,
+        email: "operator@localhost".into(),
+        role: Role::Operator,
+        review_limit_cents: None,
+        review_all: false,
+    };
+    match token {
+        Some(token) => {
+            if accounts::authenticate(conn, token)?.is_none() {
+                let mut name = "operator".to_string();
+                let mut n = 1;
+                while accounts::by_name(conn, &name)?.is_some() {
+                    n += 1;
+                    name = format!("operator-{n}");
                 }
-                Ok(None)
+                accounts::create(conn, &new(name), token, now)?;
             }
-            None if accounts::count(conn)? == 0 => {
-                let token = random::token();
-                accounts::create(conn, &new("operator".into()), &token, now)?;
-                Ok(Some(token))
-            }
-            None => Ok(None),
+            Ok(None)
         }
-    })
+        None if accounts::count(conn)? == 0 => {
+            let token = random::token();
+            accounts::create(conn, &new("operator".into()), &token, now)?;
+            Ok(Some(token))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Starts regdesk as `config` says.
@@ -163,13 +153,13 @@ pub fn start(config: Config) -> Result<Handle> {
     } else {
         Location::File(config.db.clone())
     };
-    let db = Db::open(location)?;
     let clock = if config.test_clock {
         Clock::test()
     } else {
         Clock::real()
     };
-    let first_token = bootstrap(&db, &clock, config.operator_token.clone())?;
+    let token = config.operator_token.as_deref();
+    let (db, first_token) = Db::open_with(location, |conn| bootstrap(conn, clock.now(), token))?;
     let provider: Arc<dyn Provider> = match config.provider {
         ProviderKind::Simulated => Arc::new(registry::simulated::Simulated),
         ProviderKind::Manual => Arc::new(registry::Manual),

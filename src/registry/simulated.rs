@@ -253,7 +253,7 @@ fn choose(conn: &Connection, req: &Request) -> Result<Option<(Outcome, Millis)>>
             continue;
         };
         if rule.times.is_some() {
-            conn.execute(
+            conn.exec(
                 "update sim_rules set times = times - 1 where position = ?1",
                 [position],
             )?;
@@ -393,7 +393,7 @@ impl Provider for Simulated {
         }
         // An answer a rule's latency held back is given once its time comes.
         let held: Option<(Option<String>, Millis)> = conn
-            .query_row(
+            .one(
                 "select outcome, answer_at from sim_deferred where request_id = ?1",
                 [req.id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -402,13 +402,13 @@ impl Provider for Simulated {
         let ruled = match held {
             Some((_, at)) if at > now => return Ok(Verdict::Defer { until: at }),
             Some((text, _)) => {
-                conn.execute("delete from sim_deferred where request_id = ?1", [req.id])?;
+                conn.exec("delete from sim_deferred where request_id = ?1", [req.id])?;
                 text.and_then(|t| Outcome::parse("outcome", &t).ok())
             }
             None => match choose(conn, req)? {
                 Some((outcome, latency)) if latency > 0 => {
                     let at = now + latency;
-                    conn.execute(
+                    conn.exec(
                         "insert into sim_deferred (request_id, outcome, answer_at) values (?1, ?2, ?3)",
                         params![req.id, outcome_text(&Some(outcome)), at],
                     )?;

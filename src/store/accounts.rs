@@ -57,13 +57,14 @@ const COLUMNS: &str = "id, name, email, role, review_limit_cents, review_all, cr
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
-        id: row.get("id")?,
-        name: row.get("name")?,
-        email: row.get("email")?,
-        role: super::enum_col(row, "role")?,
-        review_limit_cents: row.get("review_limit_cents")?,
-        review_all: row.get("review_all")?,
-        created_at: row.get("created_at")?,
+        // By position, in the order of `COLUMNS`.
+        id: row.get(0)?,
+        name: row.get(1)?,
+        email: row.get(2)?,
+        role: super::enum_col(row, 3)?,
+        review_limit_cents: row.get(4)?,
+        review_all: row.get(5)?,
+        created_at: row.get(6)?,
     })
 }
 
@@ -149,7 +150,7 @@ pub fn create(conn: &Connection, new: &NewAccount, token: &str, now: Millis) -> 
 /// The account's XCP signing key (32 hex). It is kept as is, not hashed,
 /// because checking an md5 signature needs the shared secret itself.
 pub fn api_key(conn: &Connection, id: i64) -> Result<String> {
-    conn.query_row("select api_key from accounts where id = ?1", [id], |r| {
+    conn.one("select api_key from accounts where id = ?1", [id], |r| {
         r.get::<_, Option<String>>(0)
     })
     .optional()?

@@ -41,18 +41,19 @@ const COLUMNS: &str =
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
     Ok(Domain {
-        id: row.get("id")?,
-        account_id: row.get("account_id")?,
-        name: row.get("name")?,
-        status: row.get("status")?,
-        expires_at: row.get("expires_at")?,
-        transfer_lock: row.get("transfer_lock")?,
-        privacy: row.get("privacy")?,
-        auth_code: row.get("auth_code")?,
-        contacts: super::json_col(row, "contacts")?,
-        nameservers: super::json_col(row, "nameservers")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
+        // By position, in the order of `COLUMNS`.
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        status: row.get(3)?,
+        expires_at: row.get(4)?,
+        transfer_lock: row.get(5)?,
+        privacy: row.get(6)?,
+        auth_code: row.get(7)?,
+        contacts: super::json_col(row, 8)?,
+        nameservers: super::json_col(row, 9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
     })
 }
 
@@ -70,14 +71,14 @@ pub fn list(
 ) -> Result<(Vec<Domain>, Option<String>)> {
     let sql = format!(
         "select {COLUMNS} from domains where (?1 is null or account_id = ?1) and name > ?2
-         order by name limit ?3"
+         order by name limit {}",
+        super::requests::MAX_LIMIT + 1
     );
+    // The page size is cut here, not bound (see `store::literal`).
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<Domain> = stmt
-        .query_map(
-            params![account_id, after.unwrap_or(""), limit + 1],
-            from_row,
-        )?
+        .query_map(params![account_id, after.unwrap_or("")], from_row)?
+        .take(limit.clamp(0, super::requests::MAX_LIMIT) as usize + 1)
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);

@@ -9,48 +9,62 @@ pub mod order_events;
 pub mod requests;
 pub mod transition;
 
-use rusqlite::types::FromSql;
 use rusqlite::Row;
 use std::str::FromStr;
 
+// Rows are read by column position, in the order of each module's
+// `COLUMNS`: a lookup by name compares the name with every column's, and
+// showed in profiles of the ticker.
+
+fn conversion_error(row: &Row<'_>, idx: usize, detail: String) -> rusqlite::Error {
+    let name = row.as_ref().column_name(idx).unwrap_or("?");
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        format!("column {name}: {detail}").into(),
+    )
+}
+
 /// Reads a column holding one of the `string_enum!` values.
-pub(crate) fn enum_col<T: FromStr>(row: &Row<'_>, idx: &str) -> rusqlite::Result<T> {
+pub(crate) fn enum_col<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
-    text.parse().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unexpected value {text:?} in column {idx}").into(),
-        )
-    })
+    text.parse()
+        .map_err(|_| conversion_error(row, idx, format!("unexpected value {text:?}")))
 }
 
 /// Reads a nullable column holding one of the `string_enum!` values.
-pub(crate) fn opt_enum_col<T: FromStr>(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<T>> {
+pub(crate) fn opt_enum_col<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>> {
     let text: Option<String> = row.get(idx)?;
     text.map(|t| {
-        t.parse().map_err(|_| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                format!("unexpected value {t:?} in column {idx}").into(),
-            )
-        })
+        t.parse()
+            .map_err(|_| conversion_error(row, idx, format!("unexpected value {t:?}")))
     })
     .transpose()
 }
 
 /// Reads a column holding JSON text.
-pub(crate) fn json_col(row: &Row<'_>, idx: &str) -> rusqlite::Result<serde_json::Value> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+pub(crate) fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
+    let text = row.get_ref(idx)?.as_str()?;
+    serde_json::from_str(text).map_err(|e| conversion_error(row, idx, e.to_string()))
 }
 
-/// `row.get` for optional columns, named for readability at call sites.
-pub(crate) fn opt<T: FromSql>(row: &Row<'_>, idx: &str) -> rusqlite::Result<Option<T>> {
-    row.get(idx)
+/// A value from a closed set (a state, an operation), quoted to be written
+/// into SQL text rather than bound.
+///
+/// SQLite 3.54 compiles a statement again whenever a parameter that its
+/// plan looked at is bound to a new value: a `limit ?`, and in a query with
+/// an `order by`, a bare `column = ?` on an indexed column (tests:
+/// `ticker::tests`). The statement cache saves nothing for such statements.
+/// So hot statements write values from a closed set in with this, write
+/// page sizes in as constants (and stop reading early), and compare other
+/// parameters as `column = +?`, an expression the planner does not look
+/// into, which still uses the index.
+pub(crate) fn literal(value: &str) -> String {
+    debug_assert!(
+        value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "{value:?} is not from a closed set"
+    );
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// `execute` and `query_row` through the connection's statement cache: the
@@ -66,7 +80,11 @@ pub trait Cached {
 
 impl Cached for rusqlite::Connection {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
+        let mut stmt = self.prepare_cached(sql)?;
+        let changed = stmt.execute(params);
+        #[cfg(test)]
+        recompiled::note(&stmt, sql);
+        changed
     }
 
     fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
@@ -74,6 +92,34 @@ impl Cached for rusqlite::Connection {
         P: rusqlite::Params,
         F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     {
-        self.prepare_cached(sql)?.query_row(params, f)
+        let mut stmt = self.prepare_cached(sql)?;
+        let row = stmt.query_row(params, f);
+        #[cfg(test)]
+        recompiled::note(&stmt, sql);
+        row
+    }
+}
+
+/// In tests: the cached statements SQLite compiled again after their first
+/// use, which would make the cache useless for them (see `literal`).
+#[cfg(test)]
+pub(crate) mod recompiled {
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(crate) fn note(stmt: &rusqlite::Statement<'_>, sql: &str) {
+        if stmt.reset_status(rusqlite::StatementStatus::RePrepare) > 0 {
+            if let Ok(mut seen) = SEEN.lock() {
+                seen.push(sql.to_string());
+            }
+        }
+    }
+
+    /// What was noted since the last call.
+    pub(crate) fn take() -> Vec<String> {
+        SEEN.lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
     }
 }

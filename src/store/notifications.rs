@@ -40,16 +40,17 @@ const COLUMNS: &str =
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {
-        id: row.get("id")?,
-        account_id: row.get("account_id")?,
-        kind: row.get("type")?,
-        action: row.get("action")?,
-        status: row.get("status")?,
-        message: row.get("message")?,
-        domain: row.get("domain")?,
-        request_id: row.get("request_id")?,
-        created_at: row.get("created_at")?,
-        read_at: row.get("read_at")?,
+        // By position, in the order of `COLUMNS`.
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        kind: row.get(2)?,
+        action: row.get(3)?,
+        status: row.get(4)?,
+        message: row.get(5)?,
+        domain: row.get(6)?,
+        request_id: row.get(7)?,
+        created_at: row.get(8)?,
+        read_at: row.get(9)?,
     })
 }
 
@@ -78,15 +79,19 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result
 
 pub fn get(conn: &Connection, id: i64) -> Result<Notification> {
     let sql = format!("select {COLUMNS} from notifications where id = ?1");
-    conn.query_row(&sql, [id], from_row)
+    conn.one(&sql, [id], from_row)
         .optional()?
         .ok_or_else(|| Error::not_found(format!("notification {id}")))
 }
 
-/// The oldest unread notification of an account.
+/// The oldest unread notification of an account. (The index is named: the
+/// planner preferred `notifications_account` and read every notification
+/// already read before reaching the first unread one. `+?1`: see
+/// `store::literal`.)
 pub fn oldest_unread(conn: &Connection, account_id: i64) -> Result<Option<Notification>> {
     let sql = format!(
-        "select {COLUMNS} from notifications where account_id = ?1 and read_at is null order by id limit 1"
+        "select {COLUMNS} from notifications indexed by notifications_unread
+         where account_id = +?1 and read_at is null order by id limit 1"
     );
     Ok(conn.one(&sql, [account_id], from_row).optional()?)
 }
@@ -111,6 +116,9 @@ pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Re
     Ok(())
 }
 
+/// Largest page of a notification list.
+const MAX_PAGE: i64 = super::requests::MAX_LIMIT;
+
 /// Which notifications a list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadStatus {
@@ -127,17 +135,21 @@ pub fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Notification>, Option<i64>)> {
-    let filter = match status {
-        ReadStatus::Unread => "and read_at is null",
-        ReadStatus::Read => "and read_at is not null",
-        ReadStatus::All => "",
+    let (index, filter) = match status {
+        ReadStatus::Unread => ("indexed by notifications_unread", "and read_at is null"),
+        ReadStatus::Read => ("", "and read_at is not null"),
+        ReadStatus::All => ("", ""),
     };
     let sql = format!(
-        "select {COLUMNS} from notifications where account_id = ?1 and id > ?2 {filter} order by id limit ?3"
+        "select {COLUMNS} from notifications {index} where account_id = +?1 and id > ?2 {filter}
+         order by id limit {}",
+        MAX_PAGE + 1
     );
+    // The page size is cut here, not bound (see `store::literal`).
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<Notification> = stmt
-        .query_map(params![account_id, after.unwrap_or(0), limit + 1], from_row)?
+        .query_map(params![account_id, after.unwrap_or(0)], from_row)?
+        .take(limit.clamp(0, MAX_PAGE) as usize + 1)
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);

@@ -2,6 +2,7 @@
 //! time an orderable request's mapped `order_status` changes, written by the
 //! transition that caused it; read oldest first and acknowledged per account.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
@@ -81,7 +82,7 @@ pub fn on_transition(
     if before.map(order_status) == Some(status) {
         return Ok(());
     }
-    conn.execute(
+    conn.exec(
         "insert into order_events (event_id, account_id, request_id, domain, order_status, reg_type, created_at)
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -99,13 +100,14 @@ pub fn on_transition(
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<OrderEvent> {
     Ok(OrderEvent {
-        event_id: row.get("event_id")?,
-        account_id: row.get("account_id")?,
-        request_id: row.get("request_id")?,
-        domain: row.get("domain")?,
-        order_status: row.get("order_status")?,
-        reg_type: row.get("reg_type")?,
-        created_at: row.get("created_at")?,
+        // By position, in the order of the select in `unacked`.
+        event_id: row.get(0)?,
+        account_id: row.get(1)?,
+        request_id: row.get(2)?,
+        domain: row.get(3)?,
+        order_status: row.get(4)?,
+        reg_type: row.get(5)?,
+        created_at: row.get(6)?,
     })
 }
 
@@ -113,15 +115,19 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<OrderEvent> {
 pub fn unacked(conn: &Connection, account_id: i64, limit: i64) -> Result<Vec<OrderEvent>> {
     let mut stmt = conn.prepare_cached(
         "select event_id, account_id, request_id, domain, order_status, reg_type, created_at
-         from order_events where account_id = ?1 and acked_at is null order by id limit ?2",
+         from order_events indexed by order_events_unacked
+         where account_id = +?1 and acked_at is null order by id limit 100",
     )?;
-    let rows = stmt.query_map(params![account_id, limit.clamp(0, MAX_POLL)], from_row)?;
+    // The poll size is cut here, not bound (see `store::literal`).
+    let rows = stmt
+        .query_map([account_id], from_row)?
+        .take(limit.clamp(0, MAX_POLL) as usize);
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// How many events of an account are not acknowledged yet.
 pub fn count_unacked(conn: &Connection, account_id: i64) -> Result<i64> {
-    Ok(conn.query_row(
+    Ok(conn.one(
         "select count(*) from order_events where account_id = ?1 and acked_at is null",
         [account_id],
         |r| r.get(0),
@@ -133,7 +139,7 @@ pub fn count_unacked(conn: &Connection, account_id: i64) -> Result<i64> {
 /// "not found", as if it did not exist.
 pub fn ack(conn: &Connection, account_id: i64, event_id: &str, now: Millis) -> Result<()> {
     let owner: Option<i64> = conn
-        .query_row(
+        .one(
             "select account_id from order_events where event_id = ?1",
             [event_id],
             |r| r.get(0),
@@ -142,7 +148,7 @@ pub fn ack(conn: &Connection, account_id: i64, event_id: &str, now: Millis) -> R
     if owner != Some(account_id) {
         return Err(Error::not_found(format!("event {event_id}")));
     }
-    conn.execute(
+    conn.exec(
         "update order_events set acked_at = ?1 where event_id = ?2 and acked_at is null",
         params![now, event_id],
     )?;

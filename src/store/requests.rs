@@ -12,7 +12,7 @@ use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::state::{Failure, Operation, State, WaitingOn};
 
-use super::{enum_col, json_col, opt, opt_enum_col};
+use super::{enum_col, json_col, opt_enum_col};
 
 /// Largest page of a list.
 pub const MAX_LIMIT: i64 = 500;
@@ -44,16 +44,17 @@ pub(crate) const COLUMNS: &str = "id, account_id, domain, operation, params, sta
     created_at, updated_at";
 
 pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Request> {
-    let missing = json_col(row, "missing")?;
+    // By position, in the order of `COLUMNS`.
+    let missing = json_col(row, 8)?;
     Ok(Request {
-        id: row.get("id")?,
-        account_id: row.get("account_id")?,
-        domain: row.get("domain")?,
-        operation: enum_col(row, "operation")?,
-        params: json_col(row, "params")?,
-        state: enum_col(row, "state")?,
-        waiting_on: opt_enum_col(row, "waiting_on")?,
-        failure: opt_enum_col(row, "failure")?,
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        domain: row.get(2)?,
+        operation: enum_col(row, 3)?,
+        params: json_col(row, 4)?,
+        state: enum_col(row, 5)?,
+        waiting_on: opt_enum_col(row, 6)?,
+        failure: opt_enum_col(row, 7)?,
         missing: missing
             .as_array()
             .map(|a| {
@@ -62,14 +63,14 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Request> {
                     .collect()
             })
             .unwrap_or_default(),
-        exec_date: opt(row, "exec_date")?,
-        depends_on: opt(row, "depends_on")?,
-        attempts: row.get("attempts")?,
-        next_attempt_at: opt(row, "next_attempt_at")?,
-        wait_until: opt(row, "wait_until")?,
-        last_error: opt(row, "last_error")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
+        exec_date: row.get(9)?,
+        depends_on: row.get(10)?,
+        attempts: row.get(11)?,
+        next_attempt_at: row.get(12)?,
+        wait_until: row.get(13)?,
+        last_error: row.get(14)?,
+        created_at: row.get(15)?,
+        updated_at: row.get(16)?,
     })
 }
 
@@ -154,13 +155,17 @@ impl Filter {
     /// The `where` clause and its arguments.
     fn sql(&self, args: &mut Vec<SqlValue>) -> String {
         let mut clauses: Vec<String> = Vec::new();
-        let mut list = |col: &str, neg: bool, values: Vec<String>, args: &mut Vec<SqlValue>| {
+        // States and operations are written into the SQL, not bound: they
+        // come from a closed set, and SQLite compiles a statement again on
+        // every bind of a parameter compared with `state`, which partial
+        // indexes name (see `store::literal`).
+        let mut list = |col: &str, neg: bool, values: Vec<String>, _: &mut Vec<SqlValue>| {
             if values.is_empty() {
                 return;
             }
             let op = if neg { "not in" } else { "in" };
-            clauses.push(format!("{col} {op} ({})", placeholders(values.len())));
-            args.extend(values.into_iter().map(SqlValue::Text));
+            let values: Vec<String> = values.iter().map(|v| super::literal(v)).collect();
+            clauses.push(format!("{col} {op} ({})", values.join(", ")));
         };
         list(
             "state",
@@ -187,7 +192,7 @@ impl Filter {
             args,
         );
         if let Some(d) = &self.domain {
-            clauses.push("domain = ?".into());
+            clauses.push("domain = +?".into());
             args.push(SqlValue::Text(d.clone()));
         }
         if let Some(d) = &self.not_domain {
@@ -205,7 +210,7 @@ impl Filter {
             args.push(SqlValue::Text(format!("%{}%", like_escape(c))));
         }
         if let Some(a) = self.account_id {
-            clauses.push("account_id = ?".into());
+            clauses.push("account_id = +?".into());
             args.push(SqlValue::Integer(a));
         }
         if let Some(a) = self.not_account_id {
@@ -213,8 +218,7 @@ impl Filter {
             args.push(SqlValue::Integer(a));
         }
         if let Some(w) = self.waiting_on {
-            clauses.push("waiting_on = ?".into());
-            args.push(SqlValue::Text(w.to_string()));
+            clauses.push(format!("waiting_on = {}", super::literal(w.as_str())));
         }
         if let Some(t) = self.created_before {
             clauses.push("created_at < ?".into());
@@ -250,11 +254,17 @@ pub fn list(
         }
         args.push(SqlValue::Integer(after));
     }
-    args.push(SqlValue::Integer(limit + 1));
-    let sql = format!("select {COLUMNS} from requests where {where_} order by id desc limit ?");
+    // The largest page is written into the SQL and the page cut short
+    // here: a bound `limit ?` made SQLite compile the statement again on
+    // every call.
+    let sql = format!(
+        "select {COLUMNS} from requests where {where_} order by id desc limit {}",
+        MAX_LIMIT + 1
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows: Vec<Request> = stmt
         .query_map(params_from_iter(args), from_row)?
+        .take(limit as usize + 1)
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -269,8 +279,7 @@ pub fn list(
 pub fn ids(conn: &Connection, filter: &Filter, max: i64) -> Result<Vec<i64>> {
     let mut args = Vec::new();
     let where_ = filter.sql(&mut args);
-    args.push(SqlValue::Integer(max));
-    let sql = format!("select id from requests where {where_} order by id limit ?");
+    let sql = format!("select id from requests where {where_} order by id limit {max}");
     let mut stmt = conn.prepare_cached(&sql)?;
     let ids = stmt
         .query_map(params_from_iter(args), |r| r.get(0))?

@@ -129,7 +129,7 @@ pub fn apply(
             .then(|| before.last_error.clone())
             .flatten()
     });
-    conn.exec(
+    let updated = conn.exec(
         "update requests set state = ?1, waiting_on = ?2, failure = ?3, missing = ?4, attempts = ?5,
                 next_attempt_at = null, wait_until = ?6, last_error = ?7, updated_at = ?8
          where id = ?9 and state = ?10",
@@ -137,7 +137,7 @@ pub fn apply(
             next.state.as_str(),
             next.waiting_on.map(WaitingOn::as_str),
             next.failure.map(Failure::as_str),
-            Value::from(missing).to_string(),
+            Value::from(missing.clone()).to_string(),
             attempts,
             change.wait_until,
             last_error,
@@ -146,7 +146,24 @@ pub fn apply(
             before.state.as_str(),
         ],
     )?;
-    let req = requests::load(conn, id)?;
+    if updated != 1 {
+        return Err(Error::Conflict(format!(
+            "request {id} changed while it was being moved on"
+        )));
+    }
+    // The row as just written, without reading it back.
+    let req = Request {
+        state: next.state,
+        waiting_on: next.waiting_on,
+        failure: next.failure,
+        missing,
+        attempts,
+        next_attempt_at: None,
+        wait_until: change.wait_until,
+        last_error,
+        updated_at: now,
+        ..before.clone()
+    };
     record(
         conn,
         &req,
