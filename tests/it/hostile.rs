@@ -1433,6 +1433,11 @@ fn hostile_task_paths_are_xml_errors() {
             Some("USER_ID"),
         ),
         (
+            format!("/bdom/task/status/-/-/domain%00/a.de/{u}/"),
+            400,
+            Some("OBJECT"),
+        ),
+        (
             format!("/bdom/task/status/-/PENDING_INT%00/-/-/{u}/"),
             400,
             Some("STATUS"),
