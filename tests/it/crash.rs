@@ -1,8 +1,9 @@
 //! The crash test: runs the real binary under a mixed load (orders, operator
 //! actions, notification polls and acks, ticks, clock jumps, the simulated
-//! registry's slow, failing and limbo outcomes and rules), kills it with
-//! SIGKILL at random moments, restarts it on the same file and checks the
-//! invariants after every restart:
+//! registry's slow, failing and limbo outcomes and rules; XCP SW_REGISTER,
+//! POLL, ACK and CANCEL_PENDING_ORDERS; scheduled requests read and deleted
+//! through the task face), kills it with SIGKILL at random moments, restarts
+//! it on the same file and checks the invariants after every restart:
 //!
 //! - every write answered 2xx is there (a client-side log of acknowledged
 //!   creates, actions, annotations and notification acks);
@@ -12,7 +13,12 @@
 //! - the notification FIFO never goes backwards and an acked id stays read;
 //! - after the restarted server's first tick nothing due stays in
 //!   `processing`/`internal`;
-//! - the transition log replays to the stored states.
+//! - the transition log replays to the stored states;
+//! - every order an SW_REGISTER answered exists, an acknowledged order event
+//!   is never polled again, and each order has exactly one event per change
+//!   of its mapped `order_status` (replayed from the transition log);
+//! - orders a CANCEL_PENDING_ORDERS answered and tasks a task-face delete
+//!   answered `delete ok` for stay failed (`expired`, `aborted`).
 //!
 //! `cargo test --test it crash::` runs a bounded number of kills;
 //! `scripts/crash N [SEED]` runs N (`REGDESK_CRASH_KILLS`, `REGDESK_CRASH_SEED`).
@@ -33,7 +39,9 @@ use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
-use crate::support::BIN;
+use regdesk::face::xcp_xml::{parse_envelope, XcpValue};
+
+use crate::support::{xcp_envelope, xcp_signature, BIN};
 
 const OPERATOR: &str = "rd_crash_operator_token";
 /// Kills in the bounded run inside `cargo test`.
@@ -60,8 +68,22 @@ struct Log {
     clock_ms: i64,
     /// Invariant violations seen by the clients themselves.
     violations: Vec<String>,
-    /// 2xx answers, all kinds.
+    /// 2xx answers, all kinds (XCP: `is_success` 1 to a write).
     acknowledged: usize,
+    /// Account ids of the customers, by index.
+    account_ids: Vec<i64>,
+    /// Orders an SW_REGISTER answered: (customer, order id).
+    xcp_orders: Vec<(usize, i64)>,
+    /// Order event ids whose ACK succeeded, with the customer.
+    acked_events: HashMap<String, usize>,
+    /// Order ids a POLL showed: (customer, order id).
+    polled_orders: HashSet<(usize, i64)>,
+    /// Orders a CANCEL_PENDING_ORDERS answered as cancelled.
+    xcp_cancelled: HashSet<i64>,
+    /// Tasks a task-face delete answered `delete ok` for.
+    task_deleted: HashSet<i64>,
+    /// Acknowledged writes through the XCP face and the task face.
+    face_writes: usize,
 }
 
 struct Proc {
@@ -195,6 +217,8 @@ fn params(rng: &mut StdRng, operation: &str) -> Value {
 struct Shared {
     base: String,
     customers: Vec<String>,
+    /// Per customer: (account id, name, XCP API key).
+    resellers: Vec<(i64, String, String)>,
     log: Arc<Mutex<Log>>,
     stop: Arc<AtomicBool>,
     /// Request ids the load knows of, for actions.
@@ -494,6 +518,514 @@ fn operator_load(s: &Shared, rng: &mut StdRng) {
     }
 }
 
+// ----- the compatibility faces ------------------------------------------------
+
+/// One signed XCP exchange: `None` when the connection failed, else the top
+/// `dt_assoc` of the answer. An answer that is not HTTP 200 with an
+/// envelope, or an internal error, is a violation.
+fn xcp(s: &Shared, c: usize, action: &str, object: &str, items: &str) -> Option<XcpValue> {
+    let (_, name, key) = &s.resellers[c];
+    let body = xcp_envelope(action, object, items);
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(2))
+        .timeout(Duration::from_secs(20))
+        .build();
+    let result = agent
+        .post(&format!("{}/", s.base))
+        .set("X-Username", name)
+        .set("X-Signature", &xcp_signature(body.as_bytes(), key))
+        .send_string(&body);
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(_) => return None,
+    };
+    let status = resp.status();
+    let text = resp.into_string().ok()?;
+    let top = parse_envelope(text.as_bytes()).ok();
+    let code = top.as_ref().and_then(|t| t.get_str("response_code"));
+    if status != 200 || top.is_none() || code == Some("500") {
+        s.log
+            .lock()
+            .unwrap()
+            .violations
+            .push(format!("XCP {action} {object}: HTTP {status}: {text:.300}"));
+    }
+    top
+}
+
+fn xcp_ok(top: &XcpValue) -> bool {
+    top.get_str("is_success") == Some("1")
+}
+
+fn xcp_list<'a>(top: &'a XcpValue, key: &str) -> &'a [(String, XcpValue)] {
+    top.get("attributes")
+        .and_then(|a| a.get(key))
+        .and_then(XcpValue::items)
+        .unwrap_or_default()
+}
+
+/// One task-face exchange as customer `c`: `None` when the connection
+/// failed. An answer that is not XML, or a 5xx, is a violation.
+fn task(
+    s: &Shared,
+    c: usize,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(2))
+        .timeout(Duration::from_secs(20))
+        .build();
+    let req = agent
+        .request(method, &format!("{}{path}", s.base))
+        .set("Authorization", &format!("Bearer {}", s.customers[c]));
+    let result = match body {
+        Some(b) => req.set("Content-Type", "application/xml").send_string(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(_) => return None,
+    };
+    let status = resp.status();
+    let xml = resp
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("application/xml"));
+    let text = resp.into_string().ok()?;
+    if status >= 500 || !xml {
+        s.log
+            .lock()
+            .unwrap()
+            .violations
+            .push(format!("{method} {path}: {status} {text:.300}"));
+    }
+    Some((status, text))
+}
+
+/// The text of every `<name>` element, in order.
+fn xml_texts(xml: &str, name: &str) -> Vec<String> {
+    xml.split(&format!("<{name}>"))
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The test clock's time as a customer sees it.
+fn clock_ms(s: &Shared, c: usize) -> Option<i64> {
+    let (_, v) = call(&s.base, "GET", "/api/v1/clock", &s.customers[c], None)?;
+    v["now_ms"].as_i64()
+}
+
+/// A reseller on the XCP face and the task face, for either customer:
+/// registers, polls and acknowledges order events, cancels pending orders,
+/// schedules requests (native API), reads task status and deletes
+/// scheduled tasks.
+fn face_load(s: &Shared, rng: &mut StdRng) {
+    while s.running() {
+        let c = rng.gen_range(0..s.customers.len());
+        let roll = rng.gen_range(0..100);
+        let done = if roll < 25 {
+            xcp_register(s, c, rng)
+        } else if roll < 50 {
+            xcp_poll_and_ack(s, c, rng)
+        } else if roll < 57 {
+            xcp_cancel(s, c, rng)
+        } else if roll < 72 {
+            schedule(s, c, rng)
+        } else if roll < 86 {
+            task_status(s, c, rng)
+        } else {
+            task_delete(s, c, rng)
+        };
+        if !done {
+            return;
+        }
+    }
+}
+
+fn xcp_register(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let reg_type = ["new", "new", "new", "premium", "sunrise"][rng.gen_range(0..5)];
+    let handle = if rng.gen_bool(0.8) { "process" } else { "save" };
+    let items = format!(
+        "<item key=\"domain\">{}</item><item key=\"reg_type\">{reg_type}</item>\
+         <item key=\"handle\">{handle}</item><item key=\"period\">{}</item>\
+         <item key=\"contact_set\"><dt_assoc><item key=\"owner\"><dt_assoc>\
+         <item key=\"first_name\">Ada</item><item key=\"last_name\">Lovelace</item>\
+         <item key=\"email\">ada@example.net</item></dt_assoc></item></dt_assoc></item>",
+        domain(rng),
+        rng.gen_range(1..4)
+    );
+    let Some(top) = xcp(s, c, "SW_REGISTER", "DOMAIN", &items) else {
+        return false;
+    };
+    if xcp_ok(&top) {
+        let id = top
+            .get("attributes")
+            .and_then(|a| a.get_str("id"))
+            .and_then(|id| id.parse::<i64>().ok());
+        let mut log = s.log.lock().unwrap();
+        match id {
+            Some(id) => {
+                log.acknowledged += 1;
+                log.face_writes += 1;
+                log.xcp_orders.push((c, id));
+                s.ids.lock().unwrap().push(id);
+            }
+            None => log
+                .violations
+                .push(format!("SW_REGISTER answered without an order id: {top:?}")),
+        }
+    }
+    true
+}
+
+/// POLL, then ACK some of what it showed; an acknowledged event polled
+/// again is a violation.
+fn xcp_poll_and_ack(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let limit = rng.gen_range(1..=10);
+    let Some(top) = xcp(
+        s,
+        c,
+        "POLL",
+        "EVENT",
+        &format!("<item key=\"limit\">{limit}</item>"),
+    ) else {
+        return false;
+    };
+    let mut to_ack = Vec::new();
+    {
+        let mut log = s.log.lock().unwrap();
+        for (_, e) in xcp_list(&top, "events") {
+            let event_id = e.get_str("event_id").unwrap_or_default().to_string();
+            let order = e
+                .get("object_data")
+                .and_then(|d| d.get_str("order_id"))
+                .and_then(|id| id.parse::<i64>().ok())
+                .unwrap_or(0);
+            log.polled_orders.insert((c, order));
+            if log.acked_events.contains_key(&event_id) {
+                log.violations.push(format!(
+                    "customer {c}: acknowledged order event {event_id} polled again"
+                ));
+            }
+            if rng.gen_bool(0.7) {
+                to_ack.push(event_id);
+            }
+        }
+    }
+    for event_id in to_ack {
+        let Some(top) = xcp(
+            s,
+            c,
+            "ACK",
+            "EVENT",
+            &format!("<item key=\"event_id\">{event_id}</item>"),
+        ) else {
+            return false;
+        };
+        let mut log = s.log.lock().unwrap();
+        if xcp_ok(&top) {
+            log.acknowledged += 1;
+            log.face_writes += 1;
+            log.acked_events.insert(event_id, c);
+        } else {
+            log.violations.push(format!(
+                "customer {c}: ACK of its own polled event {event_id} refused: {top:?}"
+            ));
+        }
+    }
+    true
+}
+
+fn xcp_cancel(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let Some(now) = clock_ms(s, c) else {
+        return false;
+    };
+    let to_date = now / 1000 - rng.gen_range(0..3 * 86_400);
+    let Some(top) = xcp(
+        s,
+        c,
+        "CANCEL_PENDING_ORDERS",
+        "ORDER",
+        &format!("<item key=\"to_date\">{to_date}</item><item key=\"status\">pending</item>"),
+    ) else {
+        return false;
+    };
+    if xcp_ok(&top) {
+        let mut log = s.log.lock().unwrap();
+        log.acknowledged += 1;
+        log.face_writes += 1;
+        for (_, o) in xcp_list(&top, "cancelled") {
+            if let Some(id) = o.get_str("id").and_then(|id| id.parse().ok()) {
+                log.xcp_cancelled.insert(id);
+            }
+        }
+    }
+    true
+}
+
+/// A hold or delete with an exec date 1 to 20 days ahead: a scheduled task.
+fn schedule(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let Some(now) = clock_ms(s, c) else {
+        return false;
+    };
+    let body = json!({
+        "domain": domain(rng),
+        "operation": (["hold", "delete"][rng.gen_range(0..2)]),
+        "exec_date": regdesk::clock::format(now + rng.gen_range(1..=20) * 86_400_000),
+        "submit": true,
+    });
+    match call(
+        &s.base,
+        "POST",
+        "/api/v1/requests",
+        &s.customers[c],
+        Some(&body),
+    ) {
+        None => false,
+        Some((status, r)) => {
+            if status == 201 {
+                record_request(&s.log, &r);
+                let id = r["id"].as_i64().unwrap_or(0);
+                s.log.lock().unwrap().created.push((c, id));
+                s.ids.lock().unwrap().push(id);
+            }
+            true
+        }
+    }
+}
+
+/// Task status reads: everything, one task, or one STATUS; only the
+/// caller's own tasks may show.
+fn task_status(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let uid = s.resellers[c].0;
+    let path = match rng.gen_range(0..3) {
+        0 => format!("/bdom/task/status/-/-/-/-/{uid}/"),
+        1 => match s.some_id(rng) {
+            Some(id) => format!("/bdom/task/status/{id}/-/-/-/{uid}/"),
+            None => return true,
+        },
+        _ => {
+            let status = [
+                "SUCCESS",
+                "PENDING_INT",
+                "PENDING_EXT",
+                "FAILED_INT",
+                "FAILED_EXT",
+            ][rng.gen_range(0..5)];
+            format!("/bdom/task/status/-/{status}/-/-/{uid}/")
+        }
+    };
+    let Some((status, text)) = task(s, c, "GET", &path, None) else {
+        return false;
+    };
+    if status == 200
+        && xml_texts(&text, "user_id")
+            .iter()
+            .any(|u| *u != uid.to_string())
+    {
+        s.log.lock().unwrap().violations.push(format!(
+            "GET {path} shows another account's task: {text:.300}"
+        ));
+    }
+    true
+}
+
+/// Lists the scheduled tasks and deletes one or two of them.
+fn task_delete(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
+    let uid = s.resellers[c].0;
+    let Some((status, text)) = task(
+        s,
+        c,
+        "GET",
+        &format!("/bdom/task/scheduled/-/-/-/-/{uid}/"),
+        None,
+    ) else {
+        return false;
+    };
+    let listed = xml_texts(&text, "task_id");
+    if status != 200 || listed.is_empty() {
+        return true;
+    }
+    let ids: Vec<i64> = (0..rng.gen_range(1..=2))
+        .filter_map(|_| listed[rng.gen_range(0..listed.len())].parse().ok())
+        .collect();
+    let body: String = ids
+        .iter()
+        .map(|id| format!("<task_id>{id}</task_id>"))
+        .collect();
+    let Some((status, text)) = task(
+        s,
+        c,
+        "POST",
+        &format!("/bdom/task/delete/-/-/-/-/{uid}/"),
+        Some(&format!("<request><delete>{body}</delete></request>")),
+    ) else {
+        return false;
+    };
+    if status == 200 {
+        let mut log = s.log.lock().unwrap();
+        if text.trim() == "<response>delete ok</response>" {
+            log.acknowledged += 1;
+            log.face_writes += 1;
+            log.task_deleted.extend(ids);
+        } else {
+            log.violations
+                .push(format!("a task delete answered 200 {text:.200}"));
+        }
+    }
+    true
+}
+
+/// The OpenSRS `order_status` a transition leads to: `wait` is the only
+/// event that enters `processing` waiting on the registry or registrant
+/// (the simulated registry never waits on an operator); a failed request's
+/// failure is its stored one, as `failed` is terminal.
+fn mapped_status(to: &str, event: &str, failure: Option<&str>) -> &'static str {
+    match to {
+        "new" | "incomplete" | "review" => "pending",
+        "queued" | "limbo" => "waiting",
+        "processing" if event == "wait" => "processed",
+        "processing" => "waiting",
+        "finished" => "completed",
+        _ => match failure {
+            Some("aborted" | "duplicate" | "expired") => "canceled",
+            _ => "declined",
+        },
+    }
+}
+
+/// The invariants of the XCP face and the task face.
+fn check_faces(conn: &Connection, log: &Log, bad: &mut Vec<String>) {
+    let requests: HashMap<i64, (i64, String, String, Option<String>)> = {
+        let mut stmt = conn
+            .prepare("select id, account_id, operation, state, failure from requests")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    let account = |c: usize| log.account_ids.get(c).copied().unwrap_or(-1);
+    for (c, id) in &log.xcp_orders {
+        match requests.get(id) {
+            Some((a, op, _, _)) if *a == account(*c) && op == "create" => {}
+            other => bad.push(format!(
+                "SW_REGISTER order {id} (customer {c}) lost or changed: {other:?}"
+            )),
+        }
+    }
+    for (c, id) in &log.polled_orders {
+        if requests.get(id).map(|r| r.0) != Some(account(*c)) {
+            bad.push(format!(
+                "customer {c} polled an event of order {id}, not its own"
+            ));
+        }
+    }
+    for id in &log.xcp_cancelled {
+        let r = requests.get(id);
+        if r.map(|r| (r.2.as_str(), r.3.as_deref())) != Some(("failed", Some("expired"))) {
+            bad.push(format!(
+                "cancelled order {id} is not failed (expired): {r:?}"
+            ));
+        }
+    }
+    for id in &log.task_deleted {
+        let r = requests.get(id);
+        if r.map(|r| (r.2.as_str(), r.3.as_deref())) != Some(("failed", Some("aborted"))) {
+            bad.push(format!("deleted task {id} is not failed (aborted): {r:?}"));
+        }
+    }
+    let events: HashMap<String, (i64, Option<i64>)> = {
+        let mut stmt = conn
+            .prepare("select event_id, account_id, acked_at from order_events")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for (event_id, c) in &log.acked_events {
+        match events.get(event_id) {
+            Some((a, Some(_))) if *a == account(*c) => {}
+            other => bad.push(format!(
+                "acknowledged order event {event_id} (customer {c}) is not acked: {other:?}"
+            )),
+        }
+    }
+    // One event per change of the mapped status, in order: replay each
+    // order's transitions and compare with its events.
+    let mut expected: HashMap<i64, Vec<&'static str>> = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare("select request_id, to_state, event from transitions order by id")
+            .unwrap();
+        let mut q = stmt.query([]).unwrap();
+        while let Some(row) = q.next().unwrap() {
+            let id: i64 = row.get(0).unwrap();
+            let Some((_, op, _, failure)) = requests.get(&id) else {
+                continue;
+            };
+            if !["create", "transfer", "renew", "privacy"].contains(&op.as_str()) {
+                continue;
+            }
+            let (to, event): (String, String) = (row.get(1).unwrap(), row.get(2).unwrap());
+            let status = mapped_status(&to, &event, failure.as_deref());
+            let seq = expected.entry(id).or_default();
+            if seq.last() != Some(&status) {
+                seq.push(status);
+            }
+        }
+    }
+    let mut actual: HashMap<i64, Vec<String>> = HashMap::new();
+    for row in rows::<String>(
+        conn,
+        "select cast(request_id as text), order_status from order_events order by id",
+    ) {
+        actual
+            .entry(row[0].parse().unwrap())
+            .or_default()
+            .push(row[1].clone());
+    }
+    let ids: HashSet<i64> = expected.keys().chain(actual.keys()).copied().collect();
+    for id in ids {
+        let want = expected.get(&id).cloned().unwrap_or_default();
+        let got = actual.get(&id).cloned().unwrap_or_default();
+        if want != got {
+            bad.push(format!(
+                "order {id}: events {got:?}, but its transitions change the order status {want:?}"
+            ));
+        }
+    }
+}
+
+/// After a restart: a POLL of everything shows no acknowledged event.
+fn poll_after_restart(s: &Shared, log: &Log) -> Vec<String> {
+    let mut bad = Vec::new();
+    for c in 0..s.customers.len() {
+        let Some(top) = xcp(s, c, "POLL", "EVENT", "<item key=\"limit\">100</item>") else {
+            bad.push(format!(
+                "customer {c}: no answer to a POLL after the restart"
+            ));
+            continue;
+        };
+        for (_, e) in xcp_list(&top, "events") {
+            let id = e.get_str("event_id").unwrap_or_default();
+            if log.acked_events.contains_key(id) {
+                bad.push(format!(
+                    "customer {c}: acknowledged event {id} polled after the restart"
+                ));
+            }
+        }
+    }
+    bad
+}
+
 fn open_ro(db: &Path) -> Connection {
     Connection::open_with_flags(
         db,
@@ -554,6 +1086,16 @@ const EMPTY_QUERIES: &[(&str, &str)] = &[
          having count(*) > (select count(*) from transitions t where t.request_id = m.request_id
                             and t.to_state = 'limbo')
                            * (select count(*) from accounts where role = 'operator')",
+    ),
+    (
+        "order event of another account",
+        "select e.event_id from order_events e join requests r on r.id = e.request_id
+         where e.account_id <> r.account_id",
+    ),
+    (
+        "order event of a request that is no order",
+        "select e.event_id || ' ' || r.operation from order_events e join requests r on r.id = e.request_id
+         where r.operation not in ('create', 'transfer', 'renew', 'privacy')",
     ),
     (
         "idempotency key answered two requests",
@@ -660,6 +1202,7 @@ fn check(db: &Path, log: &Log, now_ms: i64) -> Vec<String> {
             bad.push(format!("acknowledged notification {id} is unread again"));
         }
     }
+    check_faces(&conn, log, &mut bad);
     bad
 }
 
@@ -672,6 +1215,10 @@ struct Figures {
     transitions: i64,
     notifications: i64,
     invoice_items: i64,
+    face_writes: usize,
+    order_events: i64,
+    acked_events: usize,
+    task_deletes: usize,
 }
 
 /// Runs `kills` kill-and-restart cycles with `seed`; panics on the first
@@ -681,7 +1228,7 @@ fn run(kills: usize, seed: u64) -> Figures {
     let db: PathBuf = dir.path().join("regdesk.db");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut proc = spawn(&db);
-    let customers: Vec<String> = (0..2)
+    let accounts: Vec<Value> = (0..2)
         .map(|i| {
             let (status, v) = call(
                 &proc.base,
@@ -692,10 +1239,27 @@ fn run(kills: usize, seed: u64) -> Figures {
             )
             .expect("create a customer");
             assert_eq!(status, 201, "{v}");
-            v["token"].as_str().unwrap().to_string()
+            v
         })
         .collect();
-    let log = Arc::new(Mutex::new(Log::default()));
+    let customers: Vec<String> = accounts
+        .iter()
+        .map(|v| v["token"].as_str().unwrap().to_string())
+        .collect();
+    let resellers: Vec<(i64, String, String)> = accounts
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_i64().unwrap(),
+                v["name"].as_str().unwrap().to_string(),
+                v["api_key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let log = Arc::new(Mutex::new(Log {
+        account_ids: resellers.iter().map(|r| r.0).collect(),
+        ..Log::default()
+    }));
     let ids = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     for cycle in 0..kills {
@@ -703,20 +1267,19 @@ fn run(kills: usize, seed: u64) -> Figures {
         let shared = Arc::new(Shared {
             base: proc.base.clone(),
             customers: customers.clone(),
+            resellers: resellers.clone(),
             log: log.clone(),
             stop: stop.clone(),
             ids: ids.clone(),
         });
         let mut threads = Vec::new();
-        for t in 0..3usize {
+        for t in 0..4usize {
             let s = shared.clone();
             let mut trng = StdRng::seed_from_u64(seed ^ ((cycle as u64) << 8) ^ t as u64);
-            threads.push(thread::spawn(move || {
-                if t < 2 {
-                    customer_load(&s, t, &mut trng)
-                } else {
-                    operator_load(&s, &mut trng)
-                }
+            threads.push(thread::spawn(move || match t {
+                0 | 1 => customer_load(&s, t, &mut trng),
+                2 => operator_load(&s, &mut trng),
+                _ => face_load(&s, &mut trng),
             }));
         }
         thread::sleep(Duration::from_millis(rng.gen_range(5..150)));
@@ -749,7 +1312,20 @@ fn run(kills: usize, seed: u64) -> Figures {
         assert_eq!(status, 200, "{v}");
         let bad = {
             let log = log.lock().unwrap();
-            check(&db, &log, now_ms)
+            let mut bad = check(&db, &log, now_ms);
+            // The XCP client of the load, on the restarted server, with a
+            // log of its own (the load's is locked here).
+            let s = Shared {
+                base: proc.base.clone(),
+                customers: customers.clone(),
+                resellers: resellers.clone(),
+                log: Arc::new(Mutex::new(Log::default())),
+                stop: Arc::new(AtomicBool::new(false)),
+                ids: Arc::new(Mutex::new(Vec::new())),
+            };
+            bad.extend(poll_after_restart(&s, &log));
+            bad.append(&mut s.log.lock().unwrap().violations);
+            bad
         };
         assert!(
             bad.is_empty(),
@@ -782,23 +1358,33 @@ fn run(kills: usize, seed: u64) -> Figures {
         conn.query_row(&format!("select count(*) from {t}"), [], |r| r.get(0))
             .unwrap()
     };
+    let log = log.lock().unwrap();
     let figures = Figures {
         kills,
-        acknowledged: log.lock().unwrap().acknowledged,
+        acknowledged: log.acknowledged,
         requests: count("requests"),
         transitions: count("transitions"),
         notifications: count("notifications"),
         invoice_items: count("invoice_items"),
+        face_writes: log.face_writes,
+        order_events: count("order_events"),
+        acked_events: log.acked_events.len(),
+        task_deletes: log.task_deleted.len(),
     };
     eprintln!(
-        "crash: seed {seed}: {} kills survived, {} acknowledged writes, {} requests, \
-         {} transitions, {} notifications, {} invoice items, 0 violations, {:.1}s",
+        "crash: seed {seed}: {} kills survived, {} acknowledged writes ({} through XCP and \
+         the task face), {} requests, {} transitions, {} notifications, {} invoice items, \
+         {} order events ({} acknowledged), {} task-face deletes, 0 violations, {:.1}s",
         figures.kills,
         figures.acknowledged,
+        figures.face_writes,
         figures.requests,
         figures.transitions,
         figures.notifications,
         figures.invoice_items,
+        figures.order_events,
+        figures.acked_events,
+        figures.task_deletes,
         started.elapsed().as_secs_f64()
     );
     figures
@@ -823,26 +1409,64 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let figures = run(kills, seed);
     assert_eq!(figures.kills, kills);
     assert!(
-        figures.requests > 0,
+        figures.requests > 0 && figures.face_writes > 0,
         "the load created nothing: {figures:?}"
     );
 }
 
-/// The checker is not vacuous: a lost write, a lost ack and a broken log are seen.
+/// The checker is not vacuous: a lost write, a lost ack, a broken log, a
+/// lost order, a duplicated order event and undone cancellations are seen.
 #[test]
 fn the_crash_checker_sees_lost_writes() {
     let s = crate::support::Server::start();
-    let (_, token) = s.customer("checked");
+    let (account, token) = s.customer("checked");
     let r = s.order(&token, "checked.com", "create", crate::support::owner());
     let id = r["id"].as_i64().unwrap();
     let db = s.dir.path().join("regdesk.db");
-    assert!(check(&db, &Log::default(), 0).is_empty());
-    let mut log = Log::default();
+    let clean = Log {
+        account_ids: vec![account],
+        xcp_orders: vec![(0, id)],
+        polled_orders: [(0, id)].into(),
+        ..Log::default()
+    };
+    assert!(
+        check(&db, &clean, 0).is_empty(),
+        "{:#?}",
+        check(&db, &clean, 0)
+    );
+    let mut log = Log {
+        account_ids: vec![account],
+        ..Log::default()
+    };
     log.created.push((0, id + 1000));
     log.transitions.insert(999_999, (id, "finished".into()));
     log.annotations.push((id, "never written".into()));
+    log.xcp_orders.push((0, id + 1000));
+    log.polled_orders.insert((1, id));
+    log.xcp_cancelled.insert(id);
+    log.task_deleted.insert(id);
+    let event: String = open_ro(&db)
+        .query_row(
+            "select event_id from order_events where request_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    log.acked_events.insert(event, 0);
     let bad = check(&db, &log, 0);
-    assert_eq!(bad.len(), 3, "{bad:#?}");
+    assert_eq!(bad.len(), 8, "{bad:#?}");
+    // An order event twice: the replay of the transitions sees it.
+    let conn = Connection::open(&db).unwrap();
+    conn.execute(
+        "insert into order_events (event_id, account_id, request_id, domain, order_status, reg_type, created_at)
+         select lower(hex(randomblob(16))), account_id, request_id, domain, order_status, reg_type, created_at
+         from order_events where request_id = ?1 order by id desc limit 1",
+        [id],
+    )
+    .unwrap();
+    let bad = check(&db, &clean, 0);
+    assert_eq!(bad.len(), 1, "{bad:#?}");
+    assert!(bad[0].contains("events"), "{bad:#?}");
 }
 
 /// Found by the crash load: a registry answer whose portfolio effects could

@@ -1,11 +1,12 @@
 //! The isolation matrix: for every endpoint that names an object, a second
 //! customer's token gets 404 for the first customer's objects (and changes
 //! nothing); lists never show them; customers get 403 on operator actions.
-//! Tables of rows: a new face (task paths, XCP) adds its rows here.
+//! Tables of rows, one per face: the native API, the XCP face (`POST /`)
+//! and the task face (`/bdom/task/…`).
 
 use serde_json::{json, Value};
 
-use crate::support::{owner, Server};
+use crate::support::{owner, xcp_envelope, xcp_reply, Reseller, Server};
 
 /// Alice's objects, substituted into the rows' paths and bodies.
 struct Objects {
@@ -295,6 +296,490 @@ fn another_customers_objects_are_not_found_and_operator_actions_forbidden() {
             200
         );
     }
+}
+
+// ----- the XCP face and the task face -------------------------------------------
+
+/// Alice's objects on the compatibility faces, substituted into the rows.
+struct FaceObjects {
+    /// Her finished SW_REGISTER order (`alice-xcp.com`).
+    order: i64,
+    /// Her saved (pending) SW_REGISTER order: what a cancel would take.
+    saved: i64,
+    /// Her scheduled task: a queued delete with an exec date a month ahead.
+    sched: i64,
+    /// Her oldest unacknowledged order event.
+    event: String,
+    alice: i64,
+    bob: i64,
+    /// Bob's own scheduled task.
+    bobs_sched: i64,
+    operator: i64,
+}
+
+impl FaceObjects {
+    fn fill(&self, text: &str) -> String {
+        text.replace("{order}", &self.order.to_string())
+            .replace("{saved}", &self.saved.to_string())
+            .replace("{sched}", &self.sched.to_string())
+            .replace("{EVENT}", &self.event.to_ascii_uppercase())
+            .replace("{event}", &self.event)
+            .replace("{alice}", &self.alice.to_string())
+            .replace("{bob}", &self.bob.to_string())
+            .replace("{bobs_sched}", &self.bobs_sched.to_string())
+            .replace("{operator}", &self.operator.to_string())
+    }
+}
+
+/// XCP rows: (action, object, attribute items, the `response_code` a
+/// caller other than Alice gets; 200 = the command succeeds and its answer
+/// is checked to hold nothing of hers). The XCP face offers operators
+/// nothing more than customers, so every row is sent by Bob and by the
+/// operator alike.
+const XCP_FOREIGN: &[(&str, &str, &str, &str)] = &[
+    (
+        "GET_ORDER_INFO",
+        "DOMAIN",
+        r#"<item key="order_id">{order}</item>"#,
+        "404",
+    ),
+    (
+        "GET_ORDER_INFO",
+        "DOMAIN",
+        r#"<item key="order_id">{saved}</item>"#,
+        "404",
+    ),
+    (
+        "get_order_info",
+        "domain",
+        r#"<item key="order_id"> {order} </item>"#,
+        "404",
+    ),
+    // Her scheduled delete is no order at all, and not the caller's.
+    (
+        "GET_ORDER_INFO",
+        "DOMAIN",
+        r#"<item key="order_id">{sched}</item>"#,
+        "404",
+    ),
+    (
+        "ACK",
+        "EVENT",
+        r#"<item key="event_id">{event}</item>"#,
+        "404",
+    ),
+    (
+        "ACK",
+        "EVENT",
+        r#"<item key="event_id">{EVENT}</item>"#,
+        "404",
+    ),
+    ("POLL", "EVENT", r#"<item key="limit">100</item>"#, "200"),
+    (
+        "CANCEL_PENDING_ORDERS",
+        "ORDER",
+        r#"<item key="to_date">253402300799</item>"#,
+        "200",
+    ),
+    (
+        "CANCEL_PENDING_ORDERS",
+        "ORDER",
+        r#"<item key="to_date">253402300799</item><item key="status"><dt_array><item key="0">pending</item><item key="1">declined</item></dt_array></item>"#,
+        "200",
+    ),
+];
+
+/// Task-face rows for Bob: (method, path, body, status). His own USER_ID
+/// with her task ids and names finds nothing; her USER_ID (or the
+/// operator's) is 403, as naming another account is for operators only.
+const TASK_FOREIGN: &[(&str, &str, &str, u16)] = &[
+    ("GET", "/bdom/task/status/{order}/-/-/-/{bob}/", "", 404),
+    ("GET", "/bdom/task/status/{sched}/-/-/-/{bob}/", "", 404),
+    ("GET", "/bdom/task/status/{saved}/PENDING_INT/-/-/{bob}/", "", 404),
+    (
+        "GET",
+        "/bdom/task/status/{order}/-/domain/alice-xcp.com/{bob}/",
+        "",
+        404,
+    ),
+    (
+        "GET",
+        "/bdom/task/status/-/-/domain/alice-xcp.com/{bob}/",
+        "",
+        200,
+    ),
+    ("GET", "/bdom/task/status/-/-/-/-/{bob}/", "", 200),
+    ("GET", "/bdom/task/status/-/PENDING_INT/-/-/{bob}/", "", 200),
+    ("GET", "/bdom/task/status/-/SUCCESS/-/-/{bob}/", "", 200),
+    ("GET", "/bdom/task/scheduled/-/-/-/-/{bob}/", "", 200),
+    ("GET", "/bdom/task/scheduled/{sched}/-/-/-/{bob}/", "", 200),
+    (
+        "GET",
+        "/bdom/task/scheduled/-/-/domain/alice-xcp.com/{bob}/",
+        "",
+        200,
+    ),
+    (
+        "POST",
+        "/bdom/task/delete/-/-/-/-/{bob}/",
+        "<request><delete><task_id>{sched}</task_id></delete></request>",
+        404,
+    ),
+    (
+        "POST",
+        "/bdom/task/delete/-/-/-/-/{bob}/",
+        "<request><delete><task_id>{bobs_sched}</task_id><task_id>{sched}</task_id></delete></request>",
+        404,
+    ),
+    (
+        "POST",
+        "/bdom/task/delete/-/-/-/-/{bob}/",
+        "<request><delete><task_id>{order}</task_id></delete></request>",
+        404,
+    ),
+    // Another account's USER_ID: operators only.
+    ("GET", "/bdom/task/status/-/-/-/-/{alice}/", "", 403),
+    ("GET", "/bdom/task/status/{order}/-/-/-/{alice}/", "", 403),
+    (
+        "GET",
+        "/bdom/task/status/-/-/domain/alice-xcp.com/{alice}/",
+        "",
+        403,
+    ),
+    ("GET", "/bdom/task/scheduled/-/-/-/-/{alice}/", "", 403),
+    (
+        "POST",
+        "/bdom/task/delete/-/-/-/-/{alice}/",
+        "<request><delete><task_id>{sched}</task_id></delete></request>",
+        403,
+    ),
+    ("GET", "/bdom/task/status/-/-/-/-/{operator}/", "", 403),
+    ("GET", "/bdom/task/scheduled/-/-/-/-/{operator}/", "", 403),
+    (
+        "POST",
+        "/bdom/task/delete/-/-/-/-/{operator}/",
+        "<request><delete><task_id>{sched}</task_id></delete></request>",
+        403,
+    ),
+];
+
+/// Everything of Alice's in the database, read with SQL on the file.
+fn alice_rows(s: &Server, alice: i64) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        s.dir.path().join("regdesk.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for sql in [
+        "select id || ' ' || state || ' ' || coalesce(waiting_on, '-') || ' ' || coalesce(failure, '-')
+         || ' ' || updated_at from requests where account_id = ?1 order by id",
+        "select event_id || ' ' || order_status || ' ' || coalesce(acked_at, 'unacked')
+         from order_events where account_id = ?1 order by id",
+        "select count(*) || ' transitions' from transitions where account_id = ?1",
+        "select count(*) || ' notifications' from notifications where account_id = ?1",
+    ] {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt
+            .query_map([alice], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap);
+        out.extend(rows);
+    }
+    out
+}
+
+/// The task ids and user ids a task-face list shows.
+fn task_ids(xml: &str) -> Vec<(String, String)> {
+    let tag = |name: &str| -> Vec<String> {
+        let open = format!("<{name}>");
+        xml.split(&open)
+            .skip(1)
+            .map(|rest| rest.split('<').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let users = tag("user_id");
+    tag("task_id")
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, users.get(i).cloned().unwrap_or_default()))
+        .collect()
+}
+
+fn task_call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &str,
+) -> crate::support::Answer {
+    s.call_with(
+        method,
+        path,
+        None,
+        (!body.is_empty()).then_some(body),
+        &[("Authorization", auth), ("Content-Type", "application/xml")],
+    )
+}
+
+#[test]
+fn the_xcp_and_task_faces_show_and_change_nothing_of_another_customer() {
+    use base64::Engine as _;
+    let s = Server::start();
+    let alice = s.reseller("alice");
+    let bob = s.reseller("bob");
+    let me = s.get("/api/v1/me", &s.operator).json();
+    let operator = Reseller {
+        id: me["id"].as_i64().unwrap(),
+        name: me["name"].as_str().unwrap().to_string(),
+        token: s.operator.clone(),
+        key: me["api_key"].as_str().unwrap().to_string(),
+    };
+    let register = |who: &Reseller, domain: &str, handle: &str| -> i64 {
+        let items = format!(
+            r#"<item key="domain">{domain}</item><item key="handle">{handle}</item>
+            <item key="contact_set"><dt_assoc><item key="owner"><dt_assoc>
+            <item key="first_name">Ada</item><item key="last_name">Lovelace</item>
+            <item key="email">ada@example.net</item></dt_assoc></item></dt_assoc></item>"#
+        );
+        let r = xcp_reply(&s.xcp(
+            who,
+            xcp_envelope("SW_REGISTER", "DOMAIN", &items).as_bytes(),
+        ));
+        assert_eq!(r.get_str("is_success"), Some("1"), "{r:?}");
+        r.get("attributes")
+            .unwrap()
+            .get_str("id")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let order = register(&alice, "alice-xcp.com", "process");
+    s.tick();
+    assert_eq!(s.request(&alice.token, order)["state"], "finished");
+    let saved = register(&alice, "alice-saved.com", "save");
+    register(&bob, "bob-saved.com", "save");
+    let now = s.get("/api/v1/clock", &s.operator).json()["now_ms"]
+        .as_i64()
+        .unwrap();
+    let exec_date = regdesk::clock::format(now + 30 * 86_400_000);
+    let schedule = |who: &Reseller, domain: &str| -> i64 {
+        let a = s.post(
+            "/api/v1/requests",
+            &who.token,
+            json!({"domain": domain, "operation": "delete", "exec_date": exec_date, "submit": true}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        let r = a.json();
+        assert_eq!(r["state"], "queued", "{r}");
+        r["id"].as_i64().unwrap()
+    };
+    let sched = schedule(&alice, "alice-xcp.com");
+    let bobs_sched = schedule(&bob, "bob-sched.com");
+    let poll = |who: &Reseller| {
+        xcp_reply(&s.xcp(
+            who,
+            xcp_envelope("POLL", "EVENT", r#"<item key="limit">100</item>"#).as_bytes(),
+        ))
+    };
+    let first_event = |p: &regdesk::face::xcp_xml::XcpValue| -> String {
+        p.get("attributes")
+            .and_then(|a| a.get("events"))
+            .and_then(|e| e.items())
+            .and_then(|items| items.first())
+            .and_then(|(_, e)| e.get_str("event_id"))
+            .expect("an event")
+            .to_string()
+    };
+    let alices_poll = poll(&alice);
+    let event = first_event(&alices_poll);
+    let alices_total = alices_poll
+        .get("attributes")
+        .and_then(|a| a.get_str("total"))
+        .map(String::from);
+    assert_eq!(alices_total.as_deref(), Some("4"), "{alices_poll:?}");
+    let o = FaceObjects {
+        order,
+        saved,
+        sched,
+        event: event.clone(),
+        alice: alice.id,
+        bob: bob.id,
+        bobs_sched,
+        operator: operator.id,
+    };
+    // What a caller may legitimately see: its own order ids.
+    let own_ids = |who: &Reseller| -> Vec<String> {
+        s.get("/api/v1/requests?limit=500", &who.token).json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].to_string())
+            .collect()
+    };
+    let before = alice_rows(&s, alice.id);
+
+    let mut failures = Vec::new();
+    let mut rows = 0;
+    for who in [&bob, &operator] {
+        let mine = own_ids(who);
+        for (action, object, items, want) in XCP_FOREIGN {
+            rows += 1;
+            let items = o.fill(items);
+            let a = s.xcp(who, xcp_envelope(action, object, &items).as_bytes());
+            let what = format!("{} {action} {object} {items}", who.name);
+            if a.status != 200 {
+                failures.push(format!("{what}: HTTP {} {}", a.status, a.text));
+                continue;
+            }
+            let r = xcp_reply(&a);
+            let code = r.get_str("response_code").unwrap_or_default();
+            if code != *want {
+                failures.push(format!("{what}: code {code} (want {want}) {}", a.text));
+            }
+            // A refusal may echo the id the caller sent; nothing else of hers shows.
+            let ok = r.get_str("is_success") == Some("1");
+            if a.text.contains("alice-") || (ok && a.text.contains(&event)) {
+                failures.push(format!("{what}: shows Alice's objects: {}", a.text));
+            }
+            // Every order id a successful answer names is the caller's own.
+            let attributes = r.get("attributes").cloned();
+            let listed = attributes
+                .as_ref()
+                .and_then(|a| a.get("events").or_else(|| a.get("cancelled")))
+                .and_then(|l| l.items().map(<[_]>::to_vec))
+                .unwrap_or_default();
+            for (_, item) in listed {
+                let id = item
+                    .get("object_data")
+                    .and_then(|d| d.get_str("order_id"))
+                    .or_else(|| item.get_str("id"))
+                    .unwrap_or_default()
+                    .to_string();
+                if !mine.contains(&id) {
+                    failures.push(format!("{what}: lists order {id}, not the caller's"));
+                }
+            }
+        }
+    }
+    let basic = |who: &Reseller| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.id, who.token))
+        )
+    };
+    for auth in [format!("Bearer {}", bob.token), basic(&bob)] {
+        for (method, path, body, want) in TASK_FOREIGN {
+            rows += 1;
+            let (path, body) = (o.fill(path), o.fill(body));
+            let a = task_call(&s, method, &path, &auth, &body);
+            let what = format!("{method} {path} {body} ({})", &auth[..6]);
+            if a.status != *want || !a.content_type.contains("xml") {
+                failures.push(format!(
+                    "{what}: {} {} (want {want} XML) {}",
+                    a.status, a.content_type, a.text
+                ));
+            }
+            if a.text.contains("alice-") {
+                failures.push(format!("{what}: shows Alice's objects: {}", a.text));
+            }
+            for (task, user) in task_ids(&a.text) {
+                if user != bob.id.to_string() && !user.is_empty() {
+                    failures.push(format!("{what}: shows task {task} of user {user}"));
+                }
+                if [order, saved, sched].map(|i| i.to_string()).contains(&task) {
+                    failures.push(format!("{what}: shows Alice's task {task}"));
+                }
+            }
+        }
+    }
+    // Her USER_ID with Bob's token is no credential at all.
+    let mixed = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", alice.id, bob.token))
+    );
+    for path in [
+        format!("/bdom/task/status/-/-/-/-/{}/", alice.id),
+        format!("/bdom/task/scheduled/-/-/-/-/{}/", alice.id),
+    ] {
+        rows += 1;
+        let a = task_call(&s, "GET", &path, &mixed, "");
+        if a.status != 401 || a.text.contains("alice-") {
+            failures.push(format!(
+                "GET {path} as {{alice}}:{{bob's token}}: {} {}",
+                a.status, a.text
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s) in {rows} rows:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Nothing of Alice's changed: requests, events and their acks,
+    // transitions, notifications, all read with SQL on the file.
+    assert_eq!(alice_rows(&s, alice.id), before);
+    // She still polls the event Bob tried to acknowledge, first.
+    let again = poll(&alice);
+    assert_eq!(first_event(&again), event);
+    assert_eq!(
+        again.get("attributes").and_then(|a| a.get_str("total")),
+        alices_total.as_deref()
+    );
+    assert_eq!(s.request(&alice.token, saved)["state"], "new");
+    assert_eq!(s.request(&alice.token, sched)["state"], "queued");
+    // The all-or-nothing delete cancelled not even Bob's own task; his
+    // own cancel did take his saved order.
+    assert_eq!(s.request(&bob.token, bobs_sched)["state"], "queued");
+    // The rows can fail: the same calls do reach Alice's objects for her
+    // and, on the task face, for the operator.
+    let a = task_call(
+        &s,
+        "GET",
+        &format!("/bdom/task/status/{order}/-/-/-/{}/", alice.id),
+        &format!("Bearer {}", s.operator),
+        "",
+    );
+    assert!(
+        a.status == 200 && a.text.contains("alice-xcp.com"),
+        "{}",
+        a.text
+    );
+    let a = task_call(
+        &s,
+        "GET",
+        &format!("/bdom/task/scheduled/-/-/-/-/{}/", alice.id),
+        &basic(&alice),
+        "",
+    );
+    assert!(
+        a.status == 200 && a.text.contains(&sched.to_string()),
+        "{}",
+        a.text
+    );
+    let r = xcp_reply(
+        &s.xcp(
+            &alice,
+            xcp_envelope(
+                "GET_ORDER_INFO",
+                "DOMAIN",
+                &format!(r#"<item key="order_id">{order}</item>"#),
+            )
+            .as_bytes(),
+        ),
+    );
+    assert_eq!(r.get_str("is_success"), Some("1"), "{r:?}");
+    let a = task_call(
+        &s,
+        "POST",
+        &format!("/bdom/task/delete/-/-/-/-/{}/", alice.id),
+        &basic(&alice),
+        &format!("<request><delete><task_id>{sched}</task_id></delete></request>"),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(s.request(&alice.token, sched)["failure"], "aborted");
 }
 
 /// The first-start operator token is printed once on stdout, never logged,

@@ -164,6 +164,61 @@ impl Server {
         self.call("GET", path, Some(token), None)
     }
 
+    /// A POST of raw bytes (which need not be UTF-8) with extra headers.
+    pub fn post_bytes(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        let mut req = agent.post(&self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = match req.send_bytes(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST {path}: {e}"),
+        };
+        let status = resp.status();
+        let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
+        let mut bytes = Vec::new();
+        resp.into_reader()
+            .take(64 * 1024 * 1024)
+            .read_to_end(&mut bytes)
+            .ok();
+        Answer {
+            status,
+            content_type,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// `body` signed by `who` and posted to the XCP face at `/`.
+    pub fn xcp(&self, who: &Reseller, body: &[u8]) -> Answer {
+        let sig = xcp_signature(body, &who.key);
+        self.post_bytes(
+            "/",
+            body,
+            &[("X-Username", &who.name), ("X-Signature", &sig)],
+        )
+    }
+
+    /// A new customer account that also speaks XCP.
+    pub fn reseller(&self, name: &str) -> Reseller {
+        let a = self.post(
+            "/api/v1/accounts",
+            &self.operator,
+            json!({"name": name, "email": format!("{name}@example.net")}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        let v = a.json();
+        Reseller {
+            id: v["id"].as_i64().expect("id"),
+            name: name.to_string(),
+            token: v["token"].as_str().expect("token").to_string(),
+            key: v["api_key"].as_str().expect("api_key").to_string(),
+        }
+    }
+
     pub fn post(&self, path: &str, token: &str, body: Value) -> Answer {
         self.call("POST", path, Some(token), Some(&body.to_string()))
     }
@@ -224,6 +279,46 @@ impl Drop for Server {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// An account as the XCP face and the task face know it: id (the task
+/// face's USER_ID), name (`X-Username`), native token and XCP API key.
+#[derive(Debug, Clone)]
+pub struct Reseller {
+    pub id: i64,
+    pub name: String,
+    pub token: String,
+    pub key: String,
+}
+
+/// OpenSRS's `md5(md5(body + key) + key)`, computed here independently of
+/// the server's code.
+pub fn xcp_signature(body: &[u8], key: &str) -> String {
+    use md5::{Digest, Md5};
+    let inner = hex::encode(Md5::new().chain_update(body).chain_update(key).finalize());
+    hex::encode(Md5::digest(format!("{inner}{key}").as_bytes()))
+}
+
+/// An XCP request envelope as OpenSRS clients send it; `items` are the
+/// `<item>`s of its `attributes` (inserted verbatim, so they may be hostile).
+pub fn xcp_envelope(action: &str, object: &str, items: &str) -> String {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8' standalone='no' ?>\n\
+         <!DOCTYPE OPS_envelope SYSTEM 'ops.dtd'>\n\
+         <OPS_envelope><header><version>0.9</version></header><body><data_block><dt_assoc>\
+         <item key=\"protocol\">XCP</item><item key=\"action\">{action}</item>\
+         <item key=\"object\">{object}</item>\
+         <item key=\"attributes\"><dt_assoc>{items}</dt_assoc></item>\
+         </dt_assoc></data_block></body></OPS_envelope>"
+    )
+}
+
+/// The top `dt_assoc` of an XCP answer, which must be HTTP 200 with an
+/// `OPS_envelope` (every XCP answer is, refusals included).
+pub fn xcp_reply(a: &Answer) -> regdesk::face::xcp_xml::XcpValue {
+    assert_eq!(a.status, 200, "every XCP answer is HTTP 200: {}", a.text);
+    regdesk::face::xcp_xml::parse_envelope(a.text.as_bytes())
+        .unwrap_or_else(|e| panic!("not an XCP envelope ({e}): {:.500}", a.text))
 }
 
 /// Order params with the required owner contact.
