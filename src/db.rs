@@ -3,13 +3,14 @@
 //! writer thread, which commits every write that gathered while the previous
 //! commit was being flushed in one transaction (group commit).
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -21,6 +22,8 @@ mod embedded {
 
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 512;
+/// How long a transaction takes in more writes before it commits.
+const MAX_BATCH_TIME: Duration = Duration::from_millis(4);
 /// Queued writes before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
@@ -32,8 +35,16 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 enum Message {
-    Write(Job),
+    Write(Job, Priority),
     Stop,
+}
+
+/// Whose write it is. A person or a client waits for a foreground write;
+/// background writes (the ticker's) yield to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Foreground,
+    Background,
 }
 
 /// Where the database lives.
@@ -254,23 +265,24 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.send(f)?;
+        let rx = self.send(f, Priority::Foreground)?;
         rx.recv()
             .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
     }
 
-    /// Runs every closure of `fs` as a write of its own (each in its own
-    /// savepoint, so a failing one leaves the others alone), all sent at
-    /// once so that they share commits, and returns their results in order
-    /// once they are committed.
-    pub fn write_all<T, F>(&self, fs: Vec<F>) -> Result<Vec<Result<T>>>
+    /// Runs every closure of `fs` as a background write of its own (each
+    /// in its own savepoint, so a failing one leaves the others alone), all
+    /// sent at once so that they share commits, and returns their results
+    /// in order once they are committed. Foreground writes go first: while
+    /// they wait, a commit takes in at most one background write.
+    pub fn write_background<T, F>(&self, fs: Vec<F>) -> Result<Vec<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pending = fs
             .into_iter()
-            .map(|f| self.send(f))
+            .map(|f| self.send(f, Priority::Background))
             .collect::<Result<Vec<_>>>()?;
         Ok(pending
             .into_iter()
@@ -282,7 +294,7 @@ impl Db {
     }
 
     /// Queues `f` for the writer; its result arrives once committed.
-    fn send<T, F>(&self, f: F) -> Result<Receiver<Result<T>>>
+    fn send<T, F>(&self, f: F, priority: Priority) -> Result<Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -311,7 +323,7 @@ impl Db {
         }
         self.inner
             .sender
-            .send(Message::Write(job))
+            .send(Message::Write(job, priority))
             .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
         Ok(rx)
     }
@@ -415,30 +427,88 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn writer_loop(mut conn: Connection, receiver: Receiver<Message>, stats: &WriterStats) {
+    // Background writes taken off the channel and not run yet.
+    let mut background: VecDeque<Job> = VecDeque::new();
     let mut stop = false;
     while !stop {
-        let first = match receiver.recv() {
-            Ok(Message::Write(job)) => job,
-            Ok(Message::Stop) | Err(_) => break,
-        };
-        // Everything that queued while the last commit was flushed shares
-        // this commit.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let first = if background.is_empty() {
+            match receiver.recv() {
+                Ok(Message::Write(job, Priority::Foreground)) => (job, Priority::Foreground),
+                Ok(Message::Write(job, Priority::Background)) => {
+                    background.push_back(job);
+                    continue;
+                }
+                Ok(Message::Stop) | Err(_) => break,
+            }
+        } else {
             match receiver.try_recv() {
-                Ok(Message::Write(job)) => batch.push(job),
+                Ok(Message::Write(job, Priority::Foreground)) => (job, Priority::Foreground),
+                Ok(Message::Write(job, Priority::Background)) => {
+                    background.push_back(job);
+                    continue;
+                }
+                Ok(Message::Stop) => break,
+                Err(_) => match background.pop_front() {
+                    Some(job) => (job, Priority::Background),
+                    None => continue,
+                },
+            }
+        };
+        // Everything that queued while the last commit was flushed, and
+        // what arrives while it runs, shares this commit, up to a bound in
+        // count and in time: a long tick must not hold other writes' answers
+        // back. Foreground writes run first; background ones fill what is
+        // left of the time, and only one of them joins a commit that
+        // foreground writes wait for.
+        let started = Instant::now();
+        let mut batch = Batch::begin(&mut conn);
+        let mut background_run = 0;
+        match first {
+            (job, Priority::Foreground) => batch.run(job),
+            (job, Priority::Background) => {
+                batch.run_background(job);
+                background_run += 1;
+            }
+        }
+        while batch.completions.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
+            match receiver.try_recv() {
+                Ok(Message::Write(job, Priority::Foreground)) => batch.run(job),
+                Ok(Message::Write(job, Priority::Background)) => background.push_back(job),
                 Ok(Message::Stop) => {
                     stop = true;
                     break;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    let foreground_waits = batch.foreground > 0;
+                    if foreground_waits && background_run > 0 {
+                        break;
+                    }
+                    match background.pop_front() {
+                        Some(job) => {
+                            batch.run_background(job);
+                            background_run += 1;
+                        }
+                        None => break,
+                    }
+                }
             }
         }
-        let (completions, commit) = run_batch(&mut conn, batch);
+        let (completions, commit) = batch.commit();
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats
             .writes
             .fetch_add(completions.len() as u64, Ordering::Relaxed);
+        for completion in completions {
+            completion(commit.clone());
+        }
+    }
+    // Stopping: what was queued still runs (and commits) before the close.
+    if !background.is_empty() {
+        let mut batch = Batch::begin(&mut conn);
+        for job in background.drain(..) {
+            batch.run_background(job);
+        }
+        let (completions, commit) = batch.commit();
         for completion in completions {
             completion(commit.clone());
         }
@@ -451,43 +521,73 @@ fn writer_loop(mut conn: Connection, receiver: Receiver<Message>, stats: &Writer
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Completion>, Result<()>) {
-    let mut completions = Vec::with_capacity(batch.len());
-    if let Err(e) = conn.execute_batch("begin immediate") {
-        let err = Error::from(e);
-        log::error!("cannot begin a write transaction: {err}");
-        for job in batch {
-            // The job never ran; report the failure through its completion.
-            let (_, completion) = job_skipped(job);
-            completions.push(completion);
+/// One write transaction of the writer: jobs run as they come, each in its
+/// own savepoint, and their completions wait for the commit.
+struct Batch<'c> {
+    conn: &'c mut Connection,
+    /// Why the transaction could not begin; jobs are then not run.
+    failed: Option<Error>,
+    completions: Vec<Completion>,
+    /// Foreground writes in this batch.
+    foreground: usize,
+}
+
+impl<'c> Batch<'c> {
+    fn begin(conn: &'c mut Connection) -> Batch<'c> {
+        let failed = run_cached(conn, &["begin immediate"]).err().map(|e| {
+            let err = Error::from(e);
+            log::error!("cannot begin a write transaction: {err}");
+            err
+        });
+        Batch {
+            conn,
+            failed,
+            completions: Vec::new(),
+            foreground: 0,
         }
-        return (completions, Err(err));
     }
-    for job in batch {
-        if let Err(e) = run_cached(conn, &["savepoint job"]) {
-            log::error!("savepoint failed: {e}");
-            let (_, completion) = job_skipped(job);
-            completions.push(completion);
-            continue;
+
+    fn run(&mut self, job: Job) {
+        self.foreground += 1;
+        self.run_background(job);
+    }
+
+    fn run_background(&mut self, job: Job) {
+        if self.failed.is_some() {
+            // The job never runs; its caller learns of the failure through
+            // the batch's error.
+            self.completions.push(job_skipped(job).1);
+            return;
         }
-        let (ok, completion) = job(conn);
+        if let Err(e) = run_cached(self.conn, &["savepoint job"]) {
+            log::error!("savepoint failed: {e}");
+            self.completions.push(job_skipped(job).1);
+            return;
+        }
+        let (ok, completion) = job(self.conn);
         let end: &[&str] = if ok {
             &["release job"]
         } else {
             &["rollback to job", "release job"]
         };
-        if let Err(e) = run_cached(conn, end) {
+        if let Err(e) = run_cached(self.conn, end) {
             log::error!("ending a savepoint failed: {e}");
         }
-        completions.push(completion);
+        self.completions.push(completion);
     }
-    let commit = conn.execute_batch("commit").map_err(|e| {
-        let err = Error::from(e);
-        log::error!("commit failed: {err}");
-        conn.execute_batch("rollback").ok();
-        err
-    });
-    (completions, commit)
+
+    fn commit(self) -> (Vec<Completion>, Result<()>) {
+        if let Some(err) = self.failed {
+            return (self.completions, Err(err));
+        }
+        let commit = run_cached(self.conn, &["commit"]).map_err(|e| {
+            let err = Error::from(e);
+            log::error!("commit failed: {err}");
+            self.conn.execute_batch("rollback").ok();
+            err
+        });
+        (self.completions, commit)
+    }
 }
 
 /// Runs short statements through the statement cache (savepoints run once per

@@ -28,9 +28,9 @@ use crate::store::transition::{self, Change, Who};
 /// square of its size (perf, 256 per job: `memjrnlTruncate` was 18% of the
 /// writer thread). A tick sends `JOBS` such jobs at once instead; they share
 /// commits, and other writes queue between them rather than behind a tick.
-pub const BATCH: i64 = 32;
+pub const BATCH: i64 = 16;
 /// Write jobs one tick sends the writer.
-const JOBS: usize = 8;
+const JOBS: usize = 16;
 /// Fulfilment attempts before an unexpected error sends a request to limbo.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Requests sent to an external provider per tick: each is an HTTP call.
@@ -133,7 +133,7 @@ impl Ticker {
             })
             .collect();
         let mut report = TickReport::default();
-        for done in self.db.write_all(jobs)? {
+        for done in self.db.write_background(jobs)? {
             match done {
                 Ok(done) => report.add(&done),
                 Err(e) => {
@@ -484,6 +484,8 @@ pub fn settle(
     who: &Who,
     now: Millis,
 ) -> Result<bool> {
+    // `req` was read in this transaction: the transition starts from it.
+    let mut before = req.clone();
     let (event, change) = match verdict {
         Verdict::Accept => (Event::Accepted, Change::default()),
         Verdict::Defer { until } => {
@@ -535,10 +537,8 @@ pub fn settle(
                 )?;
                 return Ok(true);
             }
-            conn.exec(
-                "update requests set attempts = ?1 where id = ?2",
-                params![attempts, req.id],
-            )?;
+            // Written by the transition, which keeps the count into limbo.
+            before.attempts = attempts;
             (
                 Event::Unexpected,
                 Change {
@@ -549,7 +549,7 @@ pub fn settle(
             )
         }
     };
-    transition::apply(conn, req.id, event, who, change, now)?;
+    transition::apply_to(conn, before, event, who, change, now)?;
     Ok(true)
 }
 

@@ -447,7 +447,12 @@ fn check_dependency(
 /// review, cancels the owner's other unsubmitted requests for the same
 /// domain and operation, and moves it on.
 pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Request> {
-    let r = requests::load(conn, id)?;
+    submit_loaded(conn, requests::load(conn, id)?, who, now)
+}
+
+/// `submit` for a request just read (or written) in this transaction.
+fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Result<Request> {
+    let id = r.id;
     let owner = accounts::get(conn, r.account_id)?;
     let missing = form::missing(r.operation, &r.params);
     let needs_review = form::needs_review(
@@ -501,7 +506,7 @@ pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Requ
         missing: Some(missing),
         ..Change::default()
     };
-    transition::apply(conn, id, event, who, change, now)
+    transition::apply_to(conn, r, event, who, change, now)
 }
 
 fn body_hash(req: &Req) -> String {
@@ -549,7 +554,7 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         };
         let mut r = transition::create(conn, &new, &who, now)?;
         if order.submit {
-            r = submit(conn, r.id, &who, now)?;
+            r = submit_loaded(conn, r, &who, now)?;
         }
         let value = request_detail(conn, &r, &caller)?;
         if let Some(key) = &key {

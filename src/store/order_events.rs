@@ -65,6 +65,15 @@ pub fn order_status(req: &Request) -> &'static str {
     state::order_status(req.state, req.waiting_on, req.failure)
 }
 
+/// A new event id: 32 hex, the time in milliseconds (12 hex) and 10 random
+/// bytes. Time first keeps `event_id`'s unique index appended to at its end:
+/// fully random ids put every insert on a page of its own in that index,
+/// and each such page is one more frame to write at commit (perf: the
+/// insert was 7% of the writer during ingest).
+fn event_id(now: Millis) -> String {
+    format!("{:012x}{}", now.clamp(0, 0xffff_ffff_ffff), random::hex(10))
+}
+
 /// The hook of `store::transition`: records an event when `after` is an
 /// order whose mapped status differs from `before` (`None` on creation, so
 /// every order starts with a `pending` event). Runs on the transition's
@@ -86,7 +95,7 @@ pub fn on_transition(
         "insert into order_events (event_id, account_id, request_id, domain, order_status, reg_type, created_at)
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            random::hex(16),
+            event_id(now),
             after.account_id,
             after.id,
             after.domain,

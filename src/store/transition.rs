@@ -110,6 +110,20 @@ pub fn apply(
     now: Millis,
 ) -> Result<Request> {
     let before = requests::load(conn, id)?;
+    apply_to(conn, before, event, who, change, now)
+}
+
+/// `apply` for a caller that has just read the request on this connection,
+/// in this transaction (so that it is read once, not again here).
+pub fn apply_to(
+    conn: &Connection,
+    before: Request,
+    event: Event,
+    who: &Who,
+    change: Change,
+    now: Millis,
+) -> Result<Request> {
+    let id = before.id;
     let next = state::transition(before.state, before.waiting_on, &event, who.actor)
         .map_err(|r| Error::Conflict(r.message))?;
 
