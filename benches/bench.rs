@@ -443,6 +443,35 @@ impl Server {
         self.child.wait().ok();
     }
 
+    /// A counter from `/metrics`.
+    fn metric(&self, name: &str) -> f64 {
+        let Ok((200, body)) = self.conn().call("GET", "/metrics", Some(OPERATOR), None) else {
+            return f64::NAN;
+        };
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Writes per commit since `before` (commits, writes) was taken.
+    fn group_commit(&self, before: (f64, f64)) -> String {
+        let commits = self.metric("regdesk_db_commits_total") - before.0;
+        let writes = self.metric("regdesk_db_writes_total") - before.1;
+        format!(
+            "{} commits, {:.1} writes per commit",
+            num(commits),
+            writes / commits
+        )
+    }
+
+    fn commit_counters(&self) -> (f64, f64) {
+        (
+            self.metric("regdesk_db_commits_total"),
+            self.metric("regdesk_db_writes_total"),
+        )
+    }
+
     fn account(&self, name: &str) -> (i64, String) {
         let body = json!({"name": name, "email": format!("{name}@example.net")}).to_string();
         let (status, body) = self
@@ -706,6 +735,7 @@ fn b1(ctx: &Ctx) -> Row {
         .collect();
     let tokens = Arc::new(tokens);
     let addr = server.addr;
+    let counters = server.commit_counters();
     let (ok, errors, secs) = clients(ctx.plan.window, move |i, stop| {
         let mut conn = Conn::new(addr);
         let (mut ok, mut errors) = (0, 0);
@@ -727,9 +757,13 @@ fn b1(ctx: &Ctx) -> Row {
         }
         (ok, errors)
     });
+    let grouping = server.group_commit(counters);
     server.stop(ctx);
     let rate = ok as f64 / secs;
-    progress(&format!("B1: {} requests/s ({errors} errors)", num(rate)));
+    progress(&format!(
+        "B1: {} requests/s ({errors} errors; {grouping})",
+        num(rate)
+    ));
     Row {
         id: "B1",
         what: "durable ingest, POST /requests, 16 conns".into(),
@@ -738,9 +772,9 @@ fn b1(ctx: &Ctx) -> Row {
         floor: Some(floor),
         goal: Goal::RatioAtLeast(2.0),
         note: if errors > 0 {
-            format!("{errors} answers were not 201")
+            format!("{errors} answers were not 201; {grouping}")
         } else {
-            String::new()
+            grouping
         },
     }
 }
@@ -840,10 +874,15 @@ fn b2(ctx: &Ctx) -> Row {
         conn.execute_batch("commit").expect("commit");
     }
     let tokens = Arc::new(accounts.into_iter().map(|(_, t)| t).collect::<Vec<_>>());
+    let counters = server.commit_counters();
     let (ok, errors, secs) = cycle_clients(ctx, server.addr, tokens);
+    let grouping = server.group_commit(counters);
     server.stop(ctx);
     let rate = ok as f64 / secs;
-    progress(&format!("B2: {} cycles/s ({errors} errors)", num(rate)));
+    progress(&format!(
+        "B2: {} cycles/s ({errors} errors; {grouping})",
+        num(rate)
+    ));
     Row {
         id: "B2",
         what: "notification cycle, GET+DELETE, 16 accounts".into(),
@@ -852,9 +891,9 @@ fn b2(ctx: &Ctx) -> Row {
         floor: Some(floor),
         goal: Goal::RatioAtLeast(0.5),
         note: if errors > 0 {
-            format!("{errors} cycles failed")
+            format!("{errors} cycles failed; {grouping}")
         } else {
-            String::new()
+            grouping
         },
     }
 }

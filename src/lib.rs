@@ -56,6 +56,18 @@ pub struct App {
     pub started: Instant,
     /// The senders of notification webhooks and mail.
     pub outboxes: Vec<Arc<delivery::Worker>>,
+    /// Who holds which API token, remembered.
+    pub tokens: accounts::TokenCache,
+}
+
+impl App {
+    /// The account holding API token `token`, if any.
+    pub fn authenticate(&self, token: &str) -> Result<Option<accounts::Account>> {
+        self.tokens.authenticate(token, |digest| {
+            self.db
+                .read(move |conn| accounts::by_token_hash(conn, &digest))
+        })
+    }
 }
 
 impl App {
@@ -198,6 +210,7 @@ pub fn start(config: Config) -> Result<Handle> {
         started: Instant::now(),
         config: config.clone(),
         outboxes,
+        tokens: accounts::TokenCache::default(),
     });
     let ticker_thread = ticker.spawn()?;
     let outbox_threads = app

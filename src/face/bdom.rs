@@ -106,10 +106,7 @@ fn authenticate(app: &App, req: &Req) -> Result<Account> {
     if token.is_empty() || token.len() > 256 {
         return Err(Error::Unauthorized);
     }
-    let account = app
-        .db
-        .read(move |conn| accounts::authenticate(conn, &token))?
-        .ok_or(Error::Unauthorized)?;
+    let account = app.authenticate(&token)?.ok_or(Error::Unauthorized)?;
     match user {
         Some(id) if id != account.id => Err(Error::Unauthorized),
         _ => Ok(account),

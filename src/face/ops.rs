@@ -49,6 +49,8 @@ pub fn reset(app: &App, caller: &Account) -> Result<Resp> {
     // No tick may run between emptying the tables and moving the clock back.
     let deleted = app.ticker.exclusive(|| -> Result<Map<String, Value>> {
         let deleted = app.db.write(wipe)?;
+        // Customers' accounts and tokens are gone.
+        app.tokens.clear();
         if app.clock.is_test() {
             app.clock.reset()?;
         }

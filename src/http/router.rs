@@ -5,7 +5,7 @@ use crate::face::native::{self, id_segment};
 use crate::face::opensrs;
 use crate::face::ops;
 use crate::face::webhooks;
-use crate::store::accounts::{self, Account};
+use crate::store::accounts::Account;
 use crate::App;
 
 use super::{assets, Req, Resp};
@@ -22,9 +22,7 @@ pub fn bearer(app: &App, req: &Req) -> Result<Account> {
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or(Error::Unauthorized)?
         .to_string();
-    app.db
-        .read(move |conn| accounts::authenticate(conn, &token))?
-        .ok_or(Error::Unauthorized)
+    app.authenticate(&token)?.ok_or(Error::Unauthorized)
 }
 
 pub fn route(app: &App, req: &Req) -> Resp {

@@ -71,10 +71,15 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
 /// The account a token belongs to. The lookup is by digest, so the stored
 /// secret is never compared byte by byte with what the client sent.
 pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Account>> {
+    by_token_hash(conn, &token_hash(token))
+}
+
+/// The account holding the token whose digest (`token_hash`) is `digest`.
+pub fn by_token_hash(conn: &Connection, digest: &str) -> Result<Option<Account>> {
     let sql = format!(
         "select {COLUMNS} from accounts where id = (select account_id from tokens where hash = ?1)"
     );
-    Ok(conn.one(&sql, [token_hash(token)], from_row).optional()?)
+    Ok(conn.one(&sql, [digest], from_row).optional()?)
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Account> {
@@ -180,5 +185,65 @@ pub fn valid_name(name: &str) -> Result<String> {
             "name",
             "1 to 64 letters, digits, dots, underscores or hyphens",
         ))
+    }
+}
+
+/// Accounts by token digest, kept in memory so that an authenticated
+/// request does not read the database for its caller. Tokens are never
+/// revoked and accounts never change role, so an entry stays true until an
+/// admin reset deletes accounts (which clears the cache). Tokens added from
+/// the command line while the server runs are found in the database on
+/// their first use.
+#[derive(Default)]
+pub struct TokenCache {
+    /// The entries, and how many times the cache was cleared: a lookup
+    /// that began before a clear does not put its (maybe deleted) account
+    /// back.
+    inner: std::sync::Mutex<(std::collections::HashMap<String, Account>, u64)>,
+}
+
+/// Entries kept at most; the cache starts over when full.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+impl TokenCache {
+    /// The account holding `token`: from memory, else from `read` (which
+    /// looks the digest up in the database).
+    pub fn authenticate(
+        &self,
+        token: &str,
+        read: impl FnOnce(String) -> Result<Option<Account>>,
+    ) -> Result<Option<Account>> {
+        let digest = token_hash(token);
+        let generation = {
+            let cache = self.lock();
+            if let Some(account) = cache.0.get(&digest) {
+                return Ok(Some(account.clone()));
+            }
+            cache.1
+        };
+        let found = read(digest.clone())?;
+        if let Some(account) = &found {
+            let mut cache = self.lock();
+            if cache.1 == generation {
+                if cache.0.len() >= TOKEN_CACHE_MAX {
+                    cache.0.clear();
+                }
+                cache.0.insert(digest, account.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets every entry (accounts were deleted).
+    pub fn clear(&self) {
+        let mut cache = self.lock();
+        cache.0.clear();
+        cache.1 += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::HashMap<String, Account>, u64)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
