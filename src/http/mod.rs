@@ -10,7 +10,7 @@ pub mod router;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
@@ -138,9 +138,17 @@ impl From<Result<Resp>> for Resp {
 /// A running HTTP server.
 pub struct HttpServer {
     server: Arc<Server>,
-    workers: Vec<JoinHandle<()>>,
+    /// Every worker, once spawned.
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The thread that spawns the workers after the first.
+    spawner: Option<JoinHandle<()>>,
     pub addr: SocketAddr,
 }
+
+/// Workers spawned before `start` returns; the others follow on a thread of
+/// their own. A start spent a third of its time spawning 32 workers (about
+/// 90 µs each here), and one worker can answer the first requests.
+const FIRST_WORKERS: usize = 2;
 
 impl HttpServer {
     /// Binds `listen` and starts `workers` threads that serve `app`.
@@ -152,33 +160,67 @@ impl HttpServer {
             .to_ip()
             .ok_or_else(|| Error::Internal("the server has no IP address".into()))?;
         let server = Arc::new(server);
-        let mut handles = Vec::new();
-        for i in 0..workers.max(1) {
-            let server = server.clone();
-            let app = app.clone();
-            handles.push(
+        let workers = workers.max(1);
+        let spawn = {
+            let (server, app) = (server.clone(), app.clone());
+            move |i: usize| {
+                let (server, app) = (server.clone(), app.clone());
                 thread::Builder::new()
                     .name(format!("regdesk-http-{i}"))
                     .spawn(move || {
                         while let Ok(request) = server.recv() {
                             serve(&app, request);
                         }
+                    })
+            }
+        };
+        let first = workers.min(FIRST_WORKERS);
+        let handles = (0..first)
+            .map(&spawn)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let handles = Arc::new(Mutex::new(handles));
+        let spawner = if workers > first {
+            let handles = handles.clone();
+            Some(
+                thread::Builder::new()
+                    .name("regdesk-http-spawn".into())
+                    .spawn(move || {
+                        for i in first..workers {
+                            match spawn(i) {
+                                Ok(h) => handles
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push(h),
+                                Err(e) => {
+                                    log::error!("cannot start HTTP worker {i}: {e}");
+                                    break;
+                                }
+                            }
+                        }
                     })?,
-            );
-        }
+            )
+        } else {
+            None
+        };
         Ok(HttpServer {
             server,
             workers: handles,
+            spawner,
             addr,
         })
     }
 
     /// Stops accepting, lets the workers finish what they hold, and joins them.
     pub fn stop(self) {
-        for _ in &self.workers {
+        if let Some(spawner) = self.spawner {
+            spawner.join().ok();
+        }
+        let workers =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        for _ in &workers {
             self.server.unblock();
         }
-        for w in self.workers {
+        for w in workers {
             w.join().ok();
         }
     }

@@ -254,11 +254,16 @@ pub fn list(
         }
         args.push(SqlValue::Integer(after));
     }
+    // The page's ids first, from an index alone, then their rows: given a
+    // range of domains, SQLite read every matching row whole to sort them
+    // (B5, domain prefix at 1M requests: p50 8.4 ms; ids first: about 1 ms).
     // The largest page is written into the SQL and the page cut short
     // here: a bound `limit ?` made SQLite compile the statement again on
     // every call.
     let sql = format!(
-        "select {COLUMNS} from requests where {where_} order by id desc limit {}",
+        "select {COLUMNS} from requests where id in
+           (select id from requests where {where_} order by id desc limit {})
+         order by id desc",
         MAX_LIMIT + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
