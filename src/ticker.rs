@@ -28,7 +28,7 @@ use crate::store::transition::{self, Change, Who};
 /// square of its size (perf, 256 per job: `memjrnlTruncate` was 18% of the
 /// writer thread). A tick sends `JOBS` such jobs at once instead; they share
 /// commits, and other writes queue between them rather than behind a tick.
-pub const BATCH: i64 = 16;
+pub const BATCH: i64 = 8;
 /// Write jobs one tick sends the writer.
 const JOBS: usize = 16;
 /// Fulfilment attempts before an unexpected error sends a request to limbo.
@@ -626,6 +626,10 @@ mod tests {
                 .unwrap();
             notifications::mark_read(&conn, owner.id, n.id, t + 2).unwrap();
             accounts::authenticate(&conn, "rd_owner_token").unwrap();
+            // What `GET /requests/{id}` reads.
+            requests::history(&conn, r.id).unwrap();
+            requests::invoice_items(&conn, r.id).unwrap();
+            notifications::for_request(&conn, r.id).unwrap();
         }
         assert_eq!(recompiled::take(), Vec::<String>::new());
     }

@@ -259,12 +259,11 @@ fn owned<'a>(domain: Option<&'a Domain>, req: &Request) -> Result<&'a Domain> {
 /// Undoes every portfolio change `request_id` made, newest first, and
 /// forgets them (idempotent return, seed 000).
 pub fn undo_changes(conn: &Connection, request_id: i64) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(
-        "select domain, before from domain_changes where request_id = ?1 order by id desc",
+    let changes: Vec<(String, Option<String>)> = conn.all(
+        "select domain, before from domain_changes where request_id = +?1 order by id desc",
+        [request_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let changes: Vec<(String, Option<String>)> = stmt
-        .query_map([request_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
     for (name, before) in &changes {
         match before {
             None => {

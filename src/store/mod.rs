@@ -76,6 +76,11 @@ pub trait Cached {
     where
         P: rusqlite::Params,
         F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
+    /// Every row, mapped by `f`.
+    fn all<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<Vec<T>>
+    where
+        P: rusqlite::Params,
+        F: FnMut(&Row<'_>) -> rusqlite::Result<T>;
 }
 
 impl Cached for rusqlite::Connection {
@@ -97,6 +102,20 @@ impl Cached for rusqlite::Connection {
         #[cfg(test)]
         recompiled::note(&stmt, sql);
         row
+    }
+
+    fn all<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<Vec<T>>
+    where
+        P: rusqlite::Params,
+        F: FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    {
+        let mut stmt = self.prepare_cached(sql)?;
+        let rows = stmt
+            .query_map(params, f)?
+            .collect::<rusqlite::Result<Vec<T>>>();
+        #[cfg(test)]
+        recompiled::note(&stmt, sql);
+        rows
     }
 }
 

@@ -161,10 +161,8 @@ pub fn list(
 }
 
 pub fn for_request(conn: &Connection, request_id: i64) -> Result<Vec<Notification>> {
-    let sql = format!("select {COLUMNS} from notifications where request_id = ?1 order by id");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([request_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let sql = format!("select {COLUMNS} from notifications where request_id = +?1 order by id");
+    Ok(conn.all(&sql, [request_id], from_row)?)
 }
 
 /// Puts a message in the outbox.

@@ -350,22 +350,23 @@ pub struct HistoryEntry {
 }
 
 pub fn history(conn: &Connection, request_id: i64) -> Result<Vec<HistoryEntry>> {
-    let mut stmt = conn.prepare_cached(
+    // `+?1`: see `store::literal`.
+    Ok(conn.all(
         "select id, from_state, to_state, event, actor, reason, at from transitions
-         where request_id = ?1 order by id",
-    )?;
-    let rows = stmt.query_map([request_id], |r| {
-        Ok(HistoryEntry {
-            id: r.get(0)?,
-            from: r.get(1)?,
-            to: r.get(2)?,
-            event: r.get(3)?,
-            actor: r.get(4)?,
-            reason: r.get(5)?,
-            at: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+         where request_id = +?1 order by id",
+        [request_id],
+        |r| {
+            Ok(HistoryEntry {
+                id: r.get(0)?,
+                from: r.get(1)?,
+                to: r.get(2)?,
+                event: r.get(3)?,
+                actor: r.get(4)?,
+                reason: r.get(5)?,
+                at: r.get(6)?,
+            })
+        },
+    )?)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -380,28 +381,28 @@ pub struct InvoiceItem {
 }
 
 pub fn invoice_items(conn: &Connection, request_id: i64) -> Result<Vec<InvoiceItem>> {
-    let mut stmt = conn.prepare_cached(
+    Ok(conn.all(
         "select id, request_id, kind, description, amount_cents, created_at
-         from invoice_items where request_id = ?1 order by id",
-    )?;
-    let rows = stmt.query_map([request_id], |r| {
-        Ok(InvoiceItem {
-            id: r.get(0)?,
-            request_id: r.get(1)?,
-            kind: r.get(2)?,
-            description: r.get(3)?,
-            amount_cents: r.get(4)?,
-            created_at: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+         from invoice_items where request_id = +?1 order by id",
+        [request_id],
+        |r| {
+            Ok(InvoiceItem {
+                id: r.get(0)?,
+                request_id: r.get(1)?,
+                kind: r.get(2)?,
+                description: r.get(3)?,
+                amount_cents: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        },
+    )?)
 }
 
 /// The newest request of `account_id` for `domain` that is not finished or
 /// failed: the "open order" of a domain.
 pub fn open_order(conn: &Connection, account_id: i64, domain: &str) -> Result<Option<Request>> {
     let sql = format!(
-        "select {COLUMNS} from requests where domain = ?1 and account_id = ?2
+        "select {COLUMNS} from requests where domain = +?1 and account_id = +?2
          and state not in ('failed', 'finished') order by id desc limit 1"
     );
     Ok(conn
