@@ -484,10 +484,13 @@ fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Resul
         owner.review_limit_cents,
         owner.review_all,
     );
+    // By domain: the planner chose `requests_operation` and read every
+    // request of the operation, so each submit took longer than the last.
     // `+?`: see `store::literal`.
     let duplicates: Vec<i64> = conn.all(
-        "select id from requests where account_id = +?1 and domain = +?2 and operation = +?3
-         and state in ('new', 'incomplete') and id <> ?4 order by id",
+        "select id from requests indexed by requests_domain
+         where account_id = +?1 and domain = +?2 and operation = +?3
+           and state in ('new', 'incomplete') and id <> ?4 order by id",
         params![r.account_id, r.domain, r.operation.as_str(), r.id],
         |row| row.get(0),
     )?;
