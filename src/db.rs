@@ -22,8 +22,12 @@ mod embedded {
 
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 512;
-/// How long a transaction takes in more writes before it commits.
+/// How long a transaction takes in more writes before it commits, when a
+/// foreground write waits for it.
 const MAX_BATCH_TIME: Duration = Duration::from_millis(4);
+/// The same when only background writes wait: longer, since a commit's cost
+/// (its pages written to the WAL, a sync) is shared by more of them.
+const MAX_BACKGROUND_BATCH_TIME: Duration = Duration::from_millis(16);
 /// Queued writes before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
@@ -546,7 +550,15 @@ fn writer_loop(
                 background_run += 1;
             }
         }
-        while batch.completions.len() < MAX_BATCH && started.elapsed() < MAX_BATCH_TIME {
+        while batch.completions.len() < MAX_BATCH {
+            let budget = if batch.foreground > 0 {
+                MAX_BATCH_TIME
+            } else {
+                MAX_BACKGROUND_BATCH_TIME
+            };
+            if started.elapsed() >= budget {
+                break;
+            }
             match receiver.try_recv() {
                 Ok(Message::Write(job, Priority::Foreground)) => batch.run(job),
                 Ok(Message::Write(job, Priority::Background)) => background.push_back(job),

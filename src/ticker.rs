@@ -30,7 +30,7 @@ use crate::store::transition::{self, Change, Who};
 /// commits, and other writes queue between them rather than behind a tick.
 pub const BATCH: i64 = 8;
 /// Write jobs one tick sends the writer.
-const JOBS: usize = 16;
+const JOBS: usize = 32;
 /// Fulfilment attempts before an unexpected error sends a request to limbo.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Requests sent to an external provider per tick: each is an HTTP call.
