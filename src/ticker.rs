@@ -628,6 +628,7 @@ mod tests {
             accounts::authenticate(&conn, "rd_owner_token").unwrap();
             // What `GET /requests/{id}` reads.
             requests::history(&conn, r.id).unwrap();
+            requests::annotations(&conn, &[r.id, r.id + 1]).unwrap();
             requests::invoice_items(&conn, r.id).unwrap();
             notifications::for_request(&conn, r.id).unwrap();
         }

@@ -147,10 +147,6 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 impl Filter {
     /// The `where` clause and its arguments.
     fn sql(&self, args: &mut Vec<SqlValue>) -> String {
@@ -319,22 +315,24 @@ pub fn annotations(conn: &Connection, ids: &[i64]) -> Result<Vec<(i64, Annotatio
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "select request_id, actor, text, at from annotations where request_id in ({}) order by id",
-        placeholders(ids.len())
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(ids), |r| {
-        Ok((
-            r.get(0)?,
-            Annotation {
-                actor: r.get(1)?,
-                text: r.get(2)?,
-                at: r.get(3)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    // The ids go in as one JSON array, so that every page size shares one
+    // cached statement (a list of `?` was a statement compiled per page).
+    let ids = serde_json::to_string(ids)?;
+    Ok(conn.all(
+        "select request_id, actor, text, at from annotations
+         where request_id in (select value from json_each(?1)) order by id",
+        [ids],
+        |r| {
+            Ok((
+                r.get(0)?,
+                Annotation {
+                    actor: r.get(1)?,
+                    text: r.get(2)?,
+                    at: r.get(3)?,
+                },
+            ))
+        },
+    )?)
 }
 
 #[derive(Debug, Clone, Serialize)]
