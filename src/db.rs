@@ -784,6 +784,93 @@ mod tests {
         assert_eq!(newest, Some(LATEST_MIGRATION));
     }
 
+    /// Background writes queued ahead of a foreground write do not hold it
+    /// back: it runs after at most one of them.
+    #[test]
+    fn a_foreground_write_overtakes_queued_background_writes() {
+        let db = Db::open(Location::Memory).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Hold the writer in a first write, so that what follows queues.
+        let (hold, held) = mpsc::channel::<()>();
+        let (started, running) = mpsc::channel::<()>();
+        let blocker = {
+            let db = db.clone();
+            thread::spawn(move || {
+                db.write(move |_| {
+                    started.send(()).ok();
+                    held.recv().ok();
+                    Ok(())
+                })
+            })
+        };
+        running.recv().unwrap();
+        // Six background writes, then a foreground one, queued in that order.
+        let record = |what: String| {
+            let order = order.clone();
+            move |_: &Connection| {
+                order.lock().unwrap().push(what);
+                Ok(())
+            }
+        };
+        let background: Vec<_> = (0..6)
+            .map(|i| db.send(record(format!("background {i}")), Priority::Background))
+            .collect::<Result<_>>()
+            .unwrap();
+        let foreground = db
+            .send(record("foreground".into()), Priority::Foreground)
+            .unwrap();
+        hold.send(()).unwrap();
+        blocker.join().unwrap().unwrap();
+        foreground.recv().unwrap().unwrap();
+        for done in background {
+            done.recv().unwrap().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let at = order.iter().position(|o| o == "foreground").unwrap();
+        assert!(at <= 1, "{order:?}");
+        assert_eq!(order.len(), 7, "{order:?}");
+        db.close();
+    }
+
+    /// A new file appears whole (WAL, migrated, initialised) with nothing
+    /// left beside it; a file another process made meanwhile is not replaced.
+    #[test]
+    fn a_new_database_file_appears_whole_and_never_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desk.db");
+        let init = |conn: &Connection| -> Result<i64> {
+            conn.execute(
+                "insert into accounts (name, email, role, created_at) values ('op', 'o@x', 'operator', 0)",
+                [],
+            )?;
+            Ok(conn.last_insert_rowid())
+        };
+        assert_eq!(create_file(&path, &init).unwrap(), Some(1));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["desk.db".to_string()]);
+        let conn = open_connection(&Location::File(path.clone()), false).unwrap();
+        let mode: String = conn
+            .query_row("pragma journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(up_to_date(&conn));
+        let accounts: i64 = conn
+            .query_row("select count(*) from accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(accounts, 1);
+        drop(conn);
+        // The path exists now: a second creation links nothing.
+        assert_eq!(create_file(&path, &init).unwrap(), None);
+        let conn = open_connection(&Location::File(path), false).unwrap();
+        let accounts: i64 = conn
+            .query_row("select count(*) from accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(accounts, 1);
+    }
+
     #[test]
     fn an_up_to_date_database_is_left_alone_and_an_old_one_upgraded() {
         let mut conn = Connection::open_in_memory().unwrap();
