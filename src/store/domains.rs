@@ -135,14 +135,26 @@ fn journal(
     before: Option<&Domain>,
     now: Millis,
 ) -> Result<()> {
-    let after = by_name(conn, name)?;
+    let after = by_name(conn, name)?.map(|d| snapshot(&d));
+    record_change(conn, req, name, before, after.as_ref(), now)
+}
+
+/// Journals a change whose result is known (`after`, a `snapshot`).
+fn record_change(
+    conn: &Connection,
+    req: &Request,
+    name: &str,
+    before: Option<&Domain>,
+    after: Option<&Value>,
+    now: Millis,
+) -> Result<()> {
     conn.exec(
         "insert into domain_changes (request_id, domain, before, after, at) values (?1, ?2, ?3, ?4, ?5)",
         params![
             req.id,
             name,
             before.map(|d| snapshot(d).to_string()),
-            after.as_ref().map(|d| snapshot(d).to_string()),
+            after.map(Value::to_string),
             now
         ],
     )?;
@@ -188,6 +200,15 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 "created_at": now, "updated_at": now,
             });
             write_snapshot(conn, name, &snap)?;
+            // The journal's "after" is the row just written: no need to
+            // read it back (a third of the portfolio's cost per request in
+            // perf profiles of the ticker).
+            let mut after = snap;
+            after["id"] = json!(before
+                .as_ref()
+                .map_or_else(|| conn.last_insert_rowid(), |d| d.id));
+            after["name"] = json!(name);
+            return record_change(conn, req, name, before.as_ref(), Some(&after), now);
         }
         Operation::Renew => {
             let d = owned(before.as_ref(), req)?;
@@ -280,4 +301,56 @@ pub fn undo_changes(conn: &Connection, request_id: i64) -> Result<usize> {
         [request_id],
     )?;
     Ok(changes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+
+    /// A registration journals the row it wrote, as the row reads back.
+    #[test]
+    fn a_registration_journals_the_row_as_written() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "insert into accounts (id, name, email, role, created_at)
+             values (3, 'owner', 'o@example.net', 'customer', 0);
+             insert into requests (id, account_id, domain, operation, params, state, created_at, updated_at)
+             values (7, 3, 'written.example', 'create', '{}', 'processing', 0, 0);",
+        )
+        .unwrap();
+        let req = Request {
+            id: 7,
+            account_id: 3,
+            domain: "written.example".into(),
+            operation: Operation::Create,
+            params: json!({"period": 2, "privacy": true,
+                           "contacts": {"owner": {"name": "O", "email": "o@example.net"}},
+                           "nameservers": ["ns1.example.net"]}),
+            state: State::Finished,
+            waiting_on: None,
+            failure: None,
+            missing: Vec::new(),
+            exec_date: None,
+            depends_on: None,
+            attempts: 0,
+            next_attempt_at: None,
+            wait_until: None,
+            last_error: None,
+            created_at: 1_000,
+            updated_at: 1_000,
+        };
+        apply_finished(&conn, &req, 5_000).unwrap();
+        let journalled: String = conn
+            .query_row(
+                "select after from domain_changes where request_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let journalled: Value = serde_json::from_str(&journalled).unwrap();
+        let row = by_name(&conn, "written.example").unwrap().unwrap();
+        assert_eq!(journalled, snapshot(&row));
+    }
 }
