@@ -112,7 +112,9 @@ impl Ticker {
         for _ in 0..MAX_TICKS {
             let report = self.tick_locked()?;
             total.add(&report);
-            if report.total() == 0 {
+            // Stopping does not wait for a backlog: what is left is still
+            // queued, and is done after the next start.
+            if report.total() == 0 || self.stop.load(Ordering::SeqCst) {
                 break;
             }
         }

@@ -190,6 +190,53 @@ fn sigterm_during_load_exits_zero_and_a_restart_loses_nothing() {
     assert_eq!(s.request(&token, acked[0])["state"], "finished");
 }
 
+/// A stop does not wait for the ticker to work through a backlog: it ends
+/// after the tick in hand, and the rest waits, queued, for the next start.
+#[test]
+fn sigterm_with_a_backlog_stops_without_draining_it_and_loses_nothing() {
+    const BACKLOG: i64 = 20_000;
+    let mut s = Server::start_with(&[]);
+    let (customer, _) = s.customer("bulk");
+    s.child.kill().ok();
+    s.child.wait().ok();
+    {
+        let conn = rusqlite::Connection::open(s.dir.path().join("regdesk.db")).unwrap();
+        conn.execute_batch("begin").unwrap();
+        let mut insert = conn
+            .prepare(
+                "insert into requests (account_id, domain, operation, params, state, created_at, updated_at)
+                 values (?1, ?2, 'create', ?3, 'queued', 0, 0)",
+            )
+            .unwrap();
+        for i in 0..BACKLOG {
+            insert
+                .execute(rusqlite::params![
+                    customer,
+                    format!("backlog-{i}.com"),
+                    owner().to_string()
+                ])
+                .unwrap();
+        }
+        drop(insert);
+        conn.execute_batch("commit").unwrap();
+    }
+    let mut s = s.restart();
+    assert_eq!(signal_and_wait(&mut s.child, "TERM"), Some(0));
+    let conn = rusqlite::Connection::open(s.dir.path().join("regdesk.db")).unwrap();
+    let count = |state: &str| -> i64 {
+        conn.query_row(
+            "select count(*) from requests where state = ?1",
+            [state],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (queued, finished) = (count("queued"), count("finished"));
+    assert!(queued > 0, "the stop waited for the whole backlog");
+    assert_eq!(count("processing"), 0, "a stop left requests claimed");
+    assert_eq!(queued + finished, BACKLOG);
+}
+
 #[test]
 fn migrate_creates_and_upgrades_a_database_file() {
     let dir = tempfile::tempdir().unwrap();
