@@ -583,6 +583,47 @@ mod tests {
         }
     }
 
+    /// A request that cannot be handled fails its job; the job runs again a
+    /// request at a time, and the others in it finish.
+    #[test]
+    fn a_request_that_fails_leaves_the_others_of_its_job_to_finish() {
+        use crate::clock::Clock;
+        use crate::db::{Db, Location};
+        use crate::registry::simulated::Simulated;
+
+        let db = Db::open(Location::Memory).unwrap();
+        db.write(|conn| {
+            conn.execute_batch(
+                "insert into accounts (id, name, email, role, created_at)
+                 values (1, 'owner', 'o@example.net', 'customer', 0);
+                 insert into requests (id, account_id, domain, operation, params, state, created_at, updated_at)
+                 values (1, 1, 'broken.com', 'create', 'not json', 'queued', 0, 0),
+                        (2, 1, 'fine.com', 'create',
+                         '{\"contacts\":{\"owner\":{\"name\":\"O\",\"email\":\"o@example.net\"}}}',
+                         'queued', 0, 0);",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let ticker = Ticker::new(
+            db.clone(),
+            Clock::test(),
+            Arc::new(Simulated),
+            Duration::from_secs(1),
+        );
+        let report = ticker.run_until_idle().unwrap();
+        assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");
+        let states = db
+            .read(|conn| {
+                Ok(conn.all("select state from requests order by id", [], |r| {
+                    r.get::<_, String>(0)
+                })?)
+            })
+            .unwrap();
+        assert_eq!(states, ["queued", "finished"]);
+        db.close();
+    }
+
     /// Every cached statement of an order's way through submit, the ticker
     /// and the notification queue is compiled once, however its values
     /// change.
