@@ -131,26 +131,37 @@ impl Ticker {
         let jobs = (0..JOBS)
             .map(|_| {
                 let provider = self.provider.clone();
-                move |conn: &Connection| tick_in(conn, provider.as_ref(), now, Mode::Fast)
+                move |conn: &Connection| tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH)
             })
             .collect();
         let mut report = TickReport::default();
+        let mut failed = None;
         for done in self.db.write_background(jobs)? {
             match done {
                 Ok(done) => report.add(&done),
                 Err(e) => {
-                    // Some request of the job failed, and the job was rolled
-                    // back whole: do it again request by request, so that
-                    // only that one is left out.
-                    log::debug!(
-                        "a tick job failed ({e}); running it again with a savepoint per request"
-                    );
-                    let provider = self.provider.clone();
-                    let done = self
-                        .db
-                        .write(move |conn| tick_in(conn, provider.as_ref(), now, Mode::Careful))?;
-                    report.add(&done);
+                    failed.get_or_insert(e);
                 }
+            }
+        }
+        if let Some(e) = failed {
+            // A request failed its job, which was rolled back whole, and so
+            // was every later job that met it. One job does their work
+            // again with a savepoint per request, so that only that request
+            // is left out (and logged once a tick).
+            log::debug!("a tick job failed ({e}); running it again with a savepoint per request");
+            let provider = self.provider.clone();
+            let careful = move |conn: &Connection| {
+                tick_in(
+                    conn,
+                    provider.as_ref(),
+                    now,
+                    Mode::Careful,
+                    BATCH * JOBS as i64,
+                )
+            };
+            for done in self.db.write_background(vec![careful])? {
+                report.add(&done?);
             }
         }
         if self.provider.external().is_some() {
@@ -297,7 +308,8 @@ const DUE_WAIT_OVER: &str = "select id from requests indexed by requests_waiting
 /// query needs it, and the limit is written into the SQL: SQLite compiles
 /// a statement again on every bind of a parameter its plan looked at (a
 /// `limit ?`, or a `?2 is not null` that once stood in these queries).
-/// Callers ask for 1 or `BATCH`, so each query has two cached forms.
+/// Callers ask for 1, `BATCH` or (after a failed job) `BATCH * JOBS`, so
+/// each query has a few cached forms.
 fn due(conn: &Connection, sql: &str, now: Millis, limit: i64) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(&format!("{sql} limit {limit}"))?;
     let id = |r: &rusqlite::Row<'_>| r.get(0);
@@ -387,17 +399,19 @@ fn each(
     Ok(done)
 }
 
+/// One tick job: at most `limit` requests in each step.
 fn tick_in(
     conn: &Connection,
     provider: &dyn Provider,
     now: Millis,
     mode: Mode,
+    limit: i64,
 ) -> Result<TickReport> {
     let system = Who::system("ticker");
     let registry = Who::system(provider.name());
     let mut report = TickReport::default();
 
-    let ids = due(conn, DUE_DEPENDENCY_FAILED, now, BATCH)?;
+    let ids = due(conn, DUE_DEPENDENCY_FAILED, now, limit)?;
     report.dependency_failed = each(conn, mode, ids, |id| {
         let req = requests::load(conn, id)?;
         let change = Change {
@@ -408,7 +422,7 @@ fn tick_in(
         Ok(true)
     })?;
 
-    let ids = due_claims(conn, now, BATCH)?;
+    let ids = due_claims(conn, now, limit)?;
     report.claimed = each(conn, mode, ids, |id| {
         transition::apply(conn, id, Event::Claim, &system, Change::default(), now)?;
         Ok(true)
@@ -419,7 +433,7 @@ fn tick_in(
     let ids = if provider.external().is_some() {
         Vec::new()
     } else {
-        due(conn, DUE_FULFIL, now, BATCH)?
+        due(conn, DUE_FULFIL, now, limit)?
     };
     report.fulfilled = each(conn, mode, ids, |id| {
         let req = requests::load(conn, id)?;
@@ -427,7 +441,7 @@ fn tick_in(
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
 
-    let ids = due(conn, DUE_WAIT_OVER, now, BATCH)?;
+    let ids = due(conn, DUE_WAIT_OVER, now, limit)?;
     report.waits_ended = each(conn, mode, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
@@ -661,7 +675,7 @@ mod tests {
             };
             let r = transition::create(&conn, &new, &who, t).unwrap();
             crate::face::native::submit(&conn, r.id, &who, t).unwrap();
-            let report = tick_in(&conn, &Simulated, t + 1, mode).unwrap();
+            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH).unwrap();
             assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");
             assert_eq!(requests::load(&conn, r.id).unwrap().state, State::Finished);
             let n = notifications::oldest_unread(&conn, owner.id)
