@@ -299,9 +299,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.send(f, Priority::Foreground)?;
-        rx.recv()
-            .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
+        committed(self.send(f, Priority::Foreground)?)
     }
 
     /// Runs every closure of `fs` as a background write of its own (each
@@ -318,13 +316,7 @@ impl Db {
             .into_iter()
             .map(|f| self.send(f, Priority::Background))
             .collect::<Result<Vec<_>>>()?;
-        Ok(pending
-            .into_iter()
-            .map(|rx| {
-                rx.recv()
-                    .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
-            })
-            .collect())
+        Ok(pending.into_iter().map(committed).collect())
     }
 
     /// Queues `f` for the writer; its result arrives once committed.
@@ -450,6 +442,12 @@ impl Db {
     }
 }
 
+/// Waits for a write sent with `Db::send`: its result once committed.
+fn committed<T>(rx: Receiver<Result<T>>) -> Result<T> {
+    rx.recv()
+        .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
@@ -511,28 +509,28 @@ fn writer_loop(
     let mut background: VecDeque<Job> = VecDeque::new();
     let mut stop = false;
     while !stop {
-        let first = if background.is_empty() {
-            match receiver.recv() {
-                Ok(Message::Write(job, Priority::Foreground)) => (job, Priority::Foreground),
-                Ok(Message::Write(job, Priority::Background)) => {
-                    background.push_back(job);
-                    continue;
-                }
-                Ok(Message::Stop) | Err(_) => break,
-            }
+        // The next write: a foreground one if one is queued, else the
+        // oldest background one (those that arrive queue behind the others).
+        let incoming = if background.is_empty() {
+            Some(receiver.recv().unwrap_or(Message::Stop))
         } else {
-            match receiver.try_recv() {
-                Ok(Message::Write(job, Priority::Foreground)) => (job, Priority::Foreground),
-                Ok(Message::Write(job, Priority::Background)) => {
-                    background.push_back(job);
-                    continue;
-                }
-                Ok(Message::Stop) => break,
-                Err(_) => match background.pop_front() {
-                    Some(job) => (job, Priority::Background),
-                    None => continue,
-                },
+            receiver.try_recv().ok()
+        };
+        let foreground = match incoming {
+            Some(Message::Stop) => break,
+            Some(Message::Write(job, Priority::Foreground)) => Some(job),
+            Some(Message::Write(job, Priority::Background)) => {
+                background.push_back(job);
+                None
             }
+            None => None,
+        };
+        let (first, priority) = match foreground {
+            Some(job) => (job, Priority::Foreground),
+            None => match background.pop_front() {
+                Some(job) => (job, Priority::Background),
+                None => continue,
+            },
         };
         // Everything that queued while the last commit was flushed, and
         // what arrives while it runs, shares this commit, up to a bound in
@@ -542,14 +540,7 @@ fn writer_loop(
         // foreground writes wait for.
         let started = Instant::now();
         let mut batch = Batch::begin(&mut conn);
-        let mut background_run = 0;
-        match first {
-            (job, Priority::Foreground) => batch.run(job),
-            (job, Priority::Background) => {
-                batch.run_background(job);
-                background_run += 1;
-            }
-        }
+        batch.run(first, priority);
         while batch.completions.len() < MAX_BATCH {
             let budget = if batch.foreground > 0 {
                 MAX_BATCH_TIME
@@ -560,22 +551,20 @@ fn writer_loop(
                 break;
             }
             match receiver.try_recv() {
-                Ok(Message::Write(job, Priority::Foreground)) => batch.run(job),
+                Ok(Message::Write(job, Priority::Foreground)) => {
+                    batch.run(job, Priority::Foreground)
+                }
                 Ok(Message::Write(job, Priority::Background)) => background.push_back(job),
                 Ok(Message::Stop) => {
                     stop = true;
                     break;
                 }
                 Err(_) => {
-                    let foreground_waits = batch.foreground > 0;
-                    if foreground_waits && background_run > 0 {
+                    if batch.foreground > 0 && batch.background > 0 {
                         break;
                     }
                     match background.pop_front() {
-                        Some(job) => {
-                            batch.run_background(job);
-                            background_run += 1;
-                        }
+                        Some(job) => batch.run(job, Priority::Background),
                         None => break,
                     }
                 }
@@ -601,7 +590,7 @@ fn writer_loop(
     if !background.is_empty() {
         let mut batch = Batch::begin(&mut conn);
         for job in background.drain(..) {
-            batch.run_background(job);
+            batch.run(job, Priority::Background);
         }
         let (completions, commit) = batch.commit();
         for completion in completions {
@@ -626,8 +615,9 @@ struct Batch<'c> {
     /// Why the transaction could not begin; jobs are then not run.
     failed: Option<Error>,
     completions: Vec<Completion>,
-    /// Foreground writes in this batch.
+    /// Foreground and background writes in this batch.
     foreground: usize,
+    background: usize,
 }
 
 impl<'c> Batch<'c> {
@@ -642,15 +632,15 @@ impl<'c> Batch<'c> {
             failed,
             completions: Vec::new(),
             foreground: 0,
+            background: 0,
         }
     }
 
-    fn run(&mut self, job: Job) {
-        self.foreground += 1;
-        self.run_background(job);
-    }
-
-    fn run_background(&mut self, job: Job) {
+    fn run(&mut self, job: Job, priority: Priority) {
+        match priority {
+            Priority::Foreground => self.foreground += 1,
+            Priority::Background => self.background += 1,
+        }
         if self.failed.is_some() {
             // The job never runs; its caller learns of the failure through
             // the batch's error.

@@ -68,9 +68,7 @@ impl App {
                 .read(move |conn| accounts::by_token_hash(conn, &digest))
         })
     }
-}
 
-impl App {
     /// Sends every due notification webhook and mail now (the test clock's
     /// ticks do this before they answer).
     pub fn send_due(&self) -> Result<usize> {

@@ -66,8 +66,8 @@ fn xml(status: u16, body: String) -> Resp {
 }
 
 /// An error as `<error><code/><message/></error>`, with the HTTP status of
-/// the shared error mapping (also for refusals before routing, see
-/// `http::serve`).
+/// the shared error mapping (also for refusals before a handler runs, see
+/// `http::router::refusal`).
 pub fn error(err: &Error) -> Resp {
     let message = match err {
         Error::Internal(detail) => {

@@ -275,23 +275,39 @@ fn new_request_detail(conn: &Connection, r: &Request, caller: &Account) -> Resul
         }
         return Ok(full);
     }
-    let mut v = request_json(r, Vec::new());
-    v["history"] = serde_json::to_value(requests::history(conn, r.id)?)?;
-    v["invoice_items"] = json!([]);
-    v["notifications"] = json!([]);
-    let who = Who::account(caller);
-    v["allowed_actions"] = json!(state::allowed_actions(r.state, r.waiting_on, who.actor));
-    Ok(v)
+    detail(
+        conn,
+        request_json(r, Vec::new()),
+        r,
+        caller,
+        json!([]),
+        json!([]),
+    )
 }
 
 /// A request with everything that hangs off it, as `GET /requests/{id}` shows it.
 fn request_detail(conn: &Connection, r: &Request, caller: &Account) -> Result<Value> {
-    let mut v = requests_json(conn, std::slice::from_ref(r))?
+    let v = requests_json(conn, std::slice::from_ref(r))?
         .pop()
         .unwrap_or(Value::Null);
+    let invoice_items = serde_json::to_value(requests::invoice_items(conn, r.id)?)?;
+    let notifications = serde_json::to_value(notifications::for_request(conn, r.id)?)?;
+    detail(conn, v, r, caller, invoice_items, notifications)
+}
+
+/// `v` (the request as lists show it) with its history, the given invoice
+/// items and notifications, and the actions `caller` may take.
+fn detail(
+    conn: &Connection,
+    mut v: Value,
+    r: &Request,
+    caller: &Account,
+    invoice_items: Value,
+    notifications: Value,
+) -> Result<Value> {
     v["history"] = serde_json::to_value(requests::history(conn, r.id)?)?;
-    v["invoice_items"] = serde_json::to_value(requests::invoice_items(conn, r.id)?)?;
-    v["notifications"] = serde_json::to_value(notifications::for_request(conn, r.id)?)?;
+    v["invoice_items"] = invoice_items;
+    v["notifications"] = notifications;
     let who = Who::account(caller);
     v["allowed_actions"] = json!(state::allowed_actions(r.state, r.waiting_on, who.actor));
     Ok(v)

@@ -280,7 +280,7 @@ fn serve(app: &App, mut request: tiny_http::Request) {
         })
         .collect();
     let (resp, close) = match check_target(request.url()).and_then(|()| read_body(&mut request)) {
-        Err(e) => (refusal(&path, &e), true),
+        Err(e) => (router::refusal(&path, &e), true),
         Ok(body) => {
             let req = Req {
                 method,
@@ -301,17 +301,6 @@ fn serve(app: &App, mut request: tiny_http::Request) {
     };
     app.metrics.observe(resp.status, started.elapsed());
     write(request, resp, close);
-}
-
-/// A refusal before routing (a body over the limit, a bad query string) in
-/// the format of the face the path belongs to: every task-face answer,
-/// errors included, is XML.
-fn refusal(path: &str, err: &Error) -> Resp {
-    if path == "/bdom/task" || path.starts_with("/bdom/task/") {
-        crate::face::bdom::error(err)
-    } else {
-        Resp::error(err)
-    }
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {

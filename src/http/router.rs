@@ -47,6 +47,17 @@ pub fn route(app: &App, req: &Req) -> Resp {
     }
 }
 
+/// A refusal before a handler runs (a body over the limit, a bad query
+/// string), in the format of the face `route` gives the path to: every
+/// task-face answer, errors included, is XML.
+pub fn refusal(path: &str, err: &Error) -> Resp {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["bdom", "task", ..] => crate::face::bdom::error(err),
+        _ => Resp::error(err),
+    }
+}
+
 fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
     let caller = bearer(app, req)?;
     let c = &caller;

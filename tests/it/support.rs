@@ -141,23 +141,7 @@ impl Server {
             Some(b) => req.set("Content-Type", "application/json").send_string(b),
             None => req.call(),
         };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = resp.status();
-        let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
-        let mut text = String::new();
-        resp.into_reader()
-            .take(64 * 1024 * 1024)
-            .read_to_string(&mut text)
-            .ok();
-        Answer {
-            status,
-            content_type,
-            text,
-        }
+        answer(result, method, path)
     }
 
     pub fn get(&self, path: &str, token: &str) -> Answer {
@@ -173,23 +157,7 @@ impl Server {
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        let resp = match req.send_bytes(body) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("POST {path}: {e}"),
-        };
-        let status = resp.status();
-        let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .take(64 * 1024 * 1024)
-            .read_to_end(&mut bytes)
-            .ok();
-        Answer {
-            status,
-            content_type,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        answer(req.send_bytes(body), "POST", path)
     }
 
     /// `body` signed by `who` and posted to the XCP face at `/`.
@@ -278,6 +246,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// The answer to `method path`, whatever its status (the body read as
+/// UTF-8, invalid bytes replaced); only a failure to talk at all panics.
+fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &str) -> Answer {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(64 * 1024 * 1024)
+        .read_to_end(&mut bytes)
+        .ok();
+    Answer {
+        status,
+        content_type,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 
