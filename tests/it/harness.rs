@@ -2,7 +2,7 @@
 //! readiness, the test clock, simulated-registry rules, `--seed`, the admin
 //! reset, `--demo` and the OpenAPI document.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -118,23 +118,7 @@ pub fn call(
         Some(b) => req.set("Content-Type", "application/json").send_string(b),
         None => req.call(),
     };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let status = resp.status();
-    let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
-    let mut text = String::new();
-    resp.into_reader()
-        .take(16 * 1024 * 1024)
-        .read_to_string(&mut text)
-        .ok();
-    Answer {
-        status,
-        content_type,
-        text,
-    }
+    crate::support::answer(result, method, path)
 }
 
 const OP: &str = "rd_harness_operator";

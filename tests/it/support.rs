@@ -251,7 +251,7 @@ impl Drop for Server {
 
 /// The answer to `method path`, whatever its status (the body read as
 /// UTF-8, invalid bytes replaced); only a failure to talk at all panics.
-fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &str) -> Answer {
+pub fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &str) -> Answer {
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
