@@ -667,7 +667,10 @@
         out.append(list);
       }
       out.hidden = false;
+      // Shown at once: the rows acted on are no longer selected, even while
+      // the list reloads.
       state.selected.clear();
+      renderSelection();
       await loadRequests();
       if (state.openId) openDetail(state.openId, true);
     } catch (e) {
