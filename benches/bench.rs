@@ -454,21 +454,24 @@ impl Server {
             .unwrap_or(f64::NAN)
     }
 
-    /// Writes per commit since `before` (commits, writes) was taken.
-    fn group_commit(&self, before: (f64, f64)) -> String {
-        let commits = self.metric("regdesk_db_commits_total") - before.0;
-        let writes = self.metric("regdesk_db_writes_total") - before.1;
+    /// Writes per commit and per sync since `before` (commits, writes,
+    /// syncs) was taken.
+    fn group_commit(&self, before: (f64, f64, f64)) -> String {
+        let (commits, writes, syncs) = self.commit_counters();
+        let (commits, writes, syncs) = (commits - before.0, writes - before.1, syncs - before.2);
         format!(
-            "{} commits, {:.1} writes per commit",
+            "{} commits, {:.1} writes per commit, {:.1} per sync",
             num(commits),
-            writes / commits
+            writes / commits,
+            writes / syncs
         )
     }
 
-    fn commit_counters(&self) -> (f64, f64) {
+    fn commit_counters(&self) -> (f64, f64, f64) {
         (
             self.metric("regdesk_db_commits_total"),
             self.metric("regdesk_db_writes_total"),
+            self.metric("regdesk_db_syncs_total"),
         )
     }
 

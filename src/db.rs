@@ -1,12 +1,15 @@
 //! Opening the SQLite database (pragmas, migrations) and the two ways to use
 //! it: `read` on a pooled read-only connection, and `write` through the single
 //! writer thread, which commits every write that gathered while the previous
-//! commit was being flushed in one transaction (group commit).
+//! commit ran in one transaction (group commit). A flusher thread syncs the
+//! WAL to disk while the writer goes on with the next transaction, and only
+//! then answers the writes that committed: one sync covers every commit made
+//! while the previous sync ran.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -40,6 +43,8 @@ type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 enum Message {
     Write(Job, Priority),
+    /// From the flusher: a sync ended (the writer may commit again).
+    Flushed,
     Stop,
 }
 
@@ -63,6 +68,8 @@ pub enum Location {
 pub struct WriterStats {
     pub commits: AtomicU64,
     pub writes: AtomicU64,
+    /// Syncs of the WAL to disk (each covers one commit or more).
+    pub syncs: AtomicU64,
 }
 
 /// A handle to the database, cheap to clone.
@@ -77,6 +84,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Set when a sync failed: what was committed since may not be on disk,
+    /// and no later write is accepted.
+    broken: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
 }
 
@@ -256,19 +266,33 @@ impl Db {
         let (conn, value) = open_initialised(&location, &init)?;
         let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
-        let writer_stats = stats.clone();
-        let checkpointer = match &location {
-            Location::File(_) => {
+        let broken = Arc::new(AtomicBool::new(false));
+        let (checkpointer, flusher) = match &location {
+            Location::File(path) => {
                 // The writer leaves checkpoints to the checkpointer, with a
-                // backstop should it fall behind.
-                conn.execute_batch("pragma wal_autocheckpoint = 16384")?;
-                Some(Checkpointer::start(&location)?)
+                // backstop should it fall behind. Its commits are not synced
+                // by SQLite (synchronous = normal: checkpoints and the WAL
+                // header after a restart still are); the flusher syncs the
+                // WAL before any of them is answered.
+                conn.execute_batch(
+                    "pragma wal_autocheckpoint = 1024; pragma synchronous = normal;",
+                )?;
+                let wal = wal_path(path);
+                let mut file = None;
+                let flusher = Flusher::start(
+                    move || sync_wal(&wal, &mut file),
+                    sender.clone(),
+                    stats.clone(),
+                    broken.clone(),
+                )?;
+                (Some(Checkpointer::start(&location)?), flusher)
             }
-            Location::Memory => None,
+            Location::Memory => (None, Flusher::Inline),
         };
+        let writer_stats = stats.clone();
         let writer = thread::Builder::new()
             .name("regdesk-writer".into())
-            .spawn(move || writer_loop(conn, receiver, &writer_stats, checkpointer))?;
+            .spawn(move || writer_loop(conn, receiver, &writer_stats, checkpointer, flusher))?;
         let db = Db {
             inner: Arc::new(Inner {
                 location,
@@ -276,6 +300,7 @@ impl Db {
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(writer)),
                 stopped: AtomicBool::new(false),
+                broken,
                 stats,
             }),
         };
@@ -346,6 +371,9 @@ impl Db {
         });
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("the database is closed".into()));
+        }
+        if self.inner.broken.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(BROKEN.into()));
         }
         self.inner
             .sender
@@ -499,104 +527,82 @@ impl Checkpointer {
 }
 
 fn writer_loop(
-    mut conn: Connection,
+    conn: Connection,
     receiver: Receiver<Message>,
     stats: &WriterStats,
     checkpointer: Option<Checkpointer>,
+    flusher: Flusher,
 ) {
     let mut commits_since_checkpoint = 0;
     // Background writes taken off the channel and not run yet.
     let mut background: VecDeque<Job> = VecDeque::new();
-    let mut stop = false;
-    while !stop {
-        // The next write: a foreground one if one is queued, else the
-        // oldest background one (those that arrive queue behind the others).
-        let incoming = if background.is_empty() {
-            Some(receiver.recv().unwrap_or(Message::Stop))
-        } else {
-            receiver.try_recv().ok()
-        };
-        let foreground = match incoming {
-            Some(Message::Stop) => break,
-            Some(Message::Write(job, Priority::Foreground)) => Some(job),
-            Some(Message::Write(job, Priority::Background)) => {
-                background.push_back(job);
-                None
-            }
-            None => None,
-        };
-        let (first, priority) = match foreground {
-            Some(job) => (job, Priority::Foreground),
-            None => match background.pop_front() {
-                Some(job) => (job, Priority::Background),
-                None => continue,
-            },
-        };
-        // Everything that queued while the last commit was flushed, and
-        // what arrives while it runs, shares this commit, up to a bound in
-        // count and in time: a long tick must not hold other writes' answers
-        // back. Foreground writes run first; background ones fill what is
-        // left of the time, and only one of them joins a commit that
-        // foreground writes wait for.
-        let started = Instant::now();
-        let mut batch = Batch::begin(&mut conn);
-        batch.run(first, priority);
-        while batch.completions.len() < MAX_BATCH {
-            let budget = if batch.foreground > 0 {
-                MAX_BATCH_TIME
-            } else {
-                MAX_BACKGROUND_BATCH_TIME
-            };
-            if started.elapsed() >= budget {
-                break;
-            }
+    let mut open: Option<Batch> = None;
+    // Writes run in one transaction until the flusher is free to sync it:
+    // everything that arrives while a sync runs shares the next commit (and
+    // a page changed by several of them is written once). Foreground writes
+    // run as they arrive; background ones fill the time left, and only one
+    // of them joins a commit that foreground writes wait for. A commit is
+    // forced when the transaction is full or has run its time: a slow sync
+    // or a long tick must not hold other writes' answers back.
+    loop {
+        let idle = flusher.idle();
+        let may_background = open.as_ref().is_none_or(Batch::takes_background);
+        let can_work = (may_background && !background.is_empty())
+            || (idle && open.as_ref().is_some_and(|b| !b.is_empty()));
+        let message = if can_work {
             match receiver.try_recv() {
-                Ok(Message::Write(job, Priority::Foreground)) => {
-                    batch.run(job, Priority::Foreground)
-                }
-                Ok(Message::Write(job, Priority::Background)) => background.push_back(job),
-                Ok(Message::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => {
-                    if batch.foreground > 0 && batch.background > 0 {
-                        break;
+                Ok(message) => Some(message),
+                Err(mpsc::TryRecvError::Empty) => None,
+                Err(mpsc::TryRecvError::Disconnected) => Some(Message::Stop),
+            }
+        } else {
+            Some(receiver.recv().unwrap_or(Message::Stop))
+        };
+        match message {
+            Some(Message::Write(job, Priority::Foreground)) => {
+                open.get_or_insert_with(|| Batch::begin(&conn)).run(
+                    &conn,
+                    job,
+                    Priority::Foreground,
+                );
+            }
+            Some(Message::Write(job, Priority::Background)) => background.push_back(job),
+            Some(Message::Flushed) => {}
+            Some(Message::Stop) => break,
+            None => match may_background.then(|| background.pop_front()).flatten() {
+                Some(job) => open.get_or_insert_with(|| Batch::begin(&conn)).run(
+                    &conn,
+                    job,
+                    Priority::Background,
+                ),
+                None => {
+                    if let Some(batch) = open.take() {
+                        commit(&conn, batch, stats, &flusher);
+                        commits_since_checkpoint += 1;
                     }
-                    match background.pop_front() {
-                        Some(job) => batch.run(job, Priority::Background),
-                        None => break,
-                    }
                 }
+            },
+        }
+        if open.as_ref().is_some_and(Batch::must_commit) {
+            if let Some(batch) = open.take() {
+                commit(&conn, batch, stats, &flusher);
+                commits_since_checkpoint += 1;
             }
         }
-        let (completions, commit) = batch.commit();
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        commits_since_checkpoint += 1;
         if commits_since_checkpoint >= CHECKPOINT_EVERY {
             if let Some(c) = &checkpointer {
                 c.ask();
             }
             commits_since_checkpoint = 0;
         }
-        stats
-            .writes
-            .fetch_add(completions.len() as u64, Ordering::Relaxed);
-        for completion in completions {
-            completion(commit.clone());
-        }
     }
     // Stopping: what was queued still runs (and commits) before the close.
-    if !background.is_empty() {
-        let mut batch = Batch::begin(&mut conn);
-        for job in background.drain(..) {
-            batch.run(job, Priority::Background);
-        }
-        let (completions, commit) = batch.commit();
-        for completion in completions {
-            completion(commit.clone());
-        }
+    let mut last = open.unwrap_or_else(|| Batch::begin(&conn));
+    for job in background.drain(..) {
+        last.run(&conn, job, Priority::Background);
     }
+    commit(&conn, last, stats, &flusher);
+    flusher.stop();
     if let Some(c) = checkpointer {
         c.stop();
     }
@@ -608,10 +614,163 @@ fn writer_loop(
     }
 }
 
+/// Commits `batch` and hands its writes to the flusher to be answered.
+fn commit(conn: &Connection, batch: Batch, stats: &WriterStats, flusher: &Flusher) {
+    let (completions, commit) = batch.commit(conn);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats
+        .writes
+        .fetch_add(completions.len() as u64, Ordering::Relaxed);
+    flusher.answer(completions, commit);
+}
+
+const BROKEN: &str =
+    "the database could not be synced to disk; writes are refused until regdesk is restarted";
+
+/// The WAL file SQLite keeps beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Syncs the data of the WAL file to disk. A sync through any descriptor of
+/// a file flushes all of its written pages, SQLite's writes included. The
+/// directory is synced too the first time, for the file's own entry.
+fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
+    let file = match file {
+        Some(file) => file,
+        None => {
+            let opened = std::fs::OpenOptions::new().write(true).open(wal)?;
+            sync_parent(wal);
+            file.insert(opened)
+        }
+    };
+    file.sync_data()
+}
+
+/// A commit's writes, waiting for their answer.
+struct Committed {
+    completions: Vec<Completion>,
+    commit: Result<()>,
+}
+
+/// Answers committed writes: at once when there is no file to sync (an
+/// in-memory database), else from a thread that syncs first.
+enum Flusher {
+    Inline,
+    Thread {
+        sender: mpsc::Sender<Committed>,
+        /// Commits handed over and not answered yet.
+        pending: Arc<AtomicUsize>,
+        handle: JoinHandle<()>,
+    },
+}
+
+impl Flusher {
+    /// Starts the thread that calls `sync` and then answers every commit
+    /// that arrived before the sync began, and tells the writer through
+    /// `waker`. After a failed sync, every commit is answered with an error
+    /// and `broken` is set (what the kernel failed to write may be gone from
+    /// its cache: no later sync can vouch for it).
+    fn start(
+        mut sync: impl FnMut() -> std::io::Result<()> + Send + 'static,
+        waker: SyncSender<Message>,
+        stats: Arc<WriterStats>,
+        broken: Arc<AtomicBool>,
+    ) -> Result<Flusher> {
+        let (sender, receiver) = mpsc::channel::<Committed>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let answered = pending.clone();
+        let handle = thread::Builder::new()
+            .name("regdesk-flush".into())
+            .spawn(move || {
+                let mut failure: Option<String> = None;
+                while let Ok(first) = receiver.recv() {
+                    let mut ready = vec![first];
+                    ready.extend(receiver.try_iter());
+                    if failure.is_none() && ready.iter().any(|c| c.commit.is_ok()) {
+                        stats.syncs.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = sync() {
+                            log::error!("syncing the database to disk failed: {e}");
+                            broken.store(true, Ordering::SeqCst);
+                            failure = Some(e.to_string());
+                        }
+                    }
+                    let n = ready.len();
+                    for Committed {
+                        completions,
+                        commit,
+                    } in ready
+                    {
+                        let outcome = match (&failure, commit) {
+                            (Some(e), Ok(())) => Err(Error::Unavailable(format!("{BROKEN} ({e})"))),
+                            (_, commit) => commit,
+                        };
+                        for completion in completions {
+                            completion(outcome.clone());
+                        }
+                    }
+                    answered.fetch_sub(n, Ordering::SeqCst);
+                    // Wakes a writer waiting to commit; a full queue means
+                    // it is busy and looks again after its next write.
+                    waker.try_send(Message::Flushed).ok();
+                }
+            })?;
+        Ok(Flusher::Thread {
+            sender,
+            pending,
+            handle,
+        })
+    }
+
+    /// Whether no commit waits for a sync.
+    fn idle(&self) -> bool {
+        match self {
+            Flusher::Inline => true,
+            Flusher::Thread { pending, .. } => pending.load(Ordering::SeqCst) == 0,
+        }
+    }
+
+    fn answer(&self, completions: Vec<Completion>, commit: Result<()>) {
+        match self {
+            Flusher::Inline => {
+                for completion in completions {
+                    completion(commit.clone());
+                }
+            }
+            Flusher::Thread {
+                sender, pending, ..
+            } => {
+                pending.fetch_add(1, Ordering::SeqCst);
+                if let Err(mpsc::SendError(c)) = sender.send(Committed {
+                    completions,
+                    commit,
+                }) {
+                    // The thread is gone (it only ends when told): answer
+                    // without a promise of durability.
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                    for completion in c.completions {
+                        completion(Err(Error::Unavailable(BROKEN.into())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers what is left and ends the thread.
+    fn stop(self) {
+        if let Flusher::Thread { sender, handle, .. } = self {
+            drop(sender);
+            handle.join().ok();
+        }
+    }
+}
+
 /// One write transaction of the writer: jobs run as they come, each in its
 /// own savepoint, and their completions wait for the commit.
-struct Batch<'c> {
-    conn: &'c mut Connection,
+struct Batch {
+    started: Instant,
     /// Why the transaction could not begin; jobs are then not run.
     failed: Option<Error>,
     completions: Vec<Completion>,
@@ -620,15 +779,15 @@ struct Batch<'c> {
     background: usize,
 }
 
-impl<'c> Batch<'c> {
-    fn begin(conn: &'c mut Connection) -> Batch<'c> {
+impl Batch {
+    fn begin(conn: &Connection) -> Batch {
         let failed = run_cached(conn, &["begin immediate"]).err().map(|e| {
             let err = Error::from(e);
             log::error!("cannot begin a write transaction: {err}");
             err
         });
         Batch {
-            conn,
+            started: Instant::now(),
             failed,
             completions: Vec::new(),
             foreground: 0,
@@ -636,7 +795,31 @@ impl<'c> Batch<'c> {
         }
     }
 
-    fn run(&mut self, job: Job, priority: Priority) {
+    fn is_empty(&self) -> bool {
+        self.completions.is_empty()
+    }
+
+    /// How long the transaction may take in more writes.
+    fn budget(&self) -> Duration {
+        if self.foreground > 0 {
+            MAX_BATCH_TIME
+        } else {
+            MAX_BACKGROUND_BATCH_TIME
+        }
+    }
+
+    /// Whether it is full or has run its time.
+    fn must_commit(&self) -> bool {
+        self.completions.len() >= MAX_BATCH || self.started.elapsed() >= self.budget()
+    }
+
+    /// Whether a background write may join: one at most when foreground
+    /// writes wait for the commit.
+    fn takes_background(&self) -> bool {
+        (self.foreground == 0 || self.background == 0) && !self.must_commit()
+    }
+
+    fn run(&mut self, conn: &Connection, job: Job, priority: Priority) {
         match priority {
             Priority::Foreground => self.foreground += 1,
             Priority::Background => self.background += 1,
@@ -647,31 +830,31 @@ impl<'c> Batch<'c> {
             self.completions.push(job_skipped(job).1);
             return;
         }
-        if let Err(e) = run_cached(self.conn, &["savepoint job"]) {
+        if let Err(e) = run_cached(conn, &["savepoint job"]) {
             log::error!("savepoint failed: {e}");
             self.completions.push(job_skipped(job).1);
             return;
         }
-        let (ok, completion) = job(self.conn);
+        let (ok, completion) = job(conn);
         let end: &[&str] = if ok {
             &["release job"]
         } else {
             &["rollback to job", "release job"]
         };
-        if let Err(e) = run_cached(self.conn, end) {
+        if let Err(e) = run_cached(conn, end) {
             log::error!("ending a savepoint failed: {e}");
         }
         self.completions.push(completion);
     }
 
-    fn commit(self) -> (Vec<Completion>, Result<()>) {
+    fn commit(self, conn: &Connection) -> (Vec<Completion>, Result<()>) {
         if let Some(err) = self.failed {
             return (self.completions, Err(err));
         }
-        let commit = run_cached(self.conn, &["commit"]).map_err(|e| {
+        let commit = run_cached(conn, &["commit"]).map_err(|e| {
             let err = Error::from(e);
             log::error!("commit failed: {err}");
-            self.conn.execute_batch("rollback").ok();
+            conn.execute_batch("rollback").ok();
             err
         });
         (self.completions, commit)
@@ -859,6 +1042,119 @@ mod tests {
             .query_row("select count(*) from accounts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(accounts, 1);
+    }
+
+    /// A completion that records what `synced` said when it was answered.
+    fn recorder(synced: &Arc<AtomicU64>, answers: &mpsc::Sender<(u64, Result<()>)>) -> Completion {
+        let (synced, answers) = (synced.clone(), answers.clone());
+        Box::new(move |outcome| {
+            answers.send((synced.load(Ordering::SeqCst), outcome)).ok();
+        })
+    }
+
+    /// Commits are answered only after a sync that began after them, and
+    /// the writer hears of each sync.
+    #[test]
+    fn the_flusher_answers_only_after_a_sync() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let counter = synced.clone();
+        let (waker, woken) = mpsc::sync_channel(8);
+        let stats = Arc::new(WriterStats::default());
+        let broken = Arc::new(AtomicBool::new(false));
+        let flusher = Flusher::start(
+            move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            waker,
+            stats.clone(),
+            broken.clone(),
+        )
+        .unwrap();
+        let (answers, answered) = mpsc::channel();
+        for _ in 0..3 {
+            flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+        }
+        for _ in 0..3 {
+            let (syncs, outcome) = answered.recv().unwrap();
+            assert!(syncs >= 1, "answered before any sync");
+            outcome.unwrap();
+        }
+        assert!(matches!(woken.recv().unwrap(), Message::Flushed));
+        flusher.stop();
+        assert!((1..=3).contains(&stats.syncs.load(Ordering::SeqCst)));
+        assert!(!broken.load(Ordering::SeqCst));
+    }
+
+    /// A failed sync fails its writes and every later one, and marks the
+    /// database broken.
+    #[test]
+    fn a_failed_sync_fails_the_writes_and_every_later_one() {
+        let (waker, _woken) = mpsc::sync_channel(8);
+        let broken = Arc::new(AtomicBool::new(false));
+        let flusher = Flusher::start(
+            || Err(std::io::Error::other("the disk is gone")),
+            waker,
+            Arc::new(WriterStats::default()),
+            broken.clone(),
+        )
+        .unwrap();
+        let synced = Arc::new(AtomicU64::new(0));
+        let (answers, answered) = mpsc::channel();
+        flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+        let (_, first) = answered.recv().unwrap();
+        flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+        let (_, second) = answered.recv().unwrap();
+        for outcome in [first, second] {
+            match outcome {
+                Err(Error::Unavailable(m)) => assert!(m.contains("the disk is gone"), "{m}"),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert!(broken.load(Ordering::SeqCst));
+        flusher.stop();
+    }
+
+    /// Concurrent writers on a file share commits and syncs, and every
+    /// answered write is there after a reopen.
+    #[test]
+    fn concurrent_writes_share_syncs_and_all_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::File(dir.path().join("desk.db"));
+        let db = Db::open(location.clone()).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let db = db.clone();
+                thread::spawn(move || {
+                    for i in 0..25 {
+                        db.write(move |conn| {
+                            conn.execute(
+                                "insert into accounts (name, email, role, created_at) values (?1, 'w@x', 'customer', 0)",
+                                [format!("w{t}-{i}")],
+                            )?;
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (writes, syncs) = (
+            db.stats().writes.load(Ordering::SeqCst),
+            db.stats().syncs.load(Ordering::SeqCst),
+        );
+        assert_eq!(writes, 400);
+        assert!(syncs < writes, "{syncs} syncs for {writes} writes");
+        db.close();
+        let db = Db::open(location).unwrap();
+        let n: i64 = db
+            .read(|conn| Ok(conn.query_row("select count(*) from accounts", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 400);
+        db.close();
     }
 
     #[test]

@@ -209,7 +209,7 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
         .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
     let ticker = &app.ticker.stats;
     let stats = app.db.stats();
-    let gauges: [(&str, &str, &str, String); 8] = [
+    let gauges: [(&str, &str, &str, String); 9] = [
         (
             "regdesk_queue_depth",
             "gauge",
@@ -251,6 +251,12 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
             "counter",
             "Writes the writer ran (several share a commit).",
             stats.writes.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "regdesk_db_syncs_total",
+            "counter",
+            "Syncs of the database to disk (several commits share one).",
+            stats.syncs.load(Ordering::Relaxed).to_string(),
         ),
         (
             "regdesk_uptime_seconds",

@@ -368,3 +368,49 @@ fn the_environment_configures_serve_and_version_prints() {
         format!("regdesk {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Keep-alive clients that connect in a burst are each answered while the
+/// others stay connected: none waits for another connection to close.
+#[test]
+fn a_burst_of_keep_alive_connections_is_served_at_once() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let s = Server::start();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // Three bursts, each connected at once from threads of their own, then
+    // asked; every connection stays open to the end.
+    let mut held = Vec::new();
+    for burst in 0..3 {
+        let go = Arc::new(std::sync::Barrier::new(32));
+        let mut conns: Vec<TcpStream> = (0..32)
+            .map(|_| {
+                let (go, addr) = (go.clone(), addr.clone());
+                thread::spawn(move || {
+                    go.wait();
+                    TcpStream::connect(&addr).expect("connect")
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().expect("a connecting thread"))
+            .collect();
+        for c in &mut conns {
+            c.write_all(request.as_bytes()).expect("send");
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            // Far longer than an answer takes. Without a thread of its own, a
+            // connection is answered only when another one closes: here, when
+            // the server drops an idle one after its 20 s read timeout.
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head)
+                .unwrap_or_else(|e| panic!("burst {burst}, connection {i}: no answer: {e}"));
+            assert_eq!(&head, b"HTTP/1.1 200", "burst {burst}, connection {i}");
+        }
+        held.extend(conns);
+    }
+}

@@ -69,7 +69,13 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // regdesk patch: upstream compared the idle threads with 0. A thread
+        // that was woken for a task counts as idle until it runs again, so
+        // two connections accepted in a row could both be queued for it: the
+        // second then waited until some other connection closed (seen as a
+        // keep-alive client whose first request got no answer for seconds).
+        // A task is queued only for an idle thread no queued task has claimed.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -133,5 +139,39 @@ impl Drop for TaskPool {
             .active_tasks
             .store(999_999_999, Ordering::Release);
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskPool;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Tasks that never end (like keep-alive connections), spawned in a
+    /// burst: each gets a thread of its own at once.
+    #[test]
+    fn a_burst_of_long_tasks_all_run_at_once() {
+        let pool = TaskPool::new();
+        let (started, running) = mpsc::channel::<usize>();
+        let (_hold, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        for i in 0..64 {
+            let started = started.clone();
+            let held = held.clone();
+            let mut once = Some(i);
+            pool.spawn(Box::new(move || {
+                if let Some(i) = once.take() {
+                    started.send(i).unwrap();
+                    // Blocks until the test ends (the sender is dropped).
+                    let _ = held.lock().map(|h| h.recv_timeout(Duration::from_secs(5)));
+                }
+            }));
+        }
+        for _ in 0..64 {
+            running
+                .recv_timeout(Duration::from_secs(2))
+                .expect("every task starts without waiting for another to end");
+        }
     }
 }
