@@ -18,7 +18,7 @@ use super::{enum_col, json_col, opt_enum_col};
 pub const MAX_LIMIT: i64 = 500;
 pub const DEFAULT_LIMIT: i64 = 50;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub id: i64,
     pub account_id: i64,
@@ -103,8 +103,9 @@ pub struct NewRequest {
     pub depends_on: Option<i64>,
 }
 
-/// Inserts a request in state `new`. Only `transition::create` calls this.
-pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result<i64> {
+/// Inserts a request in state `new` and returns the row as written (not
+/// read back). Only `transition::create` calls this.
+pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result<Request> {
     conn.exec(
         "insert into requests (account_id, domain, operation, params, state, exec_date,
                                depends_on, created_at, updated_at)
@@ -119,7 +120,29 @@ pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result
             now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    let req = Request {
+        id: conn.last_insert_rowid(),
+        account_id: new.account_id,
+        domain: new.domain.clone(),
+        operation: new.operation,
+        params: new.params.clone(),
+        state: State::New,
+        waiting_on: None,
+        failure: None,
+        missing: Vec::new(),
+        exec_date: new.exec_date,
+        depends_on: new.depends_on,
+        attempts: 0,
+        next_attempt_at: None,
+        wait_until: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    // The columns' defaults, as the schema has them (the integration tests
+    // run a debug build).
+    debug_assert_eq!(Some(&req), load(conn, req.id).ok().as_ref());
+    Ok(req)
 }
 
 /// A filter over one column: the values it must, or must not, hold.
