@@ -276,12 +276,17 @@ impl Db {
         let (checkpointer, flusher) = match &location {
             Location::File(path) => {
                 // The writer leaves checkpoints to the checkpointer, with a
-                // backstop should it fall behind. Its commits are not synced
-                // by SQLite (synchronous = normal: checkpoints and the WAL
-                // header after a restart still are); the flusher syncs the
-                // WAL before any of them is answered.
+                // backstop should it fall behind: at 8,192 pages (8 MiB) it
+                // checkpoints what is left itself, so that the WAL starts
+                // again from its beginning and its file stops growing (a
+                // sync of a file whose size changed writes its inode too;
+                // at 1,024 pages the writer spent its time in those
+                // checkpoints' syncs: perf sched_switch, B1). Its commits are
+                // not synced by SQLite (synchronous = normal: checkpoints and
+                // the WAL header after a restart still are); the flusher
+                // syncs the WAL before any of them is answered.
                 conn.execute_batch(
-                    "pragma wal_autocheckpoint = 1024; pragma synchronous = normal;",
+                    "pragma wal_autocheckpoint = 8192; pragma synchronous = normal;",
                 )?;
                 let wal = wal_path(path);
                 let mut file = None;
