@@ -438,24 +438,7 @@ impl Db {
     /// Finishes the queued writes, stops the writer and closes every
     /// connection (checkpointing the WAL). Later writes are refused.
     pub fn close(&self) {
-        if self.inner.stopped.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        self.inner.sender.send(Message::Stop).ok();
-        let handle = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            handle.join().ok();
-        }
-        self.inner
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.inner.close();
     }
 
     /// Copies the database to `path` while it is in use: a consistent
@@ -482,6 +465,36 @@ impl Db {
                 work(&conn)
             }
         }
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.sender.send(Message::Stop).ok();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Never joins itself (a last handle dropped by a write).
+        if let Some(handle) = handle.filter(|h| h.thread().id() != thread::current().id()) {
+            handle.join().ok();
+        }
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// The last handle closes the database: the flusher holds a way to wake the
+/// writer, so the writer would not see its channel close by itself.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -1028,6 +1041,35 @@ mod tests {
         assert!(at <= 1, "{order:?}");
         assert_eq!(order.len(), 7, "{order:?}");
         db.close();
+    }
+
+    /// Dropping the last handle closes the database as `close` does: the
+    /// writer finishes and copies the WAL back.
+    #[test]
+    fn dropping_the_last_handle_closes_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desk.db");
+        let db = Db::open(Location::File(path.clone())).unwrap();
+        db.write(|conn| {
+            conn.execute(
+                "insert into accounts (name, email, role, created_at) values ('d', 'd@x', 'customer', 0)",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let copy = db.clone();
+        drop(db);
+        // Another handle keeps it open.
+        assert!(copy.write(|_| Ok(())).is_ok());
+        drop(copy);
+        let wal = std::fs::metadata(wal_path(&path)).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the WAL was not checkpointed at the last drop");
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn
+            .query_row("select count(*) from accounts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     /// Background writes go on while foreground writes keep coming.
