@@ -4,7 +4,7 @@
 //! (`BATCH` requests) and each request's change commits with all its effects.
 //! `run_until_idle` can also be called directly (tests, the test clock).
 
-use crate::store::Cached;
+use crate::store::{in_savepoint, Cached};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -22,12 +22,13 @@ use crate::store::transition::{self, Change, Who};
 
 /// Requests handled per step of one write job.
 ///
-/// Small on purpose: each request's change runs in a savepoint inside the
-/// job's savepoint, and SQLite's in-memory statement journal is truncated
-/// on every release by walking it from the job's start, so a job costs the
-/// square of its size (perf, 256 per job: `memjrnlTruncate` was 18% of the
-/// writer thread). A tick sends `JOBS` such jobs at once instead; they share
-/// commits, and other writes queue between them rather than behind a tick.
+/// Small on purpose: a job runs in the writer's savepoint, and when it is
+/// run again request by request (`Mode::Careful`), each request's savepoint
+/// release walks SQLite's in-memory statement journal from the job's start,
+/// so a job cost the square of its size (perf, 256 per job:
+/// `memjrnlTruncate` was 18% of the writer thread). A tick sends `JOBS`
+/// such jobs at once instead; they share commits, and other writes queue
+/// between them rather than behind a tick.
 pub const BATCH: i64 = 8;
 /// Write jobs one tick sends the writer.
 const JOBS: usize = 32;
@@ -312,14 +313,14 @@ const DUE_WAIT_OVER: &str = "select id from requests indexed by requests_waiting
 /// each query has a few cached forms.
 fn due(conn: &Connection, sql: &str, now: Millis, limit: i64) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(&format!("{sql} limit {limit}"))?;
-    let id = |r: &rusqlite::Row<'_>| r.get(0);
-    let ids = if stmt.parameter_count() == 0 {
-        stmt.query_map([], id)?
-            .collect::<rusqlite::Result<Vec<i64>>>()?
+    let args: &[&dyn rusqlite::ToSql] = if stmt.parameter_count() == 0 {
+        &[]
     } else {
-        stmt.query_map([now], id)?
-            .collect::<rusqlite::Result<Vec<i64>>>()?
+        &[&now]
     };
+    let ids = stmt
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
     Ok(ids)
 }
 
@@ -383,17 +384,9 @@ fn each(
             done += usize::from(f(id)?);
             continue;
         }
-        conn.exec("savepoint item", [])?;
-        match f(id) {
-            Ok(progressed) => {
-                conn.exec("release item", [])?;
-                done += usize::from(progressed);
-            }
-            Err(e) => {
-                conn.exec("rollback to item", [])?;
-                conn.exec("release item", [])?;
-                log::error!("request {id}: {e}");
-            }
+        match in_savepoint(conn, "item", || f(id))? {
+            Ok(progressed) => done += usize::from(progressed),
+            Err(e) => log::error!("request {id}: {e}"),
         }
     }
     Ok(done)
@@ -445,7 +438,6 @@ fn tick_in(
             Some(req) => req,
             None => requests::load(conn, id)?,
         };
-        debug_assert_eq!(Some(&req), requests::load(conn, id).ok().as_ref());
         let verdict = provider.fulfil(conn, &req, now)?;
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
@@ -477,26 +469,17 @@ fn settle_or_retry(
         // A failure fails the job; the careful run settles it.
         return settle(conn, provider, req, verdict, who, now);
     }
-    conn.exec("savepoint settle", [])?;
-    match settle(conn, provider, req, verdict, who, now) {
-        Ok(progressed) => {
-            conn.exec("release settle", [])?;
-            Ok(progressed)
-        }
+    match in_savepoint(conn, "settle", || {
+        settle(conn, provider, req, verdict, who, now)
+    })? {
         Err(e @ (Error::Conflict(_) | Error::Invalid { .. } | Error::NotFound(_))) => {
-            conn.exec("rollback to settle", [])?;
-            conn.exec("release settle", [])?;
             log::warn!("request {}: {}", req.id, e.message());
             let verdict = Verdict::Unexpected {
                 message: e.message(),
             };
             settle(conn, provider, req, verdict, who, now)
         }
-        Err(e) => {
-            conn.exec("rollback to settle", [])?;
-            conn.exec("release settle", [])?;
-            Err(e)
-        }
+        outcome => outcome,
     }
 }
 

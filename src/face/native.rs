@@ -3,7 +3,7 @@
 //! feed, the clock and the simulated registry's rules. Handlers check input,
 //! then run one read or one write (a single transaction) on the database.
 
-use crate::store::Cached;
+use crate::store::{in_savepoint, Cached};
 use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -976,22 +976,17 @@ pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         let mut done = Vec::new();
         let mut failed = Vec::new();
         for id in ids {
-            conn.execute_batch("savepoint bulk_item")?;
-            let outcome =
-                requests::visible(conn, id, caller.id, caller.is_operator()).and_then(|_| {
-                    let change = Change {
-                        reason: reason.clone(),
-                        ..Change::default()
-                    };
-                    transition::apply(conn, id, event.clone(), &who, change, now)
-                });
+            let outcome = in_savepoint(conn, "bulk_item", || {
+                requests::visible(conn, id, caller.id, caller.is_operator())?;
+                let change = Change {
+                    reason: reason.clone(),
+                    ..Change::default()
+                };
+                transition::apply(conn, id, event.clone(), &who, change, now)
+            })?;
             match outcome {
-                Ok(_) => {
-                    conn.execute_batch("release bulk_item")?;
-                    done.push(id);
-                }
+                Ok(_) => done.push(id),
                 Err(e) => {
-                    conn.execute_batch("rollback to bulk_item; release bulk_item")?;
                     failed.push(
                         json!({ "id": id, "error": { "code": e.code(), "message": e.message() } }),
                     );

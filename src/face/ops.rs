@@ -15,6 +15,7 @@ use crate::http::{Req, Resp};
 use crate::random;
 use crate::state::State;
 use crate::store::accounts::Account;
+use crate::store::in_savepoint;
 use crate::store::requests;
 use crate::App;
 
@@ -119,16 +120,12 @@ fn wipe(conn: &Connection) -> Result<Map<String, Value>> {
         }
         let mut left = Vec::new();
         for table in pending {
-            conn.execute_batch("savepoint wipe_table")?;
-            match conn.execute(&format!("delete from {}", quoted(&table)), []) {
+            let sql = format!("delete from {}", quoted(&table));
+            match in_savepoint(conn, "wipe_table", || conn.execute(&sql, []))? {
                 Ok(n) => {
-                    conn.execute_batch("release wipe_table")?;
                     deleted.insert(table, json!(n));
                 }
-                Err(_) => {
-                    conn.execute_batch("rollback to wipe_table; release wipe_table")?;
-                    left.push(table);
-                }
+                Err(_) => left.push(table),
             }
         }
         pending = left;

@@ -119,6 +119,23 @@ impl Cached for rusqlite::Connection {
     }
 }
 
+/// Runs `f` in the savepoint `name`: what it did stays if it succeeds and is
+/// rolled back if it fails, and the transaction around goes on either way.
+/// The outer `Result` is the savepoint's own SQL, the inner one `f`'s.
+pub(crate) fn in_savepoint<T, E>(
+    conn: &rusqlite::Connection,
+    name: &str,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> rusqlite::Result<std::result::Result<T, E>> {
+    conn.exec(&format!("savepoint {name}"), [])?;
+    let outcome = f();
+    if outcome.is_err() {
+        conn.exec(&format!("rollback to {name}"), [])?;
+    }
+    conn.exec(&format!("release {name}"), [])?;
+    Ok(outcome)
+}
+
 /// In tests: the cached statements SQLite compiled again after their first
 /// use, which would make the cache useless for them (see `literal`).
 #[cfg(test)]
@@ -140,5 +157,33 @@ pub(crate) mod recompiled {
         SEEN.lock()
             .map(|mut s| std::mem::take(&mut *s))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What fails in a savepoint is undone; what succeeds stays, and the
+    /// transaction goes on either way.
+    #[test]
+    fn a_savepoint_keeps_what_succeeds_and_undoes_what_fails() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("create table t (x integer); begin")
+            .unwrap();
+        let kept = in_savepoint(&conn, "one", || {
+            conn.execute("insert into t values (1)", [])
+        });
+        assert_eq!(kept.unwrap().unwrap(), 1);
+        let undone = in_savepoint(&conn, "two", || {
+            conn.execute("insert into t values (2)", [])?;
+            Err::<(), _>(rusqlite::Error::QueryReturnedNoRows)
+        });
+        assert!(undone.unwrap().is_err());
+        conn.execute_batch("commit").unwrap();
+        let xs = conn
+            .all("select x from t order by x", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        assert_eq!(xs, [1]);
     }
 }

@@ -179,6 +179,8 @@ pub fn apply_to(
         updated_at: now,
         ..before.clone()
     };
+    // As the row reads back (the integration tests run a debug build).
+    debug_assert_eq!(Some(&req), requests::load(conn, id).ok().as_ref());
     record(
         conn,
         &req,
