@@ -658,6 +658,10 @@ where
         .collect();
     barrier.wait();
     let t0 = Instant::now();
+    progress(&format!(
+        "  {CLIENTS} clients for {} s",
+        window.as_secs_f64()
+    ));
     thread::sleep(window);
     stop.store(true, Ordering::SeqCst);
     let (mut ok, mut errors) = (0, 0);

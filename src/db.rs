@@ -118,7 +118,13 @@ fn open_connection(location: &Location, writer: bool) -> Result<Connection> {
                 OpenFlags::SQLITE_OPEN_READ_ONLY
             } | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI;
-            Connection::open_with_flags(path, flags)?
+            if writer {
+                // One write call per commit's WAL frames (crates/wal_gather).
+                let vfs = wal_gather::register().map_err(Error::Internal)?;
+                Connection::open_with_flags_and_vfs(path, flags, vfs)?
+            } else {
+                Connection::open_with_flags(path, flags)?
+            }
         }
         Location::Memory => Connection::open_in_memory()?,
     };
