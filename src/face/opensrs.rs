@@ -107,6 +107,15 @@ fn reply(now: Millis, object: &str, outcome: Outcome) -> Resp {
     Resp::new(200, "text/xml; charset=utf-8", body)
 }
 
+/// An envelope refused before it was read (a body over the limit): the XCP
+/// reply with the refusal's HTTP status.
+pub fn refusal(err: &Error) -> Resp {
+    let now = crate::clock::Clock::real().now();
+    let mut resp = reply(now, "", Err(Refusal::from(err.clone())));
+    resp.status = err.status();
+    resp
+}
+
 /// `POST /` and `POST /opensrs`: always an XCP reply with HTTP 200.
 pub fn handle(app: &App, req: &Req) -> Resp {
     let now = app.clock.now();

@@ -280,7 +280,7 @@ fn serve(app: &App, mut request: tiny_http::Request) {
         })
         .collect();
     let (resp, close) = match check_target(request.url()).and_then(|()| read_body(&mut request)) {
-        Err(e) => (router::refusal(&path, &e), true),
+        Err(e) => (router::refusal(&method, &path, &e), true),
         Ok(body) => {
             let req = Req {
                 method,

@@ -48,12 +48,15 @@ pub fn route(app: &App, req: &Req) -> Resp {
 }
 
 /// A refusal before a handler runs (a body over the limit, a bad query
-/// string), in the format of the face `route` gives the path to: every
-/// task-face answer, errors included, is XML.
-pub fn refusal(path: &str, err: &Error) -> Resp {
+/// string), in the format of the face `route` gives the request to: every
+/// task-face answer, errors included, is XML, and so is every XCP answer
+/// (an XCP client reads the refusal in an `OPS_envelope`; the status stays
+/// the refusal's, as for every body over the limit).
+pub fn refusal(method: &str, path: &str, err: &Error) -> Resp {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["bdom", "task", ..] => crate::face::bdom::error(err),
+        [""] | ["opensrs"] if method == "POST" => opensrs::refusal(err),
         _ => Resp::error(err),
     }
 }

@@ -40,6 +40,8 @@ const FRAME_HEADER: usize = 24;
 /// Gathered bytes written at once even without a commit (a large
 /// transaction's frames).
 const MAX_GATHERED: usize = 4 << 20;
+/// Buffer kept between commits; a larger one is given back after use.
+const KEPT_CAPACITY: usize = 256 << 10;
 /// Bytes in one write call: the platform VFS keeps only the low 17 bits of
 /// a write's length (`seekAndWriteFd`: `nBuf &= 0x1ffff`), so a longer
 /// write would be cut short and fail.
@@ -143,6 +145,8 @@ impl Gathered {
         }
         self.next = self.start + self.bytes.len() as i64;
         self.bytes.clear();
+        // A large transaction's buffer is not kept for the small ones.
+        self.bytes.shrink_to(KEPT_CAPACITY);
         self.commit_page_next = false;
         rc
     }
