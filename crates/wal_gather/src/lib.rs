@@ -52,6 +52,12 @@ thread_local! {
     static COUNTS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Write calls on this thread that fail as a full disk would (tests).
+    static FAILING: Cell<u32> = const { Cell::new(0) };
+}
+
 /// `(writes SQLite asked for, write calls made)` on WAL files by this
 /// thread so far.
 pub fn thread_counts() -> (u64, u64) {
@@ -186,6 +192,10 @@ impl Gathered {
 }
 
 unsafe fn real_write(file: *mut ffi::sqlite3_file, data: &[u8], offset: i64) -> c_int {
+    #[cfg(test)]
+    if FAILING.with(|f| f.replace(f.get().saturating_sub(1))) > 0 {
+        return ffi::SQLITE_IOERR_WRITE;
+    }
     match (*(*file).pMethods).xWrite {
         Some(write) => write(file, data.as_ptr().cast(), data.len() as c_int, offset),
         None => ffi::SQLITE_IOERR_WRITE,
@@ -507,5 +517,43 @@ mod tests {
         drop(conn);
         let again = writer(&path);
         assert_eq!(rows(&again), model);
+    }
+
+    /// A commit whose gathered write fails is an error to its caller and
+    /// publishes nothing: readers keep the last commit, the next commit
+    /// works, and the file is sound after a reopen.
+    #[test]
+    fn a_failed_write_fails_the_commit_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fail.db");
+        let conn = writer(&path);
+        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let insert = |n: i64| -> rusqlite::Result<()> {
+            conn.execute_batch("begin")?;
+            for i in 0..n {
+                conn.execute(
+                    "insert into t (k, v) values (?1, zeroblob(50))",
+                    [format!("k{i}")],
+                )?;
+            }
+            conn.execute_batch("commit")
+        };
+        insert(50).unwrap();
+        FAILING.with(|f| f.set(1));
+        let failed = insert(200);
+        assert!(failed.is_err(), "the commit succeeded without its write");
+        if !conn.is_autocommit() {
+            conn.execute_batch("rollback").unwrap();
+        }
+        assert_eq!(rows(&reader).len(), 50);
+        insert(30).unwrap();
+        assert_eq!(rows(&reader).len(), 80);
+        let check: String = reader
+            .query_row("pragma integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        drop(reader);
+        drop(conn);
+        assert_eq!(rows(&writer(&path)).len(), 80);
     }
 }
