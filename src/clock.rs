@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -153,7 +153,10 @@ pub fn parse(field: &str, text: &str) -> Result<Millis> {
     let bad = || {
         Error::invalid(
             field,
-            format!("{text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
+            format!(
+                "{} is not a date (YYYY-MM-DD) or an RFC 3339 time",
+                quoted(text)
+            ),
         )
     };
     let text = text.trim();
@@ -172,7 +175,10 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Millis> {
     let bad = || {
         Error::invalid(
             field,
-            format!("{text:?} is not a duration such as 90s, 10m, 1h or 5d"),
+            format!(
+                "{} is not a duration such as 90s, 10m, 1h or 5d",
+                quoted(text)
+            ),
         )
     };
     let text = text.trim();

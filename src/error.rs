@@ -3,6 +3,19 @@
 
 use std::fmt;
 
+/// Characters of a client's value that an error message quotes.
+const QUOTED: usize = 64;
+
+/// A value a client sent, quoted for an error message: its first 64
+/// characters, and its length when it is longer, so that a refusal names
+/// the value without echoing a megabyte of it back.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 /// Everything that can go wrong while serving a request or running a tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -128,5 +141,22 @@ impl From<serde_json::Error> for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Internal(format!("io: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted;
+
+    #[test]
+    fn quoted_keeps_short_values_and_cuts_long_ones_at_a_character() {
+        assert_eq!(quoted("a\"b"), r#""a\"b""#);
+        let short = "é".repeat(64);
+        assert_eq!(quoted(&short), format!("{short:?}"));
+        let long = "é".repeat(65);
+        assert_eq!(
+            quoted(&long),
+            format!("{:?}... (130 bytes)", "é".repeat(64))
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::state::Operation;
 
 /// Longest accepted `auth_code`, annotation or free-text field.
@@ -26,8 +26,12 @@ const CONTACT_FIELDS: &[&str] = &[
 /// least two labels, each 1-63 characters, 253 in all.
 pub fn domain_name(field: &str, raw: &str) -> Result<String> {
     let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    let bad =
-        |why: &str| Error::invalid(field, format!("{raw:?} is not a valid domain name: {why}"));
+    let bad = |why: &str| {
+        Error::invalid(
+            field,
+            format!("{} is not a valid domain name: {why}", quoted(raw)),
+        )
+    };
     if name.is_empty() {
         return Err(bad("empty"));
     }
@@ -88,7 +92,7 @@ fn email(field: &str, value: &Value) -> Result<String> {
     if !valid {
         return Err(Error::invalid(
             field,
-            format!("{s:?} is not an email address"),
+            format!("{} is not an email address", quoted(&s)),
         ));
     }
     Ok(s)

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::io;
 
+use crate::error::quoted;
+
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesEnd, BytesRef, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer, XmlVersion};
@@ -252,7 +254,7 @@ fn segment(name: &'static str, raw: &str) -> Result<String, TaskPathError> {
         return Err(path_error(name, "empty segment (use - for any)"));
     }
     let decoded = percent_decode(raw)
-        .ok_or_else(|| path_error(name, format!("bad percent-encoding in {raw:?}")))?;
+        .ok_or_else(|| path_error(name, format!("bad percent-encoding in {}", quoted(raw))))?;
     if decoded.is_empty() {
         return Err(path_error(name, "empty segment (use - for any)"));
     }
@@ -280,7 +282,7 @@ fn percent_decode(raw: &str) -> Option<String> {
 }
 
 fn positive_id(name: &'static str, text: &str) -> Result<i64, TaskPathError> {
-    let bad = || path_error(name, format!("{text:?} is not a positive integer"));
+    let bad = || path_error(name, format!("{} is not a positive integer", quoted(text)));
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -293,7 +295,12 @@ fn positive_id(name: &'static str, text: &str) -> Result<i64, TaskPathError> {
 /// A host name of letters, digits and hyphens (IDNs in their `xn--` form),
 /// at least two labels; returned lower-cased without a trailing dot.
 fn domain_name(text: &str) -> Result<String, TaskPathError> {
-    let bad = |why: &str| path_error("NAME", format!("{text:?} is not a domain name: {why}"));
+    let bad = |why: &str| {
+        path_error(
+            "NAME",
+            format!("{} is not a domain name: {why}", quoted(text)),
+        )
+    };
     let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
     if name.len() > 253 {
         return Err(bad("longer than 253 characters"));

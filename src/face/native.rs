@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{self, Millis, DAY};
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::form;
 use crate::http::{Req, Resp};
 use crate::registry::simulated::{self, Rule};
@@ -112,7 +112,7 @@ fn query_i64(req: &Req, name: &str) -> Result<Option<i64>> {
     req.query(name)
         .map(|v| {
             v.parse::<i64>()
-                .map_err(|_| Error::invalid(name, format!("{v:?} is not a whole number")))
+                .map_err(|_| Error::invalid(name, format!("{} is not a whole number", quoted(v))))
         })
         .transpose()
 }
@@ -143,7 +143,7 @@ fn list_of<T: std::str::FromStr>(name: &str, raw: Option<&str>, what: &str) -> R
         .map(|s| {
             s.trim()
                 .parse::<T>()
-                .map_err(|_| Error::invalid(name, format!("{s:?} is not a {what}")))
+                .map_err(|_| Error::invalid(name, format!("{} is not a {what}", quoted(s))))
         })
         .collect()
 }
@@ -1068,7 +1068,7 @@ pub fn list_domains(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 
 pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
     let name = form::domain_name("name", name)
-        .map_err(|_| Error::not_found(format!("domain {name:?}")))?;
+        .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
     let caller = caller.clone();
     let value = app.db.read(move |conn| {
         if let Some(d) = domains::by_name(conn, &name)? {

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{self, Millis, SECOND};
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::face::native;
 use crate::face::xcp_xml::{self, XcpRequest, XcpResponse, XcpValue};
 use crate::form;
@@ -196,7 +196,7 @@ fn dispatch(app: &App, caller: &Account, x: &XcpRequest) -> Outcome {
     if !x.protocol.is_empty() && x.protocol != "XCP" {
         return Err(Error::invalid(
             "protocol",
-            format!("{:?} is not supported; use XCP", x.protocol),
+            format!("{} is not supported; use XCP", quoted(&x.protocol)),
         )
         .into());
     }
@@ -239,7 +239,7 @@ fn required<'a>(attrs: &'a XcpValue, key: &str) -> Result<&'a str> {
 
 fn whole_number(key: &str, text: &str) -> Result<i64> {
     text.parse::<i64>()
-        .map_err(|_| Error::invalid(key, format!("{text:?} is not a whole number")))
+        .map_err(|_| Error::invalid(key, format!("{} is not a whole number", quoted(text))))
 }
 
 /// An assoc attribute; `None` when absent or an empty scalar.

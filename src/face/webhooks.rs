@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::delivery;
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::face::native::body_object;
 use crate::http::{Req, Resp};
 use crate::random;
@@ -30,7 +30,7 @@ fn whole(req: &Req, name: &str) -> Result<Option<i64>> {
     req.query(name)
         .map(|v| {
             v.parse::<i64>()
-                .map_err(|_| Error::invalid(name, format!("{v:?} is not a whole number")))
+                .map_err(|_| Error::invalid(name, format!("{} is not a whole number", quoted(v))))
         })
         .transpose()
 }

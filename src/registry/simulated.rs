@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Millis, DAY, HOUR};
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::random;
 use crate::state::{Failure, Operation, WaitingOn};
 use crate::store::domains;
@@ -75,8 +75,9 @@ impl Outcome {
                     return Err(Error::invalid(
                         field,
                         format!(
-                            "{text:?} is not an outcome: use success, registry_error, \
-                             user_error:FIELD, unexpected_error or async:DURATION"
+                            "{} is not an outcome: use success, registry_error, \
+                             user_error:FIELD, unexpected_error or async:DURATION",
+                            quoted(text)
                         ),
                     ));
                 }
@@ -98,7 +99,7 @@ impl Rule {
         if self.operation != "*" && self.operation.parse::<Operation>().is_err() {
             return Err(Error::invalid(
                 format!("{base}.operation"),
-                format!("{:?} is not an operation or \"*\"", self.operation),
+                format!("{} is not an operation or \"*\"", quoted(&self.operation)),
             ));
         }
         Outcome::parse(&format!("{base}.outcome"), &self.outcome)?;

@@ -1534,3 +1534,69 @@ fn hostile_task_paths_are_xml_errors() {
         failures.join("\n")
     );
 }
+
+/// A refusal names the value it refuses but never echoes a long one back
+/// whole: 64 characters of it and its length, on every face.
+#[test]
+fn refusals_quote_long_values_briefly() {
+    let s = Server::start();
+    let alice = s.reseller("alice");
+    let long = "x".repeat(100_000);
+    let order_info = |order_id: &str| {
+        xcp_top(format!("<item key=\"action\">GET_ORDER_INFO</item><item key=\"object\">DOMAIN</item><item key=\"attributes\"><dt_assoc><item key=\"order_id\">{order_id}</item></dt_assoc></item>").as_bytes())
+    };
+    let cases = [
+        (
+            "a long domain",
+            s.post(
+                "/api/v1/requests",
+                &alice.token,
+                json!({"domain": format!("{long}.com"), "operation": "create"}),
+            ),
+        ),
+        (
+            "a long exec_date",
+            s.post(
+                "/api/v1/requests",
+                &alice.token,
+                json!({"domain": "a.com", "operation": "create", "exec_date": long}),
+            ),
+        ),
+        (
+            "a long limit",
+            s.get(
+                &format!("/api/v1/requests?limit={}", "9".repeat(8000)),
+                &alice.token,
+            ),
+        ),
+        (
+            "a long task-face NAME",
+            s.call(
+                "GET",
+                &format!(
+                    "/bdom/task/status/-/-/-/{}/{}/",
+                    "y_".repeat(4000),
+                    alice.id
+                ),
+                Some(&alice.token),
+                None,
+            ),
+        ),
+        ("a long XCP order_id", s.xcp(&alice, &order_info(&long))),
+    ];
+    for (what, a) in cases {
+        eprintln!("{what}: {} {:.400}", a.status, a.text);
+        assert!(
+            (400..500).contains(&a.status) || a.text.contains("<OPS_envelope>"),
+            "{what}: {} {:.300}",
+            a.status,
+            a.text
+        );
+        assert!(
+            a.text.len() < 1024,
+            "{what}: a refusal of {} bytes: {:.300}",
+            a.text.len(),
+            a.text
+        );
+    }
+}
