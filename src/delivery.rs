@@ -6,8 +6,7 @@
 //! notification id). The FIFO queue stays the source of truth. Also the
 //! `Worker` loop that the mail sender shares.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use serde::Serialize;
 use crate::clock::{self, Clock, Millis};
 use crate::config::Config;
 use crate::db::Db;
+use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::registry::webhook::{self, Posted};
 use crate::store::notifications;
@@ -322,8 +322,7 @@ pub struct Worker {
     round: Round,
     /// One round at a time, whoever runs it, so nothing is sent twice.
     running: Mutex<()>,
-    wake: (Mutex<bool>, Condvar),
-    stop: AtomicBool,
+    bell: Doorbell,
 }
 
 impl Worker {
@@ -334,8 +333,7 @@ impl Worker {
             interval,
             round,
             running: Mutex::new(()),
-            wake: (Mutex::new(false), Condvar::new()),
-            stop: AtomicBool::new(false),
+            bell: Doorbell::new(),
         })
     }
 
@@ -345,7 +343,7 @@ impl Worker {
         let _guard = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let mut total = 0;
         for _ in 0..MAX_ROUNDS {
-            if self.stop.load(Ordering::SeqCst) {
+            if self.bell.stopped() {
                 break;
             }
             let tried = (self.round)()?;
@@ -365,7 +363,7 @@ impl Worker {
     }
 
     fn thread_loop(&self) {
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.bell.stopped() {
             if !self.clock.is_frozen() {
                 if let Err(e) = self.run_until_idle() {
                     if !matches!(e, Error::Unavailable(_)) {
@@ -373,28 +371,17 @@ impl Worker {
                     }
                 }
             }
-            let (flag, cvar) = &self.wake;
-            let mut woken = flag.lock().unwrap_or_else(PoisonError::into_inner);
-            if !*woken && !self.stop.load(Ordering::SeqCst) {
-                woken = cvar
-                    .wait_timeout(woken, self.interval)
-                    .map(|(guard, _)| guard)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-            *woken = false;
+            self.bell.wait(self.interval);
         }
     }
 
     /// Asks the thread to send now rather than at the next interval.
     pub fn wake(&self) {
-        let (flag, cvar) = &self.wake;
-        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        cvar.notify_one();
+        self.bell.ring();
     }
 
     /// Asks the thread to stop after the send in progress.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake();
+        self.bell.stop();
     }
 }

@@ -21,6 +21,7 @@ pub mod registry;
 pub mod ticker;
 
 pub mod delivery;
+pub mod doorbell;
 pub mod mail;
 
 pub mod face;

@@ -6,7 +6,7 @@
 
 use crate::store::{in_savepoint, Cached};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use rusqlite::{params, Connection};
 
 use crate::clock::{Clock, Millis};
 use crate::db::Db;
+use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::registry::{Provider, Verdict};
 use crate::state::{Event, State, WaitingOn};
@@ -53,8 +54,7 @@ pub struct Ticker {
     provider: Arc<dyn Provider>,
     /// One tick at a time, whoever runs it.
     running: Mutex<()>,
-    wake: (Mutex<bool>, Condvar),
-    stop: AtomicBool,
+    bell: Doorbell,
     interval: Duration,
     pub stats: TickerStats,
 }
@@ -88,8 +88,7 @@ impl Ticker {
             clock,
             provider,
             running: Mutex::new(()),
-            wake: (Mutex::new(false), Condvar::new()),
-            stop: AtomicBool::new(false),
+            bell: Doorbell::new(),
             interval,
             stats: TickerStats::default(),
         }
@@ -101,9 +100,7 @@ impl Ticker {
 
     /// Asks the thread to tick now rather than at the next interval.
     pub fn wake(&self) {
-        let (flag, cvar) = &self.wake;
-        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        cvar.notify_one();
+        self.bell.ring();
     }
 
     /// Ticks until nothing is due (bounded). Returns what was done.
@@ -115,7 +112,7 @@ impl Ticker {
             total.add(&report);
             // Stopping does not wait for a backlog: what is left is still
             // queued, and is done after the next start.
-            if report.total() == 0 || self.stop.load(Ordering::SeqCst) {
+            if report.total() == 0 || self.bell.stopped() {
                 break;
             }
         }
@@ -205,7 +202,7 @@ impl Ticker {
         for (req, payload) in jobs {
             // Stopping must not wait for a batch of slow calls; what is left
             // is still processing and is called again at the next start.
-            if self.stop.load(Ordering::SeqCst) {
+            if self.bell.stopped() {
                 break;
             }
             let Some(ext) = self.provider.external() else {
@@ -243,7 +240,7 @@ impl Ticker {
     }
 
     fn thread_loop(&self) {
-        while !self.stop.load(Ordering::SeqCst) {
+        while !self.bell.stopped() {
             // A frozen test clock stops the world: work is done only when the
             // clock moves or a tick is asked for, so tests see every state.
             let paused = self.clock.is_frozen();
@@ -256,23 +253,14 @@ impl Ticker {
                     log::error!("tick failed: {e}");
                 }
             }
-            let (flag, cvar) = &self.wake;
-            let mut woken = flag.lock().unwrap_or_else(PoisonError::into_inner);
-            if !*woken && !self.stop.load(Ordering::SeqCst) {
-                woken = cvar
-                    .wait_timeout(woken, self.interval)
-                    .map(|(guard, _)| guard)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-            *woken = false;
+            self.bell.wait(self.interval);
         }
         self.stats.running.store(false, Ordering::SeqCst);
     }
 
     /// Asks the thread to stop after the tick in progress.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake();
+        self.bell.stop();
     }
 }
 
