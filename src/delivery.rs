@@ -23,7 +23,7 @@ use crate::registry::webhook::{self, Posted};
 use crate::store::notifications;
 
 /// Deliveries sent per round at most.
-const BATCH: i64 = 32;
+const BATCH: usize = 32;
 /// Rounds per `run_until_idle` at most, so that it always returns.
 const MAX_ROUNDS: usize = 1000;
 
@@ -174,15 +174,15 @@ pub fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Delivery>, Option<i64>)> {
+    // The page is cut while reading: a bound `limit ?` compiles the
+    // statement again on every call (see `store::literal`).
     let mut stmt = conn.prepare_cached(
         "select * from webhook_deliveries where account_id = ?1 and id > ?2
-         and (?3 is null or state = ?3) order by id limit ?4",
+         and (?3 is null or state = ?3) order by id",
     )?;
     let mut rows: Vec<Delivery> = stmt
-        .query_map(
-            params![account_id, after.unwrap_or(0), state, limit + 1],
-            delivery_row,
-        )?
+        .query_map(params![account_id, after.unwrap_or(0), state], delivery_row)?
+        .take(usize::try_from(limit + 1).unwrap_or(0))
         .collect::<rusqlite::Result<_>>()?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
@@ -226,17 +226,20 @@ struct Due {
     notification_id: i64,
 }
 
+/// The deliveries due, cut to `BATCH` while reading: a bound `limit ?`
+/// compiles the statement again on every call (see `store::literal`).
+const DUE: &str = "select d.id, d.url, e.secret, d.attempts, d.notification_id
+     from webhook_deliveries d join webhook_endpoints e on e.account_id = d.account_id
+     where d.state = 'pending' and d.next_attempt_at <= ?1
+     order by d.next_attempt_at, d.id";
+
 fn due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
-        "select d.id, d.url, e.secret, d.attempts, d.notification_id
-         from webhook_deliveries d join webhook_endpoints e on e.account_id = d.account_id
-         where d.state = 'pending' and d.next_attempt_at <= ?1
-         order by d.next_attempt_at, d.id limit ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(DUE)?;
     let rows = stmt
-        .query_map(params![now, BATCH], |r| {
+        .query_map(params![now], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
+        .take(BATCH)
         .collect::<rusqlite::Result<Vec<(i64, String, String, i64, i64)>>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, url, secret, attempts, notification_id) in rows {
@@ -383,5 +386,20 @@ impl Worker {
     /// Asks the thread to stop after the send in progress.
     pub fn stop(&self) {
         self.bell.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_senders_due_queries_are_compiled_once() {
+        crate::store::assert_compiled_once(DUE, |conn, now| {
+            due(conn, now).unwrap();
+        });
+        crate::store::assert_compiled_once(crate::mail::DUE, |conn, now| {
+            crate::mail::due(conn, now).unwrap();
+        });
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::registry::webhook;
 
 /// Messages sent per round at most.
-const BATCH: i64 = 16;
+const BATCH: usize = 16;
 
 /// Where `smtp://HOST[:PORT]` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Settings {
     }
 }
 
-struct Due {
+pub(crate) struct Due {
     id: i64,
     recipient: String,
     subject: String,
@@ -112,13 +112,15 @@ struct Due {
     attempts: i64,
 }
 
-fn due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
-    let mut stmt = conn.prepare_cached(
-        "select id, recipient, subject, body, attempts from mail
-         where state = 'pending' and (next_attempt_at is null or next_attempt_at <= ?1)
-         order by id limit ?2",
-    )?;
-    let rows = stmt.query_map(params![now, BATCH], |r| {
+pub(crate) const DUE: &str = "select id, recipient, subject, body, attempts from mail
+     where state = 'pending' and (next_attempt_at is null or next_attempt_at <= ?1)
+     order by id";
+
+pub(crate) fn due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(DUE)?;
+    // Cut while reading: a bound `limit ?` compiles the statement again on
+    // every call (see `store::literal`).
+    let rows = stmt.query_map(params![now], |r| {
         Ok(Due {
             id: r.get(0)?,
             recipient: r.get(1)?,
@@ -127,7 +129,7 @@ fn due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
             attempts: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.take(BATCH).collect::<rusqlite::Result<_>>()?)
 }
 
 /// The message for one outbox row; an error here never passes with time.

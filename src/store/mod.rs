@@ -160,6 +160,23 @@ pub(crate) mod recompiled {
     }
 }
 
+/// Runs `query` at three different times on a migrated in-memory database
+/// and checks that its statement `sql` was compiled once (tests).
+#[cfg(test)]
+pub(crate) fn assert_compiled_once(sql: &str, query: impl Fn(&rusqlite::Connection, i64)) {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+    crate::db::migrate(&mut conn).unwrap();
+    for now in [1_000, 2_000, 3_000] {
+        query(&conn, now);
+    }
+    let stmt = conn.prepare_cached(sql).unwrap();
+    assert_eq!(
+        stmt.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "{sql}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

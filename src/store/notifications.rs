@@ -204,9 +204,11 @@ pub fn mail(conn: &Connection, request_id: Option<i64>, limit: i64) -> Result<Ve
     let mut stmt = conn.prepare_cached(
         "select id, request_id, recipient, subject, body, state, attempts, created_at,
                 last_error, next_attempt_at, sent_at from mail
-         where (?1 is null or request_id = ?1) order by id desc limit ?2",
+         where (?1 is null or request_id = ?1) order by id desc",
     )?;
-    let rows = stmt.query_map(params![request_id, limit], |r| {
+    // Cut while reading: a bound `limit ?` compiles the statement again on
+    // every call (see `store::literal`).
+    let rows = stmt.query_map(params![request_id], |r| {
         Ok(Mail {
             id: r.get(0)?,
             request_id: r.get(1)?,
@@ -221,5 +223,7 @@ pub fn mail(conn: &Connection, request_id: Option<i64>, limit: i64) -> Result<Ve
             sent_at: r.get(10)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect::<rusqlite::Result<_>>()?)
 }
