@@ -153,12 +153,17 @@ impl Gathered {
         self.bytes.clear();
         // A large transaction's buffer is not kept for the small ones.
         self.bytes.shrink_to(KEPT_CAPACITY);
-        self.commit_page_next = false;
         rc
     }
 
     unsafe fn write(&mut self, data: &[u8], offset: i64) -> c_int {
         count(1, 0);
+        // Whether this write is the page of a commit's last frame, and
+        // whether it is that frame's header, however either is written.
+        let ends_commit = std::mem::replace(
+            &mut self.commit_page_next,
+            data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0],
+        );
         let end = self.start + self.bytes.len() as i64;
         // An append continues what is gathered, or begins after the last
         // append; the WAL's own header (at 0) begins the file anew.
@@ -181,8 +186,6 @@ impl Gathered {
         if self.bytes.is_empty() {
             self.start = offset;
         }
-        let ends_commit = self.commit_page_next;
-        self.commit_page_next = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
         self.bytes.extend_from_slice(data);
         if ends_commit || self.bytes.len() >= MAX_GATHERED {
             return self.flush();
@@ -555,5 +558,34 @@ mod tests {
         drop(reader);
         drop(conn);
         assert_eq!(rows(&writer(&path)).len(), 80);
+    }
+
+    /// A WAL that still holds frames when the writer opens it again (another
+    /// connection kept it) is appended to past its start: the first frame
+    /// of a commit of one page is written as it comes, and its page still
+    /// ends the commit.
+    #[test]
+    fn a_commit_appended_to_a_kept_wal_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kept.db");
+        let conn = writer(&path);
+        conn.execute_batch("create table u (x); insert into u values (1);")
+            .unwrap();
+        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let count = |c: &Connection| -> i64 {
+            c.query_row("select count(*) from u", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&reader), 1);
+        // The reader keeps the WAL and its frames past the writer's close.
+        drop(conn);
+        let conn = writer(&path);
+        for n in 2..=4 {
+            conn.execute("insert into u values (?1)", [n]).unwrap();
+            assert_eq!(count(&reader), n);
+        }
+        drop(conn);
+        drop(reader);
+        assert_eq!(count(&writer(&path)), 4);
     }
 }
