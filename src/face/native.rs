@@ -514,16 +514,52 @@ pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Requ
 
 /// `submit` for a request just read (or written) in this transaction.
 fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Result<Request> {
-    let id = r.id;
-    let owner = accounts::get(conn, r.account_id)?;
-    let missing = form::missing(r.operation, &r.params);
+    let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params)?;
+    // Check the submit is allowed before cancelling anything.
+    state::transition(r.state, r.waiting_on, &event, who.actor)
+        .map_err(|e| Error::Conflict(e.message))?;
+    cancel_duplicates(conn, &r, now)?;
+    transition::apply_to(conn, r, event, who, change, now)
+}
+
+/// The submit of a request of `account_id` with these fields: the event
+/// (missing fields, review) and what the history says about it.
+fn submit_event(
+    conn: &Connection,
+    account_id: i64,
+    operation: Operation,
+    domain: &str,
+    params: &Value,
+) -> Result<(Event, Change)> {
+    let owner = accounts::get(conn, account_id)?;
+    let missing = form::missing(operation, params);
     let needs_review = form::needs_review(
-        r.operation,
-        &r.domain,
-        &r.params,
+        operation,
+        domain,
+        params,
         owner.review_limit_cents,
         owner.review_all,
     );
+    let event = Event::Submit {
+        missing: !missing.is_empty(),
+        needs_review,
+    };
+    let reason = if missing.is_empty() {
+        None
+    } else {
+        Some(format!("missing: {}", missing.join(", ")))
+    };
+    let change = Change {
+        reason,
+        missing: Some(missing),
+        ..Change::default()
+    };
+    Ok((event, change))
+}
+
+/// Cancels the owner's other unsubmitted requests for the same operation
+/// on the same name: `r`, submitted, supersedes them.
+fn cancel_duplicates(conn: &Connection, r: &Request, now: Millis) -> Result<()> {
     // By domain: the planner chose `requests_operation` and read every
     // request of the operation, so each submit took longer than the last.
     // `+?`: see `store::literal`.
@@ -534,16 +570,9 @@ fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Resul
         params![r.account_id, r.domain, r.operation.as_str(), r.id],
         |row| row.get(0),
     )?;
-    let event = Event::Submit {
-        missing: !missing.is_empty(),
-        needs_review,
-    };
-    // Check the submit is allowed before cancelling anything.
-    state::transition(r.state, r.waiting_on, &event, who.actor)
-        .map_err(|e| Error::Conflict(e.message))?;
     for dup in duplicates {
         let change = Change {
-            reason: Some(format!("superseded by request {id}")),
+            reason: Some(format!("superseded by request {}", r.id)),
             ..Change::default()
         };
         transition::apply(
@@ -555,17 +584,7 @@ fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Resul
             now,
         )?;
     }
-    let reason = if missing.is_empty() {
-        None
-    } else {
-        Some(format!("missing: {}", missing.join(", ")))
-    };
-    let change = Change {
-        reason,
-        missing: Some(missing),
-        ..Change::default()
-    };
-    transition::apply_to(conn, r, event, who, change, now)
+    Ok(())
 }
 
 fn body_hash(req: &Req) -> String {
@@ -623,10 +642,15 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
             exec_date: order.exec_date,
             depends_on: order.depends_on,
         };
-        let mut r = transition::create(conn, &new, &who, now)?;
-        if order.submit {
-            r = submit_loaded(conn, r, &who, now)?;
-        }
+        let r = if order.submit {
+            let (event, change) =
+                submit_event(conn, new.account_id, new.operation, &new.domain, &new.params)?;
+            transition::create_then(conn, &new, &who, event, change, now, |created| {
+                cancel_duplicates(conn, created, now)
+            })?
+        } else {
+            transition::create(conn, &new, &who, now)?
+        };
         let (r, history) = new_request_parts(conn, r, &caller)?;
         let Some(key) = &key else {
             return Ok(Created::New(Box::new(r), history));

@@ -106,22 +106,18 @@ pub struct NewRequest {
 /// Inserts a request in state `new` and returns the row as written (not
 /// read back). Only `transition::create` calls this.
 pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result<Request> {
-    conn.exec(
-        "insert into requests (account_id, domain, operation, params, state, exec_date,
-                               depends_on, created_at, updated_at)
-         values (?1, ?2, ?3, ?4, 'new', ?5, ?6, ?7, ?7)",
-        params![
-            new.account_id,
-            new.domain,
-            new.operation.as_str(),
-            new.params.to_string(),
-            new.exec_date,
-            new.depends_on,
-            now
-        ],
-    )?;
-    let req = Request {
-        id: conn.last_insert_rowid(),
+    let mut req = unsaved(new, now);
+    req.id = insert_row(conn, &req)?;
+    // The columns' defaults, as the schema has them (the integration tests
+    // run a debug build).
+    debug_assert_eq!(Some(&req), load(conn, req.id).ok().as_ref());
+    Ok(req)
+}
+
+/// The request `new` makes, in state `new`, before it has an id.
+pub(super) fn unsaved(new: &NewRequest, now: Millis) -> Request {
+    Request {
+        id: 0,
         account_id: new.account_id,
         domain: new.domain.clone(),
         operation: new.operation,
@@ -138,11 +134,36 @@ pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result
         last_error: None,
         created_at: now,
         updated_at: now,
-    };
-    // The columns' defaults, as the schema has them (the integration tests
-    // run a debug build).
-    debug_assert_eq!(Some(&req), load(conn, req.id).ok().as_ref());
-    Ok(req)
+    }
+}
+
+/// Inserts `req` as it is (its `id` aside) and returns the id it got.
+pub(super) fn insert_row(conn: &Connection, req: &Request) -> Result<i64> {
+    conn.exec(
+        "insert into requests (account_id, domain, operation, params, state, waiting_on, failure,
+                               missing, exec_date, depends_on, attempts, next_attempt_at,
+                               wait_until, last_error, created_at, updated_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            req.account_id,
+            req.domain,
+            req.operation.as_str(),
+            req.params.to_string(),
+            req.state.as_str(),
+            req.waiting_on.map(WaitingOn::as_str),
+            req.failure.map(Failure::as_str),
+            serde_json::Value::from(req.missing.clone()).to_string(),
+            req.exec_date,
+            req.depends_on,
+            req.attempts,
+            req.next_attempt_at,
+            req.wait_until,
+            req.last_error,
+            req.created_at,
+            req.updated_at
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// A filter over one column: the values it must, or must not, hold.
