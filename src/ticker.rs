@@ -407,10 +407,50 @@ fn tick_in(
     // rather than read again (perf, B3: a load and a parse of its JSON per
     // request).
     let mut claimed = std::collections::HashMap::new();
+    // In a fast job the registry (when it answers in this transaction) is
+    // asked about a claim before the claim is written, and an answer that
+    // moves the request on is written with the claim as one change of its
+    // row (`transition::apply_two`). A careful job claims and settles
+    // apart, so that a settlement that fails still leaves the claim.
+    let at_once = mode == Mode::Fast && provider.external().is_none();
+    let mut fulfilled_at_once = std::collections::HashSet::new();
     let ids = due_claims(conn, now, limit)?;
     report.claimed = each(conn, mode, ids, |id| {
-        let req = transition::apply(conn, id, Event::Claim, &system, Change::default(), now)?;
-        claimed.insert(id, req);
+        let before = requests::load(conn, id)?;
+        if !at_once {
+            let req =
+                transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now)?;
+            claimed.insert(id, req);
+            return Ok(true);
+        }
+        let req = transition::preview(&before, &Event::Claim, &system, now)?;
+        let verdict = provider.fulfil(conn, &req, now)?;
+        match settlement(provider, &req, verdict, now) {
+            Settlement::Move(from, event, change) if *from == req => {
+                transition::apply_two(
+                    conn,
+                    before,
+                    &Event::Claim,
+                    &system,
+                    event,
+                    &registry,
+                    change,
+                    now,
+                )?;
+            }
+            other => {
+                let req = transition::apply_to(
+                    conn,
+                    before,
+                    Event::Claim,
+                    &system,
+                    Change::default(),
+                    now,
+                )?;
+                apply_settlement(conn, &req, other, &registry, now)?;
+            }
+        }
+        fulfilled_at_once.insert(id);
         Ok(true)
     })?;
 
@@ -420,8 +460,12 @@ fn tick_in(
         Vec::new()
     } else {
         due(conn, DUE_FULFIL, now, limit)?
+            .into_iter()
+            .filter(|id| !fulfilled_at_once.contains(id))
+            .collect()
     };
-    report.fulfilled = each(conn, mode, ids, |id| {
+    report.fulfilled = fulfilled_at_once.len();
+    report.fulfilled += each(conn, mode, ids, |id| {
         let req = match claimed.remove(&id) {
             Some(req) => req,
             None => requests::load(conn, id)?,
@@ -480,18 +524,67 @@ pub fn settle(
     who: &Who,
     now: Millis,
 ) -> Result<bool> {
-    // `req` was read in this transaction: the transition starts from it.
-    let mut before = req.clone();
-    let (event, change) = match verdict {
-        Verdict::Accept => (Event::Accepted, Change::default()),
-        Verdict::Defer { until } => {
+    apply_settlement(conn, req, settlement(provider, req, verdict, now), who, now)
+}
+
+/// Writes what `settlement` decided for `req`.
+fn apply_settlement(
+    conn: &Connection,
+    req: &requests::Request,
+    settlement: Settlement,
+    who: &Who,
+    now: Millis,
+) -> Result<bool> {
+    match settlement {
+        Settlement::Move(before, event, change) => {
+            transition::apply_to(conn, *before, event, who, change, now)?;
+        }
+        Settlement::Defer { until } => {
             // Not a change of state: the provider answers later.
             conn.exec(
                 "update requests set next_attempt_at = ?1 where id = ?2 and state = 'processing'",
                 params![until, req.id],
             )?;
-            return Ok(true);
         }
+        Settlement::Retry {
+            attempts,
+            at,
+            message,
+        } => {
+            // Not a change of state: the next attempt is scheduled.
+            conn.exec(
+                "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,
+                        updated_at = ?4 where id = ?5 and state = 'processing'",
+                params![attempts, at, message, now, req.id],
+            )?;
+        }
+    }
+    Ok(true)
+}
+
+/// What a verdict does to a processing request.
+enum Settlement {
+    /// An event, from the request as it stands then.
+    Move(Box<requests::Request>, Event, Change),
+    /// No change of state: the provider answers later.
+    Defer { until: Millis },
+    /// No change of state: the attempt failed and another is scheduled.
+    Retry {
+        attempts: i64,
+        at: Millis,
+        message: String,
+    },
+}
+
+fn settlement(
+    provider: &dyn Provider,
+    req: &requests::Request,
+    verdict: Verdict,
+    now: Millis,
+) -> Settlement {
+    let (event, change) = match verdict {
+        Verdict::Accept => (Event::Accepted, Change::default()),
+        Verdict::Defer { until } => return Settlement::Defer { until },
         Verdict::Wait { on, until, note } => (
             Event::Wait(on),
             Change {
@@ -519,34 +612,27 @@ pub fn settle(
         Verdict::Unexpected { message } => {
             let attempts = req.attempts + 1;
             if attempts < provider.max_attempts() {
-                // Not a change of state: the next attempt is scheduled.
-                conn.exec(
-                    "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,
-                            updated_at = ?4 where id = ?5 and state = 'processing'",
-                    params![
-                        attempts,
-                        now + provider.retry_delay(attempts),
-                        message,
-                        now,
-                        req.id
-                    ],
-                )?;
-                return Ok(true);
+                return Settlement::Retry {
+                    attempts,
+                    at: now + provider.retry_delay(attempts),
+                    message,
+                };
             }
             // Written by the transition, which keeps the count into limbo.
+            let mut before = req.clone();
             before.attempts = attempts;
-            (
+            return Settlement::Move(
+                Box::new(before),
                 Event::Unexpected,
                 Change {
                     reason: Some(format!("{message} (after {attempts} attempts)")),
                     last_error: Some(message),
                     ..Change::default()
                 },
-            )
+            );
         }
     };
-    transition::apply_to(conn, before, event, who, change, now)?;
-    Ok(true)
+    Settlement::Move(Box::new(req.clone()), event, change)
 }
 
 #[cfg(test)]
