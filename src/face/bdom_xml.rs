@@ -12,14 +12,14 @@
 use std::fmt;
 use std::io;
 
+use super::xml_tree::{child_elements, read_tree, Doctype, Element, Node, XmlError};
+
 use crate::error::quoted;
 
-use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::{BytesEnd, BytesRef, BytesStart, BytesText, Event};
-use quick_xml::{Reader, Writer, XmlVersion};
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::Writer;
 
-/// The deepest element nesting a parsed body may have.
-pub const MAX_DEPTH: usize = 32;
+pub use super::xml_tree::MAX_DEPTH;
 
 /// The face's verb, the OPCODE segment of the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -346,6 +346,12 @@ impl TaskXmlError {
     }
 }
 
+impl From<XmlError> for TaskXmlError {
+    fn from(e: XmlError) -> TaskXmlError {
+        TaskXmlError::new(e.message)
+    }
+}
+
 impl fmt::Display for TaskXmlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -362,7 +368,7 @@ impl std::error::Error for TaskXmlError {}
 /// the `xsi:schemaLocation`/`xsi:noNamespaceSchemaLocation` hints, which are
 /// never fetched. Comments and processing instructions are ignored.
 pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
-    let root = read_tree(body)?;
+    let root = read_tree(body, Doctype::Refused)?;
     if root.name != "request" {
         return Err(TaskXmlError::new(format!(
             "unexpected root element <{}>, expected <request>",
@@ -611,212 +617,10 @@ fn end(w: &mut Writer<Vec<u8>>, name: &str) -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // Reading: bytes → element tree.
 
-/// A parsed element; the tree is at most `MAX_DEPTH` deep.
-struct Element {
-    name: String,
-    attrs: Vec<(String, String)>,
-    children: Vec<Node>,
-}
-
-enum Node {
-    Element(Element),
-    Text(String),
-}
-
-fn malformed(reader: &Reader<&[u8]>, err: impl fmt::Display) -> TaskXmlError {
-    TaskXmlError::new(format!(
-        "malformed XML at byte {}: {err}",
-        reader.error_position()
-    ))
-}
-
-/// Reads the whole document into a tree with an explicit stack, refusing
-/// DOCTYPE, unknown entities and nesting beyond `MAX_DEPTH`.
-fn read_tree(body: &[u8]) -> Result<Element, TaskXmlError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| TaskXmlError::new(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = Reader::from_str(text);
-    reader.config_mut().expand_empty_elements = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut seen_markup = false;
-    loop {
-        let event = reader.read_event().map_err(|e| malformed(&reader, e))?;
-        // Blank text before the declaration is tolerated ("whitespace anywhere").
-        let markup = !matches!(&event, Event::Text(t) if is_blank(t));
-        match event {
-            Event::Decl(decl) => {
-                if seen_markup {
-                    return Err(TaskXmlError::new("the XML declaration must come first"));
-                }
-                if let Some(Ok(encoding)) = decl.encoding() {
-                    check_encoding(&encoding, text)?;
-                }
-            }
-            Event::DocType(_) => {
-                return Err(TaskXmlError::new(
-                    "DOCTYPE is not allowed (no DTDs, no ENTITY declarations)",
-                ));
-            }
-            Event::Start(tag) => open(&mut stack, &root, &tag, &reader)?,
-            Event::Empty(tag) => {
-                // Not produced with expand_empty_elements; handled anyway.
-                open(&mut stack, &root, &tag, &reader)?;
-                close(&mut stack, &mut root)?;
-            }
-            Event::End(_) => close(&mut stack, &mut root)?,
-            Event::Text(t) => push_text(&mut stack, &t.xml10_content())?,
-            Event::CData(t) => push_text(&mut stack, &t.xml10_content())?,
-            Event::GeneralRef(r) => {
-                let resolved = resolve_reference(&r)?;
-                push_text(&mut stack, &resolved)?;
-            }
-            Event::Comment(_) | Event::PI(_) => {}
-            Event::Eof => break,
-        }
-        seen_markup |= markup;
-    }
-    if let Some(open) = stack.last() {
-        return Err(TaskXmlError::new(format!(
-            "unexpected end of document inside <{}>",
-            open.name
-        )));
-    }
-    root.ok_or_else(|| TaskXmlError::new("no root element"))
-}
-
-fn open(
-    stack: &mut Vec<Element>,
-    root: &Option<Element>,
-    tag: &BytesStart<'_>,
-    reader: &Reader<&[u8]>,
-) -> Result<(), TaskXmlError> {
-    if root.is_some() && stack.is_empty() {
-        return Err(TaskXmlError::new("content after the root element"));
-    }
-    if stack.len() >= MAX_DEPTH {
-        return Err(TaskXmlError::new(format!(
-            "nesting deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    let name = tag.name().as_ref().to_owned();
-    let mut attrs = Vec::new();
-    for attr in tag.attributes() {
-        let attr = attr.map_err(|e| malformed(reader, e))?;
-        let key = attr.key.as_ref().to_owned();
-        let value = attr
-            .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|e| TaskXmlError::new(format!("attribute {key} of <{name}>: {e}")))?;
-        check_chars(&value)?;
-        attrs.push((key, value.into_owned()));
-    }
-    stack.push(Element {
-        name,
-        attrs,
-        children: Vec::new(),
-    });
-    Ok(())
-}
-
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), TaskXmlError> {
-    let element = stack
-        .pop()
-        .ok_or_else(|| TaskXmlError::new("closing tag without an opening tag"))?;
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(Node::Element(element)),
-        None => *root = Some(element),
-    }
-    Ok(())
-}
-
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), TaskXmlError> {
-    check_chars(text)?;
-    let Some(parent) = stack.last_mut() else {
-        if is_blank(text) {
-            return Ok(());
-        }
-        return Err(TaskXmlError::new("text outside the root element"));
-    };
-    if let Some(Node::Text(previous)) = parent.children.last_mut() {
-        previous.push_str(text);
-    } else {
-        parent.children.push(Node::Text(text.to_owned()));
-    }
-    Ok(())
-}
-
-/// Character references and the five predefined entities; nothing else.
-fn resolve_reference(r: &BytesRef<'_>) -> Result<String, TaskXmlError> {
-    let name: &str = r;
-    if r.is_char_ref() {
-        return match r.resolve_char_ref() {
-            Ok(Some(c)) if is_xml_char(c) => Ok(c.to_string()),
-            _ => Err(TaskXmlError::new(format!(
-                "invalid character reference &{name};"
-            ))),
-        };
-    }
-    resolve_predefined_entity(name)
-        .map(str::to_owned)
-        .ok_or_else(|| TaskXmlError::new(format!("undefined entity reference &{name};")))
-}
-
-/// Only UTF-8 is read; another declared encoding is tolerated for plain
-/// ASCII bodies, which read the same in every such encoding.
-fn check_encoding(encoding: &str, text: &str) -> Result<(), TaskXmlError> {
-    let utf8 = ["UTF-8", "UTF8", "US-ASCII", "ASCII"]
-        .iter()
-        .any(|known| encoding.eq_ignore_ascii_case(known));
-    if utf8 || text.is_ascii() {
-        Ok(())
-    } else {
-        Err(TaskXmlError::new(format!(
-            "unsupported encoding {encoding:?}: send UTF-8"
-        )))
-    }
-}
-
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')
-}
-
-fn check_chars(text: &str) -> Result<(), TaskXmlError> {
-    match text.chars().find(|c| !is_xml_char(*c)) {
-        Some(c) => Err(TaskXmlError::new(format!(
-            "character U+{:04X} is not allowed in XML",
-            u32::from(c)
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn is_blank(text: &str) -> bool {
-    text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
-}
-
-/// The child elements of `element`, refusing any text that is not blank.
-fn child_elements(element: Element) -> Result<Vec<Element>, TaskXmlError> {
-    let mut out = Vec::new();
-    for child in element.children {
-        match child {
-            Node::Element(e) => out.push(e),
-            Node::Text(t) if is_blank(&t) => {}
-            Node::Text(t) => {
-                return Err(TaskXmlError::new(format!(
-                    "unexpected text {:?} in <{}>",
-                    t.trim(),
-                    element.name
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::xml_tree::is_blank;
 
     /// A flat, whitespace-free picture of an element tree.
     fn shape(xml: &str) -> Vec<String> {
@@ -833,7 +637,7 @@ mod tests {
             out.push(format!("</{}>", e.name));
         }
         let mut out = Vec::new();
-        match read_tree(xml.as_bytes()) {
+        match read_tree(xml.as_bytes(), Doctype::Refused) {
             Ok(root) => walk(&root, &mut out),
             Err(e) => out.push(format!("error: {e}")),
         }

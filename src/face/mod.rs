@@ -8,3 +8,4 @@ pub mod opensrs;
 pub mod ops;
 pub mod webhooks;
 pub mod xcp_xml;
+pub mod xml_tree;

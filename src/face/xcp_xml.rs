@@ -13,11 +13,13 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-use quick_xml::escape::{escape, resolve_predefined_entity};
+use super::xml_tree::{child_elements, is_blank, read_tree, Doctype, Element, Node, XmlError};
+
+use quick_xml::escape::escape;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::name::QName;
-use quick_xml::{Reader, Writer, XmlVersion};
+use quick_xml::Writer;
 
 /// The deepest element nesting a parsed document may have.
 pub const MAX_DEPTH: usize = 32;
@@ -168,6 +170,12 @@ impl XcpParseError {
     }
 }
 
+impl From<XmlError> for XcpParseError {
+    fn from(e: XmlError) -> XcpParseError {
+        XcpParseError::new(e.message)
+    }
+}
+
 impl fmt::Display for XcpParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -213,7 +221,7 @@ pub struct XcpResponse {
 /// Parses an `OPS_envelope` and returns the top `dt_assoc` of its
 /// `data_block`, whatever its items (request or response).
 pub fn parse_envelope(body: &[u8]) -> Result<XcpValue, XcpParseError> {
-    let root = read_tree(body)?;
+    let root = read_tree(body, Doctype::ExternalOnly)?;
     envelope_to_value(root)
 }
 
@@ -405,233 +413,6 @@ fn key_attribute(key: &str) -> Attribute<'_> {
 
 // ---------------------------------------------------------------------------
 // Reading: bytes → element tree → XcpValue.
-
-/// A parsed element; the tree is at most `MAX_DEPTH` deep.
-struct Element {
-    name: String,
-    attrs: Vec<(String, String)>,
-    children: Vec<Node>,
-}
-
-enum Node {
-    Element(Element),
-    Text(String),
-}
-
-fn malformed(reader: &Reader<&[u8]>, err: impl fmt::Display) -> XcpParseError {
-    XcpParseError::new(format!(
-        "malformed XML at byte {}: {err}",
-        reader.error_position()
-    ))
-}
-
-/// Reads the whole document into a tree with an explicit stack, refusing
-/// everything that could expand or nest without bound.
-fn read_tree(body: &[u8]) -> Result<Element, XcpParseError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| XcpParseError::new(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = Reader::from_str(text);
-    reader.config_mut().expand_empty_elements = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    let mut seen_markup = false;
-    let mut seen_doctype = false;
-    loop {
-        let event = reader.read_event().map_err(|e| malformed(&reader, e))?;
-        // Blank text before the declaration is tolerated ("whitespace anywhere").
-        let markup = !matches!(&event, Event::Text(t) if is_blank(t));
-        match event {
-            Event::Decl(decl) => {
-                if seen_markup {
-                    return Err(XcpParseError::new("the XML declaration must come first"));
-                }
-                if let Some(Ok(encoding)) = decl.encoding() {
-                    check_encoding(&encoding, text)?;
-                }
-            }
-            Event::DocType(doctype) => {
-                if seen_doctype || root.is_some() || !stack.is_empty() {
-                    return Err(XcpParseError::new(
-                        "DOCTYPE is only allowed once, before the root element",
-                    ));
-                }
-                check_doctype(&doctype)?;
-                seen_doctype = true;
-            }
-            Event::Start(tag) => open(&mut stack, &root, &tag, &reader)?,
-            Event::Empty(tag) => {
-                // Not produced with expand_empty_elements; handled anyway.
-                open(&mut stack, &root, &tag, &reader)?;
-                close(&mut stack, &mut root)?;
-            }
-            Event::End(_) => close(&mut stack, &mut root)?,
-            Event::Text(t) => push_text(&mut stack, &t.xml10_content())?,
-            Event::CData(t) => push_text(&mut stack, &t.xml10_content())?,
-            Event::GeneralRef(r) => {
-                let resolved = resolve_reference(&r)?;
-                push_text(&mut stack, &resolved)?;
-            }
-            Event::Comment(_) | Event::PI(_) => {}
-            Event::Eof => break,
-        }
-        seen_markup |= markup;
-    }
-    if let Some(open) = stack.last() {
-        return Err(XcpParseError::new(format!(
-            "unexpected end of document inside <{}>",
-            open.name
-        )));
-    }
-    root.ok_or_else(|| XcpParseError::new("no root element"))
-}
-
-fn open(
-    stack: &mut Vec<Element>,
-    root: &Option<Element>,
-    tag: &BytesStart<'_>,
-    reader: &Reader<&[u8]>,
-) -> Result<(), XcpParseError> {
-    if root.is_some() && stack.is_empty() {
-        return Err(XcpParseError::new("content after the root element"));
-    }
-    if stack.len() >= MAX_DEPTH {
-        return Err(XcpParseError::new(format!(
-            "nesting deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    let name = tag.name().as_ref().to_owned();
-    let mut attrs = Vec::new();
-    for attr in tag.attributes() {
-        let attr = attr.map_err(|e| malformed(reader, e))?;
-        let key = attr.key.as_ref().to_owned();
-        let value = attr
-            .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|e| attribute_error(&key, &name, e))?;
-        check_chars(&value)?;
-        attrs.push((key, value.into_owned()));
-    }
-    stack.push(Element {
-        name,
-        attrs,
-        children: Vec::new(),
-    });
-    Ok(())
-}
-
-fn attribute_error(key: &str, element: &str, err: quick_xml::Error) -> XcpParseError {
-    match err {
-        quick_xml::Error::Escape(e) => XcpParseError::new(format!(
-            "attribute {key} of <{element}>: {e} (only &lt; &gt; &amp; &apos; &quot; and character references are allowed)"
-        )),
-        other => XcpParseError::new(format!("attribute {key} of <{element}>: {other}")),
-    }
-}
-
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) -> Result<(), XcpParseError> {
-    let element = stack
-        .pop()
-        .ok_or_else(|| XcpParseError::new("closing tag without an opening tag"))?;
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(Node::Element(element)),
-        None => *root = Some(element),
-    }
-    Ok(())
-}
-
-fn push_text(stack: &mut [Element], text: &str) -> Result<(), XcpParseError> {
-    check_chars(text)?;
-    let Some(parent) = stack.last_mut() else {
-        if is_blank(text) {
-            return Ok(());
-        }
-        return Err(XcpParseError::new("text outside the root element"));
-    };
-    if let Some(Node::Text(previous)) = parent.children.last_mut() {
-        previous.push_str(text);
-    } else {
-        parent.children.push(Node::Text(text.to_owned()));
-    }
-    Ok(())
-}
-
-/// Resolves a reference without ever consulting a DTD: character
-/// references and the five predefined entities only.
-fn resolve_reference(r: &quick_xml::events::BytesRef<'_>) -> Result<String, XcpParseError> {
-    let name: &str = r;
-    if r.is_char_ref() {
-        return match r.resolve_char_ref() {
-            Ok(Some(c)) if is_xml_char(c) => Ok(c.to_string()),
-            _ => Err(XcpParseError::new(format!(
-                "invalid character reference &{name};"
-            ))),
-        };
-    }
-    resolve_predefined_entity(name)
-        .map(str::to_owned)
-        .ok_or_else(|| XcpParseError::new(format!("undefined entity reference &{name};")))
-}
-
-fn check_doctype(doctype: &str) -> Result<(), XcpParseError> {
-    let upper = doctype.to_ascii_uppercase();
-    if doctype.contains('[') || doctype.contains('<') || upper.contains("ENTITY") {
-        return Err(XcpParseError::new(
-            "DOCTYPE with internal subset/ENTITY declarations are not allowed",
-        ));
-    }
-    Ok(())
-}
-
-/// Only UTF-8 is read. A declaration naming another encoding is tolerated
-/// when the body is plain ASCII, which reads the same in every such encoding.
-fn check_encoding(encoding: &str, text: &str) -> Result<(), XcpParseError> {
-    let utf8 = ["UTF-8", "UTF8", "US-ASCII", "ASCII"]
-        .iter()
-        .any(|known| encoding.eq_ignore_ascii_case(known));
-    if utf8 || text.is_ascii() {
-        Ok(())
-    } else {
-        Err(XcpParseError::new(format!(
-            "unsupported encoding {encoding:?}: send UTF-8"
-        )))
-    }
-}
-
-fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')
-}
-
-fn check_chars(text: &str) -> Result<(), XcpParseError> {
-    match text.chars().find(|c| !is_xml_char(*c)) {
-        Some(c) => Err(XcpParseError::new(format!(
-            "character U+{:04X} is not allowed in XML",
-            u32::from(c)
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn is_blank(text: &str) -> bool {
-    text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
-}
-
-/// The child elements of `element`, refusing any text that is not blank.
-fn child_elements(element: Element) -> Result<Vec<Element>, XcpParseError> {
-    let mut out = Vec::new();
-    for child in element.children {
-        match child {
-            Node::Element(e) => out.push(e),
-            Node::Text(t) if is_blank(&t) => {}
-            Node::Text(_) => {
-                return Err(XcpParseError::new(format!(
-                    "unexpected text in <{}>",
-                    element.name
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// The one child element named `want` of `parent`, nothing else allowed.
 fn only_child(parent: Element, want: &str) -> Result<Element, XcpParseError> {
@@ -890,7 +671,7 @@ mod tests {
             out.push(format!("</{}>", e.name));
         }
         let mut out = Vec::new();
-        match read_tree(xml.as_bytes()) {
+        match read_tree(xml.as_bytes(), Doctype::ExternalOnly) {
             Ok(root) => walk(&root, &mut out),
             Err(e) => out.push(format!("error: {e}")),
         }
@@ -1247,7 +1028,7 @@ mod tests {
             ),
             (
                 b"<OPS_envelope>junk<body/></OPS_envelope>",
-                "unexpected text in <OPS_envelope>",
+                "unexpected text \"junk\" in <OPS_envelope>",
             ),
             (b"<OPS_envelope><body>", "unexpected end of document"),
             (b"<OPS_envelope attr=\"x></OPS_envelope>", "malformed XML"),
