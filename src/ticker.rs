@@ -426,7 +426,11 @@ fn tick_in(
         let req = transition::preview(&before, &Event::Claim, &system, now)?;
         let verdict = provider.fulfil(conn, &req, now)?;
         match settlement(provider, &req, verdict, now) {
-            Settlement::Move(from, event, change) if *from == req => {
+            Settlement::Move {
+                event,
+                change,
+                attempts,
+            } if attempts == req.attempts => {
                 transition::apply_two(
                     conn,
                     before,
@@ -536,8 +540,16 @@ fn apply_settlement(
     now: Millis,
 ) -> Result<bool> {
     match settlement {
-        Settlement::Move(before, event, change) => {
-            transition::apply_to(conn, *before, event, who, change, now)?;
+        Settlement::Move {
+            event,
+            change,
+            attempts,
+        } => {
+            let before = requests::Request {
+                attempts,
+                ..req.clone()
+            };
+            transition::apply_to(conn, before, event, who, change, now)?;
         }
         Settlement::Defer { until } => {
             // Not a change of state: the provider answers later.
@@ -564,8 +576,13 @@ fn apply_settlement(
 
 /// What a verdict does to a processing request.
 enum Settlement {
-    /// An event, from the request as it stands then.
-    Move(Box<requests::Request>, Event, Change),
+    /// An event, with the attempt count the request keeps through it (one
+    /// more than it had when the last attempt sends it to limbo).
+    Move {
+        event: Event,
+        change: Change,
+        attempts: i64,
+    },
     /// No change of state: the provider answers later.
     Defer { until: Millis },
     /// No change of state: the attempt failed and another is scheduled.
@@ -619,20 +636,22 @@ fn settlement(
                 };
             }
             // Written by the transition, which keeps the count into limbo.
-            let mut before = req.clone();
-            before.attempts = attempts;
-            return Settlement::Move(
-                Box::new(before),
-                Event::Unexpected,
-                Change {
+            return Settlement::Move {
+                event: Event::Unexpected,
+                change: Change {
                     reason: Some(format!("{message} (after {attempts} attempts)")),
                     last_error: Some(message),
                     ..Change::default()
                 },
-            );
+                attempts,
+            };
         }
     };
-    Settlement::Move(Box::new(req.clone()), event, change)
+    Settlement::Move {
+        event,
+        change,
+        attempts: req.attempts,
+    }
 }
 
 #[cfg(test)]
@@ -707,13 +726,9 @@ mod tests {
     /// Every cached statement of an order's way through submit, the ticker
     /// and the notification queue is compiled once, however its values
     /// change.
-    #[test]
-    fn an_order_end_to_end_compiles_each_statement_once() {
-        use crate::registry::simulated::Simulated;
-        use crate::state::Operation;
+    /// A migrated in-memory database with one customer, who acts as `Who`.
+    fn database_with_owner() -> (Connection, crate::store::accounts::Account, Who) {
         use crate::store::accounts::{self, NewAccount, Role};
-        use crate::store::{notifications, recompiled, requests::NewRequest};
-
         let mut conn = Connection::open_in_memory().unwrap();
         crate::db::migrate(&mut conn).unwrap();
         let new_account = NewAccount {
@@ -725,22 +740,85 @@ mod tests {
         };
         let owner = accounts::create(&conn, &new_account, "rd_owner_token", 0).unwrap();
         let who = Who::account(&owner);
+        (conn, owner, who)
+    }
+
+    /// A registration of `domain` by `owner`, created and submitted at `t`.
+    fn submitted_order(
+        conn: &Connection,
+        owner: &crate::store::accounts::Account,
+        who: &Who,
+        domain: &str,
+        t: Millis,
+    ) -> requests::Request {
+        let new = requests::NewRequest {
+            account_id: owner.id,
+            domain: domain.into(),
+            operation: crate::state::Operation::Create,
+            params: serde_json::json!({"contacts": {"owner": {"name": "O", "email": "o@example.net"}}}),
+            exec_date: None,
+            depends_on: None,
+        };
+        let r = transition::create(conn, &new, who, t).unwrap();
+        crate::face::native::submit(conn, r.id, who, t).unwrap()
+    }
+
+    /// A claim whose one allowed attempt fails goes to limbo with that
+    /// attempt counted, whether the job writes the claim with the answer
+    /// or apart from it.
+    #[test]
+    fn a_last_failed_attempt_counts_in_a_fast_job_and_a_careful_one() {
+        struct OneAttempt;
+        impl Provider for OneAttempt {
+            fn name(&self) -> &'static str {
+                "one-attempt"
+            }
+            fn fulfil(&self, _: &Connection, _: &requests::Request, _: Millis) -> Result<Verdict> {
+                Ok(Verdict::Unexpected {
+                    message: "registry down".into(),
+                })
+            }
+            fn wait_over(
+                &self,
+                c: &Connection,
+                r: &requests::Request,
+                t: Millis,
+            ) -> Result<Verdict> {
+                self.fulfil(c, r, t)
+            }
+            fn max_attempts(&self) -> i64 {
+                1
+            }
+        }
+
+        let (conn, owner, who) = database_with_owner();
+        for (i, mode) in [Mode::Fast, Mode::Careful].into_iter().enumerate() {
+            let r = submitted_order(&conn, &owner, &who, &format!("down-{i}.com"), 1_000);
+            tick_in(&conn, &OneAttempt, 2_000, mode, BATCH).unwrap();
+            let r = requests::load(&conn, r.id).unwrap();
+            assert_eq!((r.state, r.attempts), (State::Limbo, 1), "{mode:?}");
+            let to: Vec<String> = requests::history(&conn, r.id)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.to)
+                .collect();
+            assert_eq!(to, ["new", "queued", "processing", "limbo"], "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn an_order_end_to_end_compiles_each_statement_once() {
+        use crate::registry::simulated::Simulated;
+        use crate::store::{accounts, notifications, recompiled};
+
+        let (conn, owner, who) = database_with_owner();
         recompiled::take();
         for (i, mode) in [Mode::Fast, Mode::Fast, Mode::Careful, Mode::Careful]
             .into_iter()
             .enumerate()
         {
             let t = 1_000 * (i as i64 + 1);
-            let new = NewRequest {
-                account_id: owner.id,
-                domain: format!("order-{i}.com"),
-                operation: Operation::Create,
-                params: serde_json::json!({"contacts": {"owner": {"name": "O", "email": "o@example.net"}}}),
-                exec_date: None,
-                depends_on: None,
-            };
-            let r = transition::create(&conn, &new, &who, t).unwrap();
-            crate::face::native::submit(&conn, r.id, &who, t).unwrap();
+            let r = submitted_order(&conn, &owner, &who, &format!("order-{i}.com"), t);
             let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH).unwrap();
             assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");
             assert_eq!(requests::load(&conn, r.id).unwrap().state, State::Finished);

@@ -516,8 +516,7 @@ pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Requ
 fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Result<Request> {
     let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params)?;
     // Check the submit is allowed before cancelling anything.
-    state::transition(r.state, r.waiting_on, &event, who.actor)
-        .map_err(|e| Error::Conflict(e.message))?;
+    transition::preview(&r, &event, who, now)?;
     cancel_duplicates(conn, &r, now)?;
     transition::apply_to(conn, r, event, who, change, now)
 }
@@ -607,15 +606,14 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         return Err(Error::invalid("Idempotency-Key", "1 to 255 characters"));
     }
     let hash = body_hash(req);
-    let asked_by = caller.clone();
-    let caller = caller.clone();
+    let account = caller.clone();
     let now = app.clock.now();
     let created = app.db.write(move |conn| {
         if let Some(key) = &key {
             let seen: Option<(String, i64, String)> = conn
                 .one(
                     "select body_hash, status, response from idempotency_keys where account_id = ?1 and key = ?2",
-                    params![caller.id, key],
+                    params![account.id, key],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
@@ -632,10 +630,10 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
                 ));
             }
         }
-        check_dependency(conn, order.depends_on, &caller, None)?;
-        let who = Who::account(&caller);
+        check_dependency(conn, order.depends_on, &account, None)?;
+        let who = Who::account(&account);
         let new = NewRequest {
-            account_id: caller.id,
+            account_id: account.id,
             domain: order.domain,
             operation: order.operation,
             params: order.params,
@@ -651,22 +649,22 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         } else {
             transition::create(conn, &new, &who, now)?
         };
-        let (r, history) = new_request_parts(conn, r, &caller)?;
+        let (r, history) = new_request_parts(conn, r, &account)?;
         let Some(key) = &key else {
             return Ok(Created::New(Box::new(r), history));
         };
         // The answer is kept with its key, so it is made here.
-        let value = new_request_detail(&r, history, &caller)?;
+        let value = new_request_detail(&r, history, &account)?;
         conn.exec(
             "insert into idempotency_keys (account_id, key, body_hash, status, response, created_at)
              values (?1, ?2, ?3, 201, ?4, ?5)",
-            params![caller.id, key, hash, value.to_string(), now],
+            params![account.id, key, hash, value.to_string(), now],
         )?;
         Ok(Created::Answer(201, value))
     })?;
     let (status, value) = match created {
         Created::Answer(status, value) => (status, value),
-        Created::New(r, history) => (201, new_request_detail(&r, history, &asked_by)?),
+        Created::New(r, history) => (201, new_request_detail(&r, history, caller)?),
     };
     if value["state"] == "queued" {
         app.ticker.wake();

@@ -248,7 +248,7 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')
 }
 
-pub fn check_chars(text: &str) -> Result<(), XmlError> {
+fn check_chars(text: &str) -> Result<(), XmlError> {
     match text.chars().find(|c| !is_xml_char(*c)) {
         Some(c) => Err(XmlError::new(format!(
             "character U+{:04X} is not allowed in XML",

@@ -69,9 +69,15 @@ pub fn create(conn: &Connection, new: &NewRequest, who: &Who, now: Millis) -> Re
     // Perf (B1 ingest): reading the row back was a select and a parse of
     // its JSON per order.
     let req = requests::insert(conn, new, now)?;
-    record(conn, &req, None, "create", who, None, now)?;
-    super::order_events::on_transition(conn, None, &req, now)?;
+    record_creation(conn, &req, who, now)?;
     Ok(req)
+}
+
+/// What a creation writes besides the request's row: its history row and
+/// its first order event.
+fn record_creation(conn: &Connection, req: &Request, who: &Who, now: Millis) -> Result<()> {
+    record(conn, req, None, "create", who, None, now)?;
+    super::order_events::on_transition(conn, None, req, now)
 }
 
 fn record(
@@ -125,7 +131,7 @@ pub fn apply_to(
     now: Millis,
 ) -> Result<Request> {
     let req = moved(&before, &event, who, &change, now)?;
-    write_row(conn, before.state, &req, now)?;
+    write_row(conn, before.state, &req)?;
     recorded(conn, &before, &req, &event, who, &change, now)?;
     Ok(req)
 }
@@ -157,14 +163,14 @@ pub fn apply_two(
     let none = Change::default();
     let mid = moved(&before, first, first_who, &none, now)?;
     let req = moved(&mid, &second, second_who, &change, now)?;
-    write_row(conn, before.state, &req, now)?;
+    write_row(conn, before.state, &req)?;
     recorded(conn, &before, &mid, first, first_who, &none, now)?;
     recorded(conn, &mid, &req, &second, second_who, &change, now)?;
     Ok(req)
 }
 
 /// Writes `req` over its row, which must still be in state `from`.
-fn write_row(conn: &Connection, from: State, req: &Request, now: Millis) -> Result<()> {
+fn write_row(conn: &Connection, from: State, req: &Request) -> Result<()> {
     let updated = conn.exec(
         "update requests set state = ?1, waiting_on = ?2, failure = ?3, missing = ?4, attempts = ?5,
                 next_attempt_at = null, wait_until = ?6, last_error = ?7, updated_at = ?8
@@ -177,7 +183,7 @@ fn write_row(conn: &Connection, from: State, req: &Request, now: Millis) -> Resu
             req.attempts,
             req.wait_until,
             req.last_error,
-            now,
+            req.updated_at,
             req.id,
             from.as_str(),
         ],
@@ -214,8 +220,7 @@ pub fn create_then(
     created.id = id;
     req.id = id;
     debug_assert_eq!(Some(&req), requests::load(conn, id).ok().as_ref());
-    record(conn, &created, None, "create", who, None, now)?;
-    super::order_events::on_transition(conn, None, &created, now)?;
+    record_creation(conn, &created, who, now)?;
     between(&created)?;
     recorded(conn, &created, &req, &event, who, &change, now)?;
     Ok(req)
