@@ -1,6 +1,6 @@
-//! The HTTP layer: the only module that touches tiny_http. Worker threads take
-//! requests off the server, read bodies within the size limit, hand a plain
-//! `Req` to the router and write its `Resp` back. A panic in a handler is an
+//! The HTTP layer: the only module that touches tiny_http. Each connection's
+//! thread reads its requests, reads bodies within the size limit, hands a
+//! plain `Req` to the router and writes its `Resp` back. A panic in a handler is an
 //! answer 500 for that request; the server keeps serving.
 
 pub mod assets;
@@ -10,9 +10,8 @@ pub mod router;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tiny_http::{Header, Server};
@@ -135,95 +134,147 @@ impl From<Result<Resp>> for Resp {
     }
 }
 
-/// A running HTTP server.
+/// A running HTTP server. Each request is answered on the thread that read
+/// it from its connection (tiny_http's handler mode, see
+/// vendor/tiny_http/PATCHED.md): handing it to a worker thread through
+/// tiny_http's queue cost a thread switch per request, a third of the
+/// server's CPU in the notification cycle (perf, B2).
 pub struct HttpServer {
-    server: Arc<Server>,
-    /// Every worker, once spawned.
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    /// The thread that spawns the workers after the first.
-    spawner: Option<JoinHandle<()>>,
+    /// Dropped to stop accepting connections.
+    server: Server,
+    gate: Arc<Gate>,
     pub addr: SocketAddr,
 }
 
-/// Workers spawned before `start` returns; the others follow on a thread of
-/// their own. A start spent a third of its time spawning 32 workers (about
-/// 90 µs each here), and one worker can answer the first requests.
-const FIRST_WORKERS: usize = 2;
+/// How long a stop waits for the requests being answered.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl HttpServer {
-    /// Binds `listen` and starts `workers` threads that serve `app`.
+    /// Binds `listen` and serves `app`, answering at most `workers`
+    /// requests at once.
     pub fn start(listen: &str, workers: usize, app: Arc<App>) -> Result<HttpServer> {
-        let server = Server::http(listen)
+        let gate = Arc::new(Gate::new(workers.max(1)));
+        let handler: tiny_http::Handler = {
+            let gate = gate.clone();
+            Arc::new(move |request| {
+                let answered = catch_unwind(AssertUnwindSafe(|| match gate.enter() {
+                    Some(_pass) => serve(&app, request),
+                    None => refuse_stopping(request),
+                }));
+                if answered.is_err() {
+                    log::error!("answering a request panicked");
+                }
+            })
+        };
+        let server = Server::http_with_handler(listen, handler)
             .map_err(|e| Error::Internal(format!("cannot listen on {listen}: {e}")))?;
         let addr = server
             .server_addr()
             .to_ip()
             .ok_or_else(|| Error::Internal("the server has no IP address".into()))?;
-        let server = Arc::new(server);
-        let workers = workers.max(1);
-        let spawn = {
-            let (server, app) = (server.clone(), app.clone());
-            move |i: usize| {
-                let (server, app) = (server.clone(), app.clone());
-                thread::Builder::new()
-                    .name(format!("regdesk-http-{i}"))
-                    .spawn(move || {
-                        while let Ok(request) = server.recv() {
-                            serve(&app, request);
-                        }
-                    })
-            }
-        };
-        let first = workers.min(FIRST_WORKERS);
-        let handles = (0..first)
-            .map(&spawn)
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let handles = Arc::new(Mutex::new(handles));
-        let spawner = if workers > first {
-            let handles = handles.clone();
-            Some(
-                thread::Builder::new()
-                    .name("regdesk-http-spawn".into())
-                    .spawn(move || {
-                        for i in first..workers {
-                            match spawn(i) {
-                                Ok(h) => handles
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .push(h),
-                                Err(e) => {
-                                    log::error!("cannot start HTTP worker {i}: {e}");
-                                    break;
-                                }
-                            }
-                        }
-                    })?,
-            )
-        } else {
-            None
-        };
-        Ok(HttpServer {
-            server,
-            workers: handles,
-            spawner,
-            addr,
-        })
+        Ok(HttpServer { server, gate, addr })
     }
 
-    /// Stops accepting, lets the workers finish what they hold, and joins them.
+    /// Stops accepting, refuses requests on open connections from now on,
+    /// and waits (at most `STOP_WAIT`) for those being answered.
     pub fn stop(self) {
-        if let Some(spawner) = self.spawner {
-            spawner.join().ok();
-        }
-        let workers =
-            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
-        for _ in &workers {
-            self.server.unblock();
-        }
-        for w in workers {
-            w.join().ok();
+        drop(self.server);
+        if !self.gate.close(STOP_WAIT) {
+            log::warn!("stopped with requests still being answered");
         }
     }
+}
+
+/// Lets at most `limit` requests be answered at once; once closed, lets
+/// none in.
+struct Gate {
+    limit: usize,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    inside: usize,
+    waiting: usize,
+    closed: bool,
+}
+
+/// A request's place inside the gate, given back when dropped.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn new(limit: usize) -> Gate {
+        Gate {
+            limit,
+            state: Mutex::new(GateState::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a place; `None` once the gate is closed.
+    fn enter(&self) -> Option<Pass<'_>> {
+        let mut state = self.lock();
+        while !state.closed && state.inside >= self.limit {
+            state.waiting += 1;
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
+        }
+        if state.closed {
+            return None;
+        }
+        state.inside += 1;
+        Some(Pass(self))
+    }
+
+    /// Closes the gate and waits until no request is inside; false when
+    /// `wait` ran out first.
+    fn close(&self, wait: Duration) -> bool {
+        let mut state = self.lock();
+        state.closed = true;
+        self.changed.notify_all();
+        let deadline = Instant::now() + wait;
+        while state.inside > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state.waiting += 1;
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            state.waiting -= 1;
+        }
+        true
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.inside -= 1;
+        // A wake costs a system call; only a waiter needs one.
+        if state.waiting > 0 {
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+/// The answer to a request that arrives while the server stops.
+fn refuse_stopping(request: tiny_http::Request) {
+    let method = request.method().as_str().to_ascii_uppercase();
+    let (path, _) = split_target(request.url());
+    let err = Error::Unavailable("regdesk is stopping".into());
+    write(request, router::refusal(&method, &path, &err), true);
 }
 
 fn declared_length(request: &tiny_http::Request) -> Option<usize> {
@@ -325,5 +376,80 @@ fn write(request: tiny_http::Request, resp: Resp, close: bool) {
     }
     if let Err(e) = request.respond(response) {
         log::debug!("writing a response failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread;
+
+    /// Whether `rx` hears within a moment (long against a thread's start).
+    fn hears(rx: &mpsc::Receiver<()>) -> bool {
+        rx.recv_timeout(Duration::from_millis(200)).is_ok()
+    }
+
+    #[test]
+    fn the_gate_lets_in_at_most_its_limit() {
+        let gate = Arc::new(Gate::new(2));
+        let first = gate.enter();
+        let second = gate.enter();
+        assert!(first.is_some() && second.is_some());
+        let (tx, rx) = mpsc::channel();
+        let waiter = {
+            let gate = gate.clone();
+            thread::spawn(move || {
+                let pass = gate.enter();
+                tx.send(()).ok();
+                pass.is_some()
+            })
+        };
+        assert!(!hears(&rx), "a third request went in beside two");
+        drop(first);
+        assert!(hears(&rx), "a place given back was not taken");
+        assert!(waiter.join().expect("the waiter"));
+        drop(second);
+        assert_eq!(gate.lock().inside, 0);
+    }
+
+    #[test]
+    fn a_closed_gate_refuses_and_waits_for_those_inside() {
+        let gate = Arc::new(Gate::new(1));
+        let inside = gate.enter();
+        let (tx, rx) = mpsc::channel();
+        let queued = {
+            let (gate, tx) = (gate.clone(), tx.clone());
+            thread::spawn(move || {
+                let refused = gate.enter().is_none();
+                tx.send(()).ok();
+                refused
+            })
+        };
+        assert!(!hears(&rx));
+        let closer = {
+            let gate = gate.clone();
+            thread::spawn(move || {
+                let emptied = gate.close(Duration::from_secs(30));
+                tx.send(()).ok();
+                emptied
+            })
+        };
+        // The waiting request is refused at once; the close waits for the
+        // request inside.
+        assert!(hears(&rx));
+        assert!(queued.join().expect("the queued request"));
+        assert!(!hears(&rx), "the close did not wait for the request inside");
+        drop(inside);
+        assert!(hears(&rx));
+        assert!(closer.join().expect("the closer"));
+        assert!(gate.enter().is_none());
+    }
+
+    #[test]
+    fn a_close_gives_up_after_its_wait() {
+        let gate = Gate::new(1);
+        let _inside = gate.enter();
+        assert!(!gate.close(Duration::from_millis(20)));
     }
 }

@@ -371,6 +371,39 @@ fn the_environment_configures_serve_and_version_prints() {
 
 /// Keep-alive clients that connect in a burst are each answered while the
 /// others stay connected: none waits for another connection to close.
+/// `--workers 1` answers one request at a time: the others on open
+/// connections wait their turn rather than being refused, writes included
+/// (a write's thread waits for its commit while it holds the place).
+#[test]
+fn one_worker_serves_many_connections_in_turn() {
+    let s = Server::start_with(&["--test-clock", "--workers", "1"]);
+    let (_, token) = s.customer("queue");
+    let ids: Vec<i64> = thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let (s, token) = (&s, &token);
+                scope.spawn(move || {
+                    (0..5)
+                        .map(|i| {
+                            let domain = format!("turn-{c}-{i}.com");
+                            let v = s.order(token, &domain, "create", owner());
+                            v["id"].as_i64().expect("an id")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("a client"))
+            .collect()
+    });
+    assert_eq!(ids.len(), 40);
+    for id in ids {
+        assert_eq!(s.request(&token, id)["id"], id);
+    }
+}
+
 #[test]
 fn a_burst_of_keep_alive_connections_is_served_at_once() {
     use std::io::{Read, Write};

@@ -142,6 +142,10 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
+/// (regdesk patch) Answers one request on its connection's thread; see
+/// `Server::http_with_handler`.
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -236,6 +240,22 @@ impl Server {
         Self::from_listener(listener, config.ssl)
     }
 
+    /// (regdesk patch) Builds a plain HTTP server that calls `handler` for
+    /// each request on the thread that read it from its connection, instead
+    /// of queueing it for `recv()`. `handler` must answer or drop the request
+    /// before it returns: the connection's next request is read after that.
+    /// `recv()` on such a server only ever returns errors.
+    pub fn http_with_handler<A>(
+        addr: A,
+        handler: Handler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::start(listener, None, Some(handler))
+    }
+
     /// Builds a new server using the specified TCP listener.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
@@ -244,7 +264,14 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, None)
+    }
+
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        handler: Option<Handler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -320,9 +347,15 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            let Some(client) = client.take() else { return };
+                            if let Some(handler) = &handler {
+                                for rq in client {
+                                    handler(rq);
+                                }
+                            } else {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
