@@ -826,8 +826,24 @@ fn cycle_clients(ctx: &Ctx, addr: SocketAddr, tokens: Arc<Vec<String>>) -> (u64,
     })
 }
 
+/// The floor's answer: a constant notification to a `GET`, 204 otherwise.
+fn floor_answer(req: tiny_http::Request) {
+    let resp = if req.method() == &tiny_http::Method::Get {
+        tiny_http::Response::from_data(
+            &br#"{"id":1,"type":"domain","action":"create","status":"success","message":"done","domain":"example.com"}"#[..],
+        )
+        .with_status_code(200)
+    } else {
+        tiny_http::Response::from_data(&b""[..]).with_status_code(204)
+    };
+    req.respond(resp).ok();
+}
+
 fn b2(ctx: &Ctx) -> Row {
     progress("B2 notification cycle: floor (bare tiny_http, constant bodies)");
+    let tokens = Arc::new(vec![OPERATOR.to_string(); CLIENTS]);
+    // tiny_http as published: connection threads queue requests, 4 workers
+    // answer them.
     let floor = {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("floor server"));
         let addr = server.server_addr().to_ip().expect("an IP address");
@@ -836,21 +852,12 @@ fn b2(ctx: &Ctx) -> Row {
                 let server = server.clone();
                 thread::spawn(move || {
                     while let Ok(req) = server.recv() {
-                        let resp = if req.method() == &tiny_http::Method::Get {
-                            tiny_http::Response::from_data(
-                                &br#"{"id":1,"type":"domain","action":"create","status":"success","message":"done","domain":"example.com"}"#[..],
-                            )
-                            .with_status_code(200)
-                        } else {
-                            tiny_http::Response::from_data(&b""[..]).with_status_code(204)
-                        };
-                        req.respond(resp).ok();
+                        floor_answer(req);
                     }
                 })
             })
             .collect();
-        let tokens = Arc::new(vec![OPERATOR.to_string(); CLIENTS]);
-        let (ok, _, secs) = cycle_clients(ctx, addr, tokens);
+        let (ok, _, secs) = cycle_clients(ctx, addr, tokens.clone());
         for _ in &workers {
             server.unblock();
         }
@@ -860,6 +867,20 @@ fn b2(ctx: &Ctx) -> Row {
         ok as f64 / secs
     };
     progress(&format!("B2 floor: {} cycles/s", num(floor)));
+    // For reference, not the ratio: the same answers in the handler mode of
+    // the vendored tiny_http (each request answered on its connection's
+    // thread), which regdesk uses.
+    let handler_floor = {
+        let server = tiny_http::Server::http_with_handler("127.0.0.1:0", Arc::new(floor_answer))
+            .expect("floor server");
+        let addr = server.server_addr().to_ip().expect("an IP address");
+        let (ok, _, secs) = cycle_clients(ctx, addr, tokens);
+        ok as f64 / secs
+    };
+    progress(&format!(
+        "B2 floor in tiny_http's handler mode: {} cycles/s",
+        num(handler_floor)
+    ));
 
     progress("B2 notification cycle: GET /notification + DELETE /notification/{id}, 16 accounts");
     let db = ctx.fresh_path("b2");
@@ -894,6 +915,11 @@ fn b2(ctx: &Ctx) -> Row {
     let grouping = server.group_commit(counters);
     server.stop(ctx);
     let rate = ok as f64 / secs;
+    let grouping = format!(
+        "{grouping}; floor in tiny_http's handler mode {} cycles/s ({:.2}x)",
+        num(handler_floor),
+        rate / handler_floor
+    );
     progress(&format!(
         "B2: {} cycles/s ({errors} errors; {grouping})",
         num(rate)
