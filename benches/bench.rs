@@ -871,8 +871,14 @@ fn b2(ctx: &Ctx) -> Row {
     // the vendored tiny_http (each request answered on its connection's
     // thread), which regdesk uses.
     let handler_floor = {
-        let server = tiny_http::Server::http_with_handler("127.0.0.1:0", Arc::new(floor_answer))
-            .expect("floor server");
+        let server = tiny_http::Server::http_with_handler(
+            "127.0.0.1:0",
+            Arc::new(|req| {
+                floor_answer(req);
+                true
+            }),
+        )
+        .expect("floor server");
         let addr = server.server_addr().to_ip().expect("an IP address");
         let (ok, _, secs) = cycle_clients(ctx, addr, tokens);
         ok as f64 / secs

@@ -161,9 +161,10 @@ impl HttpServer {
                     Some(_pass) => serve(&app, request),
                     None => refuse_stopping(request),
                 }));
-                if answered.is_err() {
+                answered.unwrap_or_else(|_| {
                     log::error!("answering a request panicked");
-                }
+                    false
+                })
             })
         };
         let server = Server::http_with_handler(listen, handler)
@@ -269,12 +270,14 @@ impl Drop for Pass<'_> {
     }
 }
 
-/// The answer to a request that arrives while the server stops.
-fn refuse_stopping(request: tiny_http::Request) {
+/// The answer to a request that arrives while the server stops; the
+/// connection is closed after it.
+fn refuse_stopping(request: tiny_http::Request) -> bool {
     let method = request.method().as_str().to_ascii_uppercase();
     let (path, _) = split_target(request.url());
     let err = Error::Unavailable("regdesk is stopping".into());
     write(request, router::refusal(&method, &path, &err), true);
+    false
 }
 
 fn declared_length(request: &tiny_http::Request) -> Option<usize> {
@@ -316,7 +319,8 @@ fn check_target(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn serve(app: &App, mut request: tiny_http::Request) {
+/// Answers `request`; returns whether its connection may carry another.
+fn serve(app: &App, mut request: tiny_http::Request) -> bool {
     let started = Instant::now();
     let method = request.method().as_str().to_ascii_uppercase();
     let (path, query) = split_target(request.url());
@@ -352,6 +356,7 @@ fn serve(app: &App, mut request: tiny_http::Request) {
     };
     app.metrics.observe(resp.status, started.elapsed());
     write(request, resp, close);
+    !close
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {
@@ -369,7 +374,8 @@ fn write(request: tiny_http::Request, resp: Resp, close: bool) {
         }
     }
     if close {
-        // The unread body makes the connection unusable for another request.
+        // The connection is closed after this answer: an unread body makes
+        // it unusable for another request, and a stopping server takes none.
         if let Some(h) = header("Connection", "close") {
             response.add_header(h);
         }

@@ -635,6 +635,12 @@ fn a_huge_declared_body_is_refused_and_the_server_keeps_serving() {
     let n = conn.read(&mut buf).unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // The client is told the connection ends with this answer.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{head}"
+    );
     drop(conn);
     assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
     assert_eq!(s.get("/api/v1/requests", &s.operator).status, 200);

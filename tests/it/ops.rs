@@ -371,6 +371,75 @@ fn the_environment_configures_serve_and_version_prints() {
 
 /// Keep-alive clients that connect in a burst are each answered while the
 /// others stay connected: none waits for another connection to close.
+/// Sends `request` on `conn` and reads one answer: its status line and its
+/// body (by `Content-Length`).
+fn exchange(conn: &mut std::net::TcpStream, request: &str) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.write_all(request.as_bytes()).expect("send");
+    let mut reader = BufReader::new(conn.try_clone().expect("a second handle"));
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("a status line");
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a header");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().expect("a length");
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("the body");
+    (
+        status.trim().to_string(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// Once stopped, a server answers a request that arrives on a connection
+/// it had open with 503, in the format of the face asked, and closes it.
+#[test]
+fn a_stop_refuses_requests_on_open_connections() {
+    use std::io::Read;
+    use std::time::Duration;
+
+    let mut config = regdesk::config::Config::for_tests();
+    config.operator_token = Some("rd_stopping_operator".into());
+    let handle = regdesk::start(config).expect("a server");
+    let connect = || {
+        let c = std::net::TcpStream::connect(handle.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c
+    };
+    let (mut native, mut xcp) = (connect(), connect());
+    let me =
+        "GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer rd_stopping_operator\r\n\r\n";
+    let (status, _) = exchange(&mut native, me);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (status, _) = exchange(&mut xcp, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+
+    handle.stop();
+
+    let (status, body) = exchange(&mut native, me);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(body.contains(r#""code":"unavailable""#), "{body}");
+    let envelope = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n<a";
+    let (status, body) = exchange(&mut xcp, envelope);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(body.contains("OPS_envelope"), "{body}");
+    // Each connection is closed after its refusal.
+    for conn in [&mut native, &mut xcp] {
+        let mut rest = Vec::new();
+        assert_eq!(conn.read_to_end(&mut rest).expect("the end"), 0);
+    }
+}
+
 /// `--workers 1` answers one request at a time: the others on open
 /// connections wait their turn rather than being refused, writes included
 /// (a write's thread waits for its commit while it holds the place).

@@ -142,9 +142,10 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
-/// (regdesk patch) Answers one request on its connection's thread; see
-/// `Server::http_with_handler`.
-pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+/// (regdesk patch) Answers one request on its connection's thread, and
+/// returns whether to read another request from that connection (`false`
+/// closes it); see `Server::http_with_handler`.
+pub type Handler = Arc<dyn Fn(Request) -> bool + Send + Sync>;
 
 enum Message {
     Error(IoError),
@@ -243,8 +244,9 @@ impl Server {
     /// (regdesk patch) Builds a plain HTTP server that calls `handler` for
     /// each request on the thread that read it from its connection, instead
     /// of queueing it for `recv()`. `handler` must answer or drop the request
-    /// before it returns: the connection's next request is read after that.
-    /// `recv()` on such a server only ever returns errors.
+    /// before it returns: the connection's next request is read after that,
+    /// unless it returns `false`, which closes the connection. `recv()` on
+    /// such a server only ever returns errors.
     pub fn http_with_handler<A>(
         addr: A,
         handler: Handler,
@@ -353,7 +355,9 @@ impl Server {
                             let Some(client) = client.take() else { return };
                             if let Some(handler) = &handler {
                                 for rq in client {
-                                    handler(rq);
+                                    if !handler(rq) {
+                                        break;
+                                    }
                                 }
                             } else {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock

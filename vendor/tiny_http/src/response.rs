@@ -254,8 +254,12 @@ where
     {
         let header = header.into();
 
-        // ignoring forbidden headers
-        if header.field.equiv("Connection")
+        // ignoring forbidden headers (regdesk patch: but for `Connection:
+        // close`, which tells the client that the server closes the
+        // connection after this response)
+        let closing = header.field.equiv("Connection")
+            && header.value.as_str().eq_ignore_ascii_case("close");
+        if (header.field.equiv("Connection") && !closing)
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
