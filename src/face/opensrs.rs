@@ -109,8 +109,7 @@ fn reply(now: Millis, object: &str, outcome: Outcome) -> Resp {
 
 /// An envelope refused before it was read (a body over the limit): the XCP
 /// reply with the refusal's HTTP status.
-pub fn refusal(err: &Error) -> Resp {
-    let now = crate::clock::Clock::real().now();
+pub fn refusal(now: Millis, err: &Error) -> Resp {
     let mut resp = reply(now, "", Err(Refusal::from(err.clone())));
     resp.status = err.status();
     resp

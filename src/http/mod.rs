@@ -159,7 +159,7 @@ impl HttpServer {
             Arc::new(move |request| {
                 let answered = catch_unwind(AssertUnwindSafe(|| match gate.enter() {
                     Some(_pass) => serve(&app, request),
-                    None => refuse_stopping(request),
+                    None => refuse_stopping(&app, request),
                 }));
                 answered.unwrap_or_else(|_| {
                     log::error!("answering a request panicked");
@@ -272,11 +272,11 @@ impl Drop for Pass<'_> {
 
 /// The answer to a request that arrives while the server stops; the
 /// connection is closed after it.
-fn refuse_stopping(request: tiny_http::Request) -> bool {
+fn refuse_stopping(app: &App, request: tiny_http::Request) -> bool {
     let method = request.method().as_str().to_ascii_uppercase();
     let (path, _) = split_target(request.url());
     let err = Error::Unavailable("regdesk is stopping".into());
-    write(request, router::refusal(&method, &path, &err), true);
+    write(request, router::refusal(app, &method, &path, &err), true);
     false
 }
 
@@ -335,7 +335,7 @@ fn serve(app: &App, mut request: tiny_http::Request) -> bool {
         })
         .collect();
     let (resp, close) = match check_target(request.url()).and_then(|()| read_body(&mut request)) {
-        Err(e) => (router::refusal(&method, &path, &e), true),
+        Err(e) => (router::refusal(app, &method, &path, &e), true),
         Ok(body) => {
             let req = Req {
                 method,

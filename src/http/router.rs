@@ -52,11 +52,11 @@ pub fn route(app: &App, req: &Req) -> Resp {
 /// task-face answer, errors included, is XML, and so is every XCP answer
 /// (an XCP client reads the refusal in an `OPS_envelope`; the status stays
 /// the refusal's, as for every body over the limit).
-pub fn refusal(method: &str, path: &str, err: &Error) -> Resp {
+pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["bdom", "task", ..] => crate::face::bdom::error(err),
-        [""] | ["opensrs"] if method == "POST" => opensrs::refusal(err),
+        [""] | ["opensrs"] if method == "POST" => opensrs::refusal(app.clock.now(), err),
         _ => Resp::error(err),
     }
 }

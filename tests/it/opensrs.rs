@@ -432,6 +432,26 @@ fn signature_failures_are_refused_and_do_nothing() {
     assert_eq!(count_requests(&s, &alice), 1);
 }
 
+/// A body over the limit is refused before any handler runs, and its
+/// reply still takes its `transaction_id` time from the server's clock
+/// (here a test clock moved a year on), as every other reply does.
+#[test]
+fn a_refusal_before_reading_the_body_tells_the_servers_time() {
+    let s = Server::start();
+    let now = s.advance("366d")["now"]
+        .as_str()
+        .expect("the clock's time")
+        .to_string();
+    let body = format!("<OPS_envelope>{}</OPS_envelope>", " ".repeat(1024 * 1024));
+    let a = s.call_with("POST", "/", None, Some(&body), &[]);
+    assert_eq!(a.status, 413, "{}", a.text);
+    let top = parse_envelope(a.text.as_bytes()).expect("an XCP envelope");
+    let id = top.get_str("transaction_id").expect("a transaction id");
+    // `2027-12-03 16:36:27 31866 1` against `2027-12-03T16:36:27Z`: the
+    // clock's day, a year from the real one.
+    assert_eq!(id.get(..10), now.get(..10), "{id} against {now}");
+}
+
 #[test]
 fn malformed_envelopes_are_xcp_refusals() {
     let s = Server::start();
