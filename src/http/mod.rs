@@ -157,10 +157,7 @@ impl HttpServer {
         let handler: tiny_http::Handler = {
             let gate = gate.clone();
             Arc::new(move |request| {
-                let answered = catch_unwind(AssertUnwindSafe(|| match gate.enter() {
-                    Some(_pass) => serve(&app, request),
-                    None => refuse_stopping(&app, request),
-                }));
+                let answered = catch_unwind(AssertUnwindSafe(|| serve(&app, &gate, request)));
                 answered.unwrap_or_else(|_| {
                     log::error!("answering a request panicked");
                     false
@@ -270,16 +267,6 @@ impl Drop for Pass<'_> {
     }
 }
 
-/// The answer to a request that arrives while the server stops; the
-/// connection is closed after it.
-fn refuse_stopping(app: &App, request: tiny_http::Request) -> bool {
-    let method = request.method().as_str().to_ascii_uppercase();
-    let (path, _) = split_target(request.url());
-    let err = Error::Unavailable("regdesk is stopping".into());
-    write(request, router::refusal(app, &method, &path, &err), true);
-    false
-}
-
 fn declared_length(request: &tiny_http::Request) -> Option<usize> {
     request.body_length()
 }
@@ -320,7 +307,11 @@ fn check_target(url: &str) -> Result<()> {
 }
 
 /// Answers `request`; returns whether its connection may carry another.
-fn serve(app: &App, mut request: tiny_http::Request) -> bool {
+/// The body is read before the request takes its place at `gate`: a client
+/// that sends its body slowly holds its own connection's thread, not one of
+/// the places every request needs. Refusals close the connection: those
+/// made before the body is read, and those of a stopping server.
+fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
     let started = Instant::now();
     let method = request.method().as_str().to_ascii_uppercase();
     let (path, query) = split_target(request.url());
@@ -334,9 +325,15 @@ fn serve(app: &App, mut request: tiny_http::Request) -> bool {
             )
         })
         .collect();
-    let (resp, close) = match check_target(request.url()).and_then(|()| read_body(&mut request)) {
-        Err(e) => (router::refusal(app, &method, &path, &e), true),
-        Ok(body) => {
+    let read = check_target(request.url()).and_then(|()| read_body(&mut request));
+    let pass = read.is_ok().then(|| gate.enter()).flatten();
+    let (resp, close) = match (read, pass) {
+        (Err(e), _) => (router::refusal(app, &method, &path, &e), true),
+        (Ok(_), None) => {
+            let stopping = Error::Unavailable("regdesk is stopping".into());
+            (router::refusal(app, &method, &path, &stopping), true)
+        }
+        (Ok(body), Some(_pass)) => {
             let req = Req {
                 method,
                 path,

@@ -440,6 +440,36 @@ fn a_stop_refuses_requests_on_open_connections() {
     }
 }
 
+/// A client that sends its body slowly holds only its own connection: with
+/// `--workers 1`, others are answered meanwhile (the body is read before a
+/// request takes its place).
+#[test]
+fn a_slow_body_does_not_hold_a_workers_place() {
+    use std::io::Write;
+    use std::time::Duration;
+
+    let s = Server::start_with(&["--test-clock", "--workers", "1"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    // 5,000 bytes promised (tiny_http reads a body under 1 KiB itself
+    // before any handler runs), one sent; the rest never comes (the
+    // server's read timeout is 20 s).
+    write!(
+        slow,
+        "POST /api/v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 5000\r\n\r\n{{",
+        s.operator
+    )
+    .expect("send");
+    thread::sleep(Duration::from_millis(200));
+    let mut other = std::net::TcpStream::connect(&addr).expect("connect");
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let (status, body) = exchange(&mut other, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    drop(slow);
+}
+
 /// `--workers 1` answers one request at a time: the others on open
 /// connections wait their turn rather than being refused, writes included
 /// (a write's thread waits for its commit while it holds the place).
