@@ -1,7 +1,7 @@
 //! The HTTP layer: the only module that touches tiny_http. Each connection's
 //! thread reads its requests, reads bodies within the size limit, hands a
-//! plain `Req` to the router and writes its `Resp` back. A panic in a handler is an
-//! answer 500 for that request; the server keeps serving.
+//! plain `Req` to the router and writes its `Resp` back. A panic in a
+//! handler is an answer 500 for that request; the server keeps serving.
 
 pub mod assets;
 pub mod metrics;
@@ -193,13 +193,21 @@ struct Gate {
 
 #[derive(Default)]
 struct GateState {
+    /// Requests being answered: at most `limit`.
     inside: usize,
+    /// Requests whose answers are being written (no limit).
+    writing: usize,
     waiting: usize,
     closed: bool,
 }
 
 /// A request's place inside the gate, given back when dropped.
-struct Pass<'a>(&'a Gate);
+struct Pass<'a> {
+    gate: &'a Gate,
+    /// Whether the request holds a place (it is being answered) rather
+    /// than having its answer written.
+    placed: bool,
+}
 
 impl Gate {
     fn new(limit: usize) -> Gate {
@@ -229,17 +237,28 @@ impl Gate {
             return None;
         }
         state.inside += 1;
-        Some(Pass(self))
+        Some(Pass {
+            gate: self,
+            placed: true,
+        })
     }
 
-    /// Closes the gate and waits until no request is inside; false when
-    /// `wait` ran out first.
+    /// Wakes the waiters; a wake costs a system call, so only when there
+    /// are any.
+    fn wake(&self, state: &GateState) {
+        if state.waiting > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Closes the gate and waits until no request is inside or having its
+    /// answer written; false when `wait` ran out first.
     fn close(&self, wait: Duration) -> bool {
         let mut state = self.lock();
         state.closed = true;
         self.changed.notify_all();
         let deadline = Instant::now() + wait;
-        while state.inside > 0 {
+        while state.inside + state.writing > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
@@ -256,14 +275,30 @@ impl Gate {
     }
 }
 
+impl Pass<'_> {
+    /// Gives the place back to another request; the gate still counts this
+    /// one until its answer is written (until the pass is dropped).
+    fn writing(&mut self) {
+        if !self.placed {
+            return;
+        }
+        self.placed = false;
+        let mut state = self.gate.lock();
+        state.inside -= 1;
+        state.writing += 1;
+        self.gate.wake(&state);
+    }
+}
+
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.inside -= 1;
-        // A wake costs a system call; only a waiter needs one.
-        if state.waiting > 0 {
-            self.0.changed.notify_all();
+        let mut state = self.gate.lock();
+        if self.placed {
+            state.inside -= 1;
+        } else {
+            state.writing -= 1;
         }
+        self.gate.wake(&state);
     }
 }
 
@@ -326,14 +361,14 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
         })
         .collect();
     let read = check_target(request.url()).and_then(|()| read_body(&mut request));
-    let pass = read.is_ok().then(|| gate.enter()).flatten();
-    let (resp, close) = match (read, pass) {
+    let mut pass = read.is_ok().then(|| gate.enter()).flatten();
+    let (resp, close) = match (read, &pass) {
         (Err(e), _) => (router::refusal(app, &method, &path, &e), true),
         (Ok(_), None) => {
             let stopping = Error::Unavailable("regdesk is stopping".into());
             (router::refusal(app, &method, &path, &stopping), true)
         }
-        (Ok(body), Some(_pass)) => {
+        (Ok(body), Some(_)) => {
             let req = Req {
                 method,
                 path,
@@ -352,6 +387,11 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
         }
     };
     app.metrics.observe(resp.status, started.elapsed());
+    // Writing to a client that reads slowly holds no place, but a stop
+    // still waits for the answer to be written.
+    if let Some(pass) = &mut pass {
+        pass.writing();
+    }
     write(request, resp, close);
     !close
 }
@@ -393,6 +433,17 @@ mod tests {
         rx.recv_timeout(Duration::from_millis(200)).is_ok()
     }
 
+    /// Closes `gate` on a thread of its own, which tells `tx` when the
+    /// close returns, and returns whether it emptied.
+    fn close_on_a_thread(gate: &Arc<Gate>, tx: mpsc::Sender<()>) -> thread::JoinHandle<bool> {
+        let gate = gate.clone();
+        thread::spawn(move || {
+            let emptied = gate.close(Duration::from_secs(30));
+            tx.send(()).ok();
+            emptied
+        })
+    }
+
     #[test]
     fn the_gate_lets_in_at_most_its_limit() {
         let gate = Arc::new(Gate::new(2));
@@ -430,14 +481,7 @@ mod tests {
             })
         };
         assert!(!hears(&rx));
-        let closer = {
-            let gate = gate.clone();
-            thread::spawn(move || {
-                let emptied = gate.close(Duration::from_secs(30));
-                tx.send(()).ok();
-                emptied
-            })
-        };
+        let closer = close_on_a_thread(&gate, tx);
         // The waiting request is refused at once; the close waits for the
         // request inside.
         assert!(hears(&rx));
@@ -447,6 +491,22 @@ mod tests {
         assert!(hears(&rx));
         assert!(closer.join().expect("the closer"));
         assert!(gate.enter().is_none());
+    }
+
+    #[test]
+    fn an_answer_being_written_frees_its_place_but_holds_a_close() {
+        let gate = Arc::new(Gate::new(1));
+        let mut writing = gate.enter().expect("a place");
+        writing.writing();
+        let next = gate.enter();
+        assert!(next.is_some(), "the place was not given back");
+        drop(next);
+        let (tx, rx) = mpsc::channel();
+        let closer = close_on_a_thread(&gate, tx);
+        assert!(!hears(&rx), "the close did not wait for the answer");
+        drop(writing);
+        assert!(hears(&rx));
+        assert!(closer.join().expect("the closer"));
     }
 
     #[test]
