@@ -440,6 +440,128 @@ fn a_stop_refuses_requests_on_open_connections() {
     }
 }
 
+/// Whether this test process runs as root.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+        .unwrap_or(false)
+}
+
+/// A child process killed when dropped (a failing test leaves none behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// How many threads the processes of user `uid` have.
+fn user_threads(uid: u32) -> usize {
+    let owned = format!("Uid:\t{uid}\t");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
+        .filter(|status| status.lines().any(|l| l.starts_with(&owned)))
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        .sum()
+}
+
+/// When the system refuses a thread for a connection, that connection is
+/// closed and the server goes on accepting (tiny_http's accept thread
+/// panicked, and no connection was accepted again). The server runs as
+/// another user, whose thread limit is then set just above what it has:
+/// root is exempt from that limit, and only root can do this.
+#[test]
+fn a_connection_refused_a_thread_is_closed_and_others_are_served() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    if !running_as_root() {
+        eprintln!("skipped: switching to another user needs root");
+        return;
+    }
+    // A copy of the binary that user 65534 may run wherever the checkout is.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bin = dir.path().join("regdesk");
+    std::fs::copy(BIN, &bin).expect("a copy of the binary");
+    for path in [dir.path(), bin.as_path()] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("permissions");
+    }
+    // regdesk as user 65534, with at most `threads` threads when given.
+    let start = |threads: Option<usize>| {
+        let limit =
+            threads.map(|n| vec!["prlimit".to_string(), format!("--nproc={n}"), "--".into()]);
+        let mut child = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(limit.unwrap_or_default())
+            .arg(&bin)
+            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .args(["--operator-token", "rd_thread_limit_operator"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setpriv and prlimit (util-linux) run regdesk");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("a first line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        // The connections' first threads start after the server listens.
+        thread::sleep(Duration::from_millis(300));
+        (Killed(child), addr)
+    };
+    // The threads user 65534 has (the limit counts them all) while a
+    // server runs, then a server allowed two more.
+    let (first, _) = start(None);
+    let threads = user_threads(65534);
+    drop(first);
+    let (_server, addr) = start(Some(threads + 2));
+
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut conns: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            c.write_all(health.as_bytes()).expect("send");
+            c
+        })
+        .collect();
+    let (mut answered, mut closed) = (0, 0);
+    for c in &mut conns {
+        let mut head = [0u8; 12];
+        match c.read(&mut head) {
+            Ok(0) => closed += 1,
+            Ok(_) if &head == b"HTTP/1.1 200" => answered += 1,
+            other => panic!("neither answered nor closed: {other:?} {head:?}"),
+        }
+    }
+    assert!(closed > 0, "the thread limit was never reached");
+    assert!(answered > 0, "no connection was answered");
+    drop(conns);
+    thread::sleep(Duration::from_millis(300));
+    let mut after = std::net::TcpStream::connect(&addr).expect("connect");
+    after
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (status, _) = exchange(&mut after, health);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
 /// A client that sends its body slowly holds only its own connection: with
 /// `--workers 1`, others are answered meanwhile (the body is read before a
 /// request takes its place).

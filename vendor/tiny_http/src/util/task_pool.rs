@@ -86,7 +86,11 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // regdesk patch: upstream's `thread::spawn` panicked when the system
+        // refused a thread, which ended the accept thread (no connection was
+        // ever accepted again). Such a task is now dropped, which closes its
+        // connection. The threads are named for thread listings and profiles.
+        let spawned = thread::Builder::new().name("regdesk-http".into()).spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -130,6 +134,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("cannot start a thread for a connection: {}", e);
+        }
     }
 }
 
