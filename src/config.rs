@@ -116,7 +116,7 @@ pub struct Config {
         default_value = "simulated"
     )]
     pub provider: ProviderKind,
-    /// HTTP worker threads.
+    /// Requests answered at once (each on its connection's thread).
     #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32)]
     pub workers: usize,
     /// Milliseconds between ticks when nothing wakes the ticker.
