@@ -1271,11 +1271,12 @@ mod tests {
         db.close();
     }
 
-    /// V6 builds the portfolio table again: a database at V5 keeps every
-    /// row and index through it, and the status check still refuses what
-    /// it refused, now without a temporary B-tree per write.
+    /// V6 builds the portfolio, the mail outbox and the delivery log again:
+    /// a database at V5 keeps every row and index through it, and each
+    /// state check still refuses what it refused, now without a temporary
+    /// B-tree per write.
     #[test]
-    fn the_portfolio_keeps_its_rows_through_v6() {
+    fn rows_and_indexes_survive_v6_and_checks_still_refuse() {
         let mut conn = Connection::open_in_memory().unwrap();
         embedded::migrations::runner()
             .set_target(refinery::Target::Version(5))
@@ -1287,41 +1288,52 @@ mod tests {
              values (3, 'owner', 'o@example.net', 'customer', 0);
              insert into domains (id, account_id, name, status, expires_at, auth_code,
                                   contacts, nameservers, created_at, updated_at)
-             values (9, 3, 'kept.example', 'on_hold', 5, 'c0de', '{\"a\":1}', '[]', 1, 2);",
+             values (9, 3, 'kept.example', 'on_hold', 5, 'c0de', '{\"a\":1}', '[]', 1, 2);
+             insert into mail (id, recipient, subject, body, state, attempts, created_at,
+                               next_attempt_at)
+             values (4, 'o@example.net', 's', 'b', 'failed', 3, 1, 7);
+             insert into notifications (id, account_id, type, action, status, message,
+                                        domain, created_at)
+             values (1, 3, 'domain', 'create', 'success', 'm', 'kept.example', 1);
+             insert into webhook_deliveries (id, notification_id, account_id, url, state,
+                                             next_attempt_at, created_at)
+             values (5, 1, 3, 'http://127.0.0.1:1/hook', 'pending', 8, 1);",
         )
         .unwrap();
-        let row = |conn: &Connection| -> (i64, i64, String, String, String) {
-            conn.query_row(
-                "select id, account_id, name, status, contacts from domains",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .unwrap()
+        let dump = |conn: &Connection| -> Vec<String> {
+            [
+                "select id || account_id || name || status || contacts from domains",
+                "select id || state || attempts || next_attempt_at from mail",
+                "select id || account_id || state || next_attempt_at from webhook_deliveries",
+                "select group_concat(name) from (select name from sqlite_master
+                 where type = 'index' order by name)",
+            ]
+            .iter()
+            .map(|sql| conn.query_row(sql, [], |r| r.get(0)).unwrap())
+            .collect()
         };
-        let before = row(&conn);
+        let before = dump(&conn);
         assert_eq!(migrate(&mut conn).unwrap(), 1);
-        assert_eq!(row(&conn), before);
-        let indexes: Vec<String> = conn
-            .prepare("select name from sqlite_master where tbl_name = 'domains' and type = 'index' order by name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(indexes, ["domains_account", "sqlite_autoindex_domains_1"]);
-        let bogus = conn.execute("update domains set status = 'gone' where id = 9", []);
-        assert!(bogus.is_err(), "the status check let 'gone' in");
-        let program: Vec<String> = conn
-            .prepare("explain update domains set status = ?1 where id = ?2")
-            .unwrap()
-            .query_map(rusqlite::params!["active", 9], |r| r.get(1))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert!(
-            !program.iter().any(|op| op == "OpenEphemeral"),
-            "{program:?}"
-        );
+        assert_eq!(dump(&conn), before);
+        for (table, column) in [
+            ("domains", "status"),
+            ("mail", "state"),
+            ("webhook_deliveries", "state"),
+        ] {
+            let bogus = conn.execute(&format!("update {table} set {column} = 'gone'"), []);
+            assert!(bogus.is_err(), "{table}: the check let 'gone' in");
+            let program: Vec<String> = conn
+                .prepare(&format!("explain update {table} set {column} = ?1"))
+                .unwrap()
+                .query_map(["pending"], |r| r.get(1))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                !program.iter().any(|op| op == "OpenEphemeral"),
+                "{table}: {program:?}"
+            );
+        }
     }
 
     #[test]
