@@ -4,12 +4,17 @@
 -- of a row (OpenEphemeral in the statement's program): about 5% of the
 -- writer while the ticker registered names (perf, B3: the domain insert
 -- went from 10.5% to 5.6% of the writer). A check cannot be changed in
--- place, so each table is built again, its rows copied and its indexes
--- made again. The portfolio, the mail outbox and the webhook delivery log
--- had such checks; the others compare with at most two values, which
--- SQLite codes as comparisons already.
+-- place, so each table is built again: its rows are copied aside, and the
+-- table is dropped, created under its name and filled again, and its
+-- indexes made again. (Renaming a new table into place instead made this
+-- migration take three times as long on an empty database, which every new
+-- database pays at its first start.) The portfolio, the mail outbox and the
+-- webhook delivery log had such checks; the others compare with at most
+-- two values, which SQLite codes as comparisons already.
 
-create table domains_v6 (
+create temp table domains_copy as select * from domains;
+drop table domains;
+create table domains (
     id            integer primary key,
     account_id    integer not null references accounts(id),
     name          text not null unique,
@@ -24,16 +29,20 @@ create table domains_v6 (
     created_at    integer not null,
     updated_at    integer not null
 );
-insert into domains_v6 (id, account_id, name, status, expires_at, transfer_lock, privacy,
-                        auth_code, contacts, nameservers, created_at, updated_at)
-    select id, account_id, name, status, expires_at, transfer_lock, privacy,
-           auth_code, contacts, nameservers, created_at, updated_at
-    from domains;
-drop table domains;
-alter table domains_v6 rename to domains;
+insert into domains (
+    id, account_id, name, status, expires_at, transfer_lock, privacy,
+    auth_code, contacts, nameservers, created_at, updated_at
+)
+select
+    id, account_id, name, status, expires_at, transfer_lock, privacy,
+    auth_code, contacts, nameservers, created_at, updated_at
+from temp.domains_copy;
+drop table temp.domains_copy;
 create index domains_account on domains(account_id, name);
 
-create table mail_v6 (
+create temp table mail_copy as select * from mail;
+drop table mail;
+create table mail (
     id              integer primary key,
     request_id      integer references requests(id),
     recipient       text not null,
@@ -47,17 +56,21 @@ create table mail_v6 (
     sent_at         integer,
     next_attempt_at integer
 );
-insert into mail_v6 (id, request_id, recipient, subject, body, state, attempts, last_error,
-                     created_at, sent_at, next_attempt_at)
-    select id, request_id, recipient, subject, body, state, attempts, last_error,
-           created_at, sent_at, next_attempt_at
-    from mail;
-drop table mail;
-alter table mail_v6 rename to mail;
+insert into mail (
+    id, request_id, recipient, subject, body, state, attempts, last_error,
+    created_at, sent_at, next_attempt_at
+)
+select
+    id, request_id, recipient, subject, body, state, attempts, last_error,
+    created_at, sent_at, next_attempt_at
+from temp.mail_copy;
+drop table temp.mail_copy;
 create index mail_request on mail(request_id);
 create index mail_pending on mail(id) where state = 'pending';
 
-create table webhook_deliveries_v6 (
+create temp table webhook_deliveries_copy as select * from webhook_deliveries;
+drop table webhook_deliveries;
+create table webhook_deliveries (
     id              integer primary key,
     notification_id integer not null references notifications(id),
     account_id      integer not null references accounts(id),
@@ -71,14 +84,15 @@ create table webhook_deliveries_v6 (
     delivered_at    integer,
     created_at      integer not null
 );
-insert into webhook_deliveries_v6 (id, notification_id, account_id, url, state, attempts,
-                                   last_status, last_error, next_attempt_at, delivered_at,
-                                   created_at)
-    select id, notification_id, account_id, url, state, attempts,
-           last_status, last_error, next_attempt_at, delivered_at, created_at
-    from webhook_deliveries;
-drop table webhook_deliveries;
-alter table webhook_deliveries_v6 rename to webhook_deliveries;
+insert into webhook_deliveries (
+    id, notification_id, account_id, url, state, attempts, last_status,
+    last_error, next_attempt_at, delivered_at, created_at
+)
+select
+    id, notification_id, account_id, url, state, attempts, last_status,
+    last_error, next_attempt_at, delivered_at, created_at
+from temp.webhook_deliveries_copy;
+drop table temp.webhook_deliveries_copy;
 create index webhook_deliveries_due on webhook_deliveries(next_attempt_at, id)
     where state = 'pending';
 create index webhook_deliveries_account on webhook_deliveries(account_id, id);
