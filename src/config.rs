@@ -117,7 +117,8 @@ pub struct Config {
     )]
     pub provider: ProviderKind,
     /// Requests answered at once (each on its connection's thread).
-    #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32)]
+    #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub workers: usize,
     /// Milliseconds between ticks when nothing wakes the ticker.
     #[arg(long, env = "REGDESK_TICK_INTERVAL_MS", default_value_t = 500)]

@@ -415,12 +415,12 @@ fn tick_in(
     let at_once = mode == Mode::Fast && provider.external().is_none();
     let mut fulfilled_at_once = std::collections::HashSet::new();
     let ids = due_claims(conn, now, limit)?;
+    let claim =
+        |before| transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now);
     report.claimed = each(conn, mode, ids, |id| {
         let before = requests::load(conn, id)?;
         if !at_once {
-            let req =
-                transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now)?;
-            claimed.insert(id, req);
+            claimed.insert(id, claim(before)?);
             return Ok(true);
         }
         let req = transition::preview(&before, &Event::Claim, &system, now)?;
@@ -443,14 +443,7 @@ fn tick_in(
                 )?;
             }
             other => {
-                let req = transition::apply_to(
-                    conn,
-                    before,
-                    Event::Claim,
-                    &system,
-                    Change::default(),
-                    now,
-                )?;
+                let req = claim(before)?;
                 apply_settlement(conn, &req, other, &registry, now)?;
             }
         }

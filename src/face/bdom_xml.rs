@@ -620,28 +620,9 @@ fn end(w: &mut Writer<Vec<u8>>, name: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::xml_tree::is_blank;
 
-    /// A flat, whitespace-free picture of an element tree.
     fn shape(xml: &str) -> Vec<String> {
-        fn walk(e: &Element, out: &mut Vec<String>) {
-            let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            out.push(format!("<{} {}>", e.name, attrs.join(" ")));
-            for child in &e.children {
-                match child {
-                    Node::Element(c) => walk(c, out),
-                    Node::Text(t) if is_blank(t) => {}
-                    Node::Text(t) => out.push(format!("text {t:?}")),
-                }
-            }
-            out.push(format!("</{}>", e.name));
-        }
-        let mut out = Vec::new();
-        match read_tree(xml.as_bytes(), Doctype::Refused) {
-            Ok(root) => walk(&root, &mut out),
-            Err(e) => out.push(format!("error: {e}")),
-        }
-        out
+        crate::face::xml_tree::shape(xml, Doctype::Refused)
     }
 
     fn path(

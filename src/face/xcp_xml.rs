@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-use super::xml_tree::{child_elements, is_blank, read_tree, Doctype, Element, Node, XmlError};
+use super::xml_tree::{child_elements, read_tree, Doctype, Element, Node, XmlError};
 
 use quick_xml::escape::escape;
 use quick_xml::events::attributes::Attribute;
@@ -532,19 +532,9 @@ fn item_to_value(item: Element, key: &str) -> Result<XcpValue, XcpParseError> {
     if !item.children.iter().any(|c| matches!(c, Node::Element(_))) {
         return scalar_text(item).map(XcpValue::Scalar);
     }
-    let mut children = Vec::new();
-    for child in item.children {
-        match child {
-            Node::Element(e) => children.push(e),
-            Node::Text(t) if is_blank(&t) => {}
-            Node::Text(_) => {
-                return Err(XcpParseError::new(format!(
-                    "item \"{key}\" mixes text and elements"
-                )));
-            }
-        }
-    }
-    let mut children = children.into_iter();
+    let mut children = child_elements(item)
+        .map_err(|_| XcpParseError::new(format!("item \"{key}\" mixes text and elements")))?
+        .into_iter();
     match (children.next(), children.next()) {
         (Some(only), None) => container_to_value(only),
         _ => Err(XcpParseError::new(format!(
@@ -655,27 +645,8 @@ mod tests {
         }
     }
 
-    /// A flat, whitespace-free picture of an element tree: tags, attributes,
-    /// non-blank text, in document order.
     fn shape(xml: &str) -> Vec<String> {
-        fn walk(e: &Element, out: &mut Vec<String>) {
-            let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-            out.push(format!("<{} {}>", e.name, attrs.join(" ")));
-            for child in &e.children {
-                match child {
-                    Node::Element(c) => walk(c, out),
-                    Node::Text(t) if is_blank(t) => {}
-                    Node::Text(t) => out.push(format!("text {t:?}")),
-                }
-            }
-            out.push(format!("</{}>", e.name));
-        }
-        let mut out = Vec::new();
-        match read_tree(xml.as_bytes(), Doctype::ExternalOnly) {
-            Ok(root) => walk(&root, &mut out),
-            Err(e) => out.push(format!("error: {e}")),
-        }
-        out
+        crate::face::xml_tree::shape(xml, Doctype::ExternalOnly)
     }
 
     fn refused(body: &str) -> String {

@@ -258,7 +258,7 @@ fn check_chars(text: &str) -> Result<(), XmlError> {
     }
 }
 
-pub fn is_blank(text: &str) -> bool {
+fn is_blank(text: &str) -> bool {
     text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
@@ -279,4 +279,29 @@ pub fn child_elements(element: Element) -> Result<Vec<Element>, XmlError> {
         }
     }
     Ok(out)
+}
+
+/// A flat, whitespace-free picture of an element tree: tags, attributes,
+/// non-blank text, in document order, or the error reading it (the codecs'
+/// tests compare documents with it).
+#[cfg(test)]
+pub fn shape(xml: &str, doctype: Doctype) -> Vec<String> {
+    fn walk(e: &Element, out: &mut Vec<String>) {
+        let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        out.push(format!("<{} {}>", e.name, attrs.join(" ")));
+        for child in &e.children {
+            match child {
+                Node::Element(c) => walk(c, out),
+                Node::Text(t) if is_blank(t) => {}
+                Node::Text(t) => out.push(format!("text {t:?}")),
+            }
+        }
+        out.push(format!("</{}>", e.name));
+    }
+    let mut out = Vec::new();
+    match read_tree(xml.as_bytes(), doctype) {
+        Ok(root) => walk(&root, &mut out),
+        Err(e) => out.push(format!("error: {e}")),
+    }
+    out
 }

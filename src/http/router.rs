@@ -25,22 +25,50 @@ pub fn bearer(app: &App, req: &Req) -> Result<Account> {
     app.authenticate(&token)?.ok_or(Error::Unauthorized)
 }
 
+/// A path's segments, without the empty one a trailing slash leaves.
+fn segments(path: &str) -> Vec<&str> {
+    let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segments.len() > 1 && segments.last() == Some(&"") {
+        segments.pop();
+    }
+    segments
+}
+
+/// The faces that answer in a format of their own, errors included.
+enum Face {
+    /// The task path face (`/bdom/task/…`): XML.
+    Task,
+    /// XCP (`POST /`, `POST /opensrs`): an `OPS_envelope`.
+    Xcp,
+    /// The native API, the operations endpoints and the web UI: JSON.
+    Other,
+}
+
+/// Which face answers `method` on a path of `segments`: one decision for
+/// `route` and for `refusal`, so that a refusal made before routing is in
+/// the format of the face the request would have reached.
+fn face(method: &str, segments: &[&str]) -> Face {
+    match segments {
+        ["bdom", "task", ..] => Face::Task,
+        [""] | ["opensrs"] if method == "POST" => Face::Xcp,
+        _ => Face::Other,
+    }
+}
+
 pub fn route(app: &App, req: &Req) -> Resp {
-    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    let segs: &[&str] = if segments.last() == Some(&"") && segments.len() > 1 {
-        &segments[..segments.len() - 1]
-    } else {
-        &segments
-    };
+    let segs = segments(&req.path);
     let method = req.method.as_str();
-    match segs {
+    match face(method, &segs) {
+        Face::Task => return crate::face::bdom::serve(app, req),
+        Face::Xcp => return opensrs::handle(app, req),
+        Face::Other => {}
+    }
+    match segs.as_slice() {
         ["healthz"] if method == "GET" => native::healthz(),
         ["readyz"] if method == "GET" => native::readyz(app),
         ["metrics"] if method == "GET" => ops::metrics(app, req).into(),
         ["api", "openapi.json"] if method == "GET" => ops::openapi(),
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
-        ["bdom", "task", ..] => crate::face::bdom::serve(app, req),
-        [""] | ["opensrs"] if method == "POST" => opensrs::handle(app, req),
         _ if method == "GET" || method == "HEAD" => assets::serve(req)
             .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
         _ => Resp::error(&Error::not_found(format!("{} {}", req.method, req.path))),
@@ -53,11 +81,10 @@ pub fn route(app: &App, req: &Req) -> Resp {
 /// (an XCP client reads the refusal in an `OPS_envelope`; the status stays
 /// the refusal's, as for every body over the limit).
 pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["bdom", "task", ..] => crate::face::bdom::error(err),
-        [""] | ["opensrs"] if method == "POST" => opensrs::refusal(app.clock.now(), err),
-        _ => Resp::error(err),
+    match face(method, &segments(path)) {
+        Face::Task => crate::face::bdom::error(err),
+        Face::Xcp => opensrs::refusal(app.clock.now(), err),
+        Face::Other => Resp::error(err),
     }
 }
 

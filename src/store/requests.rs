@@ -103,15 +103,42 @@ pub struct NewRequest {
     pub depends_on: Option<i64>,
 }
 
-/// Inserts a request in state `new` and returns the row as written (not
-/// read back). Only `transition::create` calls this.
-pub(super) fn insert(conn: &Connection, new: &NewRequest, now: Millis) -> Result<Request> {
-    let mut req = unsaved(new, now);
-    req.id = insert_row(conn, &req)?;
-    // The columns' defaults, as the schema has them (the integration tests
-    // run a debug build).
+/// Inserts `req` as it is (its `id` aside) and returns it with the id it
+/// got, as written (not read back). Only `store::transition` calls this.
+pub(super) fn insert(conn: &Connection, mut req: Request) -> Result<Request> {
+    conn.exec(
+        "insert into requests (account_id, domain, operation, params, state, waiting_on, failure,
+                               missing, exec_date, depends_on, attempts, next_attempt_at,
+                               wait_until, last_error, created_at, updated_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            req.account_id,
+            req.domain,
+            req.operation.as_str(),
+            req.params.to_string(),
+            req.state.as_str(),
+            req.waiting_on.map(WaitingOn::as_str),
+            req.failure.map(Failure::as_str),
+            missing_text(&req.missing),
+            req.exec_date,
+            req.depends_on,
+            req.attempts,
+            req.next_attempt_at,
+            req.wait_until,
+            req.last_error,
+            req.created_at,
+            req.updated_at
+        ],
+    )?;
+    req.id = conn.last_insert_rowid();
+    // As the row reads back (the integration tests run a debug build).
     debug_assert_eq!(Some(&req), load(conn, req.id).ok().as_ref());
     Ok(req)
+}
+
+/// The `missing` column's text: the fields as a JSON array.
+pub(super) fn missing_text(missing: &[String]) -> String {
+    serde_json::Value::from(missing).to_string()
 }
 
 /// The request `new` makes, in state `new`, before it has an id.
@@ -135,35 +162,6 @@ pub(super) fn unsaved(new: &NewRequest, now: Millis) -> Request {
         created_at: now,
         updated_at: now,
     }
-}
-
-/// Inserts `req` as it is (its `id` aside) and returns the id it got.
-pub(super) fn insert_row(conn: &Connection, req: &Request) -> Result<i64> {
-    conn.exec(
-        "insert into requests (account_id, domain, operation, params, state, waiting_on, failure,
-                               missing, exec_date, depends_on, attempts, next_attempt_at,
-                               wait_until, last_error, created_at, updated_at)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        params![
-            req.account_id,
-            req.domain,
-            req.operation.as_str(),
-            req.params.to_string(),
-            req.state.as_str(),
-            req.waiting_on.map(WaitingOn::as_str),
-            req.failure.map(Failure::as_str),
-            serde_json::Value::from(req.missing.clone()).to_string(),
-            req.exec_date,
-            req.depends_on,
-            req.attempts,
-            req.next_attempt_at,
-            req.wait_until,
-            req.last_error,
-            req.created_at,
-            req.updated_at
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
 }
 
 /// A filter over one column: the values it must, or must not, hold.

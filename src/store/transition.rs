@@ -7,7 +7,6 @@
 
 use crate::store::Cached;
 use rusqlite::{params, Connection};
-use serde_json::Value;
 
 use crate::clock::{self, Millis};
 use crate::error::{Error, Result};
@@ -68,7 +67,7 @@ pub struct Change {
 pub fn create(conn: &Connection, new: &NewRequest, who: &Who, now: Millis) -> Result<Request> {
     // Perf (B1 ingest): reading the row back was a select and a parse of
     // its JSON per order.
-    let req = requests::insert(conn, new, now)?;
+    let req = requests::insert(conn, requests::unsaved(new, now))?;
     record_creation(conn, &req, who, now)?;
     Ok(req)
 }
@@ -179,7 +178,7 @@ fn write_row(conn: &Connection, from: State, req: &Request) -> Result<()> {
             req.state.as_str(),
             req.waiting_on.map(WaitingOn::as_str),
             req.failure.map(Failure::as_str),
-            Value::from(req.missing.clone()).to_string(),
+            requests::missing_text(&req.missing),
             req.attempts,
             req.wait_until,
             req.last_error,
@@ -215,11 +214,8 @@ pub fn create_then(
     between: impl FnOnce(&Request) -> Result<()>,
 ) -> Result<Request> {
     let mut created = requests::unsaved(new, now);
-    let mut req = moved(&created, &event, who, &change, now)?;
-    let id = requests::insert_row(conn, &req)?;
-    created.id = id;
-    req.id = id;
-    debug_assert_eq!(Some(&req), requests::load(conn, id).ok().as_ref());
+    let req = requests::insert(conn, moved(&created, &event, who, &change, now)?)?;
+    created.id = req.id;
     record_creation(conn, &created, who, now)?;
     between(&created)?;
     recorded(conn, &created, &req, &event, who, &change, now)?;

@@ -26,14 +26,20 @@ impl Proc {
     /// and `more` lines after it.
     pub fn start(args: &[&str], env: &[(&str, &str)], cwd: &Path, more: usize) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(cwd)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(args).current_dir(cwd);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Proc::spawn(cmd, more)
+    }
+
+    /// Runs `cmd`, a command that ends in running regdesk (the binary, or a
+    /// wrapper that executes it), as `start` does.
+    pub fn spawn(mut cmd: Command, more: usize) -> Proc {
+        if cmd.get_envs().all(|(k, _)| k != "RUST_LOG") {
+            cmd.env("RUST_LOG", "warn");
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start regdesk");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();

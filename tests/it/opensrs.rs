@@ -433,8 +433,9 @@ fn signature_failures_are_refused_and_do_nothing() {
 }
 
 /// A body over the limit is refused before any handler runs, and its
-/// reply still takes its `transaction_id` time from the server's clock
-/// (here a test clock moved a year on), as every other reply does.
+/// reply is still XCP on every path XCP is served on, with its
+/// `transaction_id` time from the server's clock (here a test clock moved
+/// a year on), as every other reply.
 #[test]
 fn a_refusal_before_reading_the_body_tells_the_servers_time() {
     let s = Server::start();
@@ -443,13 +444,17 @@ fn a_refusal_before_reading_the_body_tells_the_servers_time() {
         .expect("the clock's time")
         .to_string();
     let body = format!("<OPS_envelope>{}</OPS_envelope>", " ".repeat(1024 * 1024));
-    let a = s.call_with("POST", "/", None, Some(&body), &[]);
-    assert_eq!(a.status, 413, "{}", a.text);
-    let top = parse_envelope(a.text.as_bytes()).expect("an XCP envelope");
-    let id = top.get_str("transaction_id").expect("a transaction id");
-    // `2027-12-03 16:36:27 31866 1` against `2027-12-03T16:36:27Z`: the
-    // clock's day, a year from the real one.
-    assert_eq!(id.get(..10), now.get(..10), "{id} against {now}");
+    // Also on a path with a trailing slash, which XCP is served on too.
+    for path in ["/", "/opensrs/"] {
+        let a = s.call_with("POST", path, None, Some(&body), &[]);
+        assert_eq!(a.status, 413, "{path}: {}", a.text);
+        let top = parse_envelope(a.text.as_bytes())
+            .unwrap_or_else(|e| panic!("{path}: not an XCP envelope ({e}): {}", a.text));
+        let id = top.get_str("transaction_id").expect("a transaction id");
+        // `2027-12-03 16:36:27 31866 1` against `2027-12-03T16:36:27Z`: the
+        // clock's day, a year from the real one.
+        assert_eq!(id.get(..10), now.get(..10), "{path}: {id} against {now}");
+    }
 }
 
 #[test]

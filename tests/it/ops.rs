@@ -447,16 +447,6 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A child process killed when dropped (a failing test leaves none behind).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
 /// How many threads the processes of user `uid` have.
 fn user_threads(uid: u32) -> usize {
     let owned = format!("Uid:\t{uid}\t");
@@ -480,8 +470,7 @@ fn user_threads(uid: u32) -> usize {
 /// root is exempt from that limit, and only root can do this.
 #[test]
 fn a_connection_refused_a_thread_is_closed_and_others_are_served() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::Stdio;
+    use std::io::{Read, Write};
     use std::time::Duration;
 
     if !running_as_root() {
@@ -500,29 +489,20 @@ fn a_connection_refused_a_thread_is_closed_and_others_are_served() {
     let start = |threads: Option<usize>| {
         let limit =
             threads.map(|n| vec!["prlimit".to_string(), format!("--nproc={n}"), "--".into()]);
-        let mut child = Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
             .args(limit.unwrap_or_default())
             .arg(&bin)
             .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
             .args(["--operator-token", "rd_thread_limit_operator"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("setpriv and prlimit (util-linux) run regdesk");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("a first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
+            .current_dir(dir.path())
+            // The refused threads are logged as errors; the test counts them.
+            .env("RUST_LOG", "off");
+        let server = Proc::spawn(cmd, 0);
         // The connections' first threads start after the server listens.
         thread::sleep(Duration::from_millis(300));
-        (Killed(child), addr)
+        let addr = server.base.trim_start_matches("http://").to_string();
+        (server, addr)
     };
     // The threads user 65534 has (the limit counts them all) while a
     // server runs, then a server allowed two more.
@@ -590,6 +570,50 @@ fn a_slow_body_does_not_hold_a_workers_place() {
     let (status, body) = exchange(&mut other, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     drop(slow);
+}
+
+/// A server that may answer no request at once is refused at its start,
+/// from the flag and from the environment alike, naming the flag.
+#[test]
+fn zero_workers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, env) in [
+        (vec!["--workers", "0"], None),
+        (vec![], Some(("REGDESK_WORKERS", "0"))),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .current_dir(dir.path());
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that started would run on: give it 10 s to exit.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                break None;
+            }
+            thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{args:?} {env:?} started"
+        );
+        assert!(stderr.contains("--workers"), "{args:?} {env:?}: {stderr}");
+    }
 }
 
 /// `--workers 1` answers one request at a time: the others on open
