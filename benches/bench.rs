@@ -443,6 +443,23 @@ impl Server {
         self.child.wait().ok();
     }
 
+    /// CPU time the server has used so far (user and system, all threads,
+    /// finished ones included), in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses: utime and
+        // stime are the 12th and 13th of them, in clock ticks.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let ticks: f64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<f64>().ok())
+            .sum();
+        ticks / clock_ticks_per_sec()
+    }
+
     /// A counter from `/metrics`.
     fn metric(&self, name: &str) -> f64 {
         let Ok((200, body)) = self.conn().call("GET", "/metrics", Some(OPERATOR), None) else {
@@ -493,6 +510,20 @@ impl Server {
             v["token"].as_str().expect("token").to_string(),
         )
     }
+}
+
+/// The kernel's clock tick for `/proc` CPU times (`getconf CLK_TCK`).
+fn clock_ticks_per_sec() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 // ----- a small HTTP/1.1 keep-alive client ---------------------------------------
@@ -743,6 +774,7 @@ fn b1(ctx: &Ctx) -> Row {
     let tokens = Arc::new(tokens);
     let addr = server.addr;
     let counters = server.commit_counters();
+    let cpu = server.cpu_secs();
     let (ok, errors, secs) = clients(ctx.plan.window, move |i, stop| {
         let mut conn = Conn::new(addr);
         let (mut ok, mut errors) = (0, 0);
@@ -764,7 +796,13 @@ fn b1(ctx: &Ctx) -> Row {
         }
         (ok, errors)
     });
+    let cpu = server.cpu_secs() - cpu;
     let mut grouping = server.group_commit(counters);
+    let _ = write!(
+        grouping,
+        "; server CPU {:.0} µs per request",
+        cpu * 1e6 / ok.max(1) as f64
+    );
     // Fulfilment yields to clients' writes but must not stop.
     let finished = server.metric("regdesk_requests{state=\"finished\"}");
     let _ = write!(
@@ -917,8 +955,14 @@ fn b2(ctx: &Ctx) -> Row {
     }
     let tokens = Arc::new(accounts.into_iter().map(|(_, t)| t).collect::<Vec<_>>());
     let counters = server.commit_counters();
+    let cpu = server.cpu_secs();
     let (ok, errors, secs) = cycle_clients(ctx, server.addr, tokens);
-    let grouping = server.group_commit(counters);
+    let cpu = server.cpu_secs() - cpu;
+    let grouping = format!(
+        "{}; server CPU {:.0} µs per cycle",
+        server.group_commit(counters),
+        cpu * 1e6 / ok.max(1) as f64
+    );
     server.stop(ctx);
     let rate = ok as f64 / secs;
     let grouping = format!(
@@ -1027,6 +1071,7 @@ fn b3(ctx: &Ctx) -> Row {
         thread::sleep(Duration::from_millis(20));
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = server.cpu_secs();
     let failed: i64 = reader
         .query_row(
             "select count(*) from requests where state = 'failed'",
@@ -1037,7 +1082,11 @@ fn b3(ctx: &Ctx) -> Row {
     drop(reader);
     server.stop(ctx);
     let rate = done as f64 / secs;
-    progress(&format!("B3: {} rows/s", num(rate)));
+    progress(&format!(
+        "B3: {} rows/s (server CPU {:.0} µs per request)",
+        num(rate),
+        cpu * 1e6 / done.max(1) as f64
+    ));
     let mut note = Vec::new();
     if done < n {
         note.push(format!("only {done} of {n} finished before the deadline"));
@@ -1045,6 +1094,10 @@ fn b3(ctx: &Ctx) -> Row {
     if failed > 0 {
         note.push(format!("{failed} failed"));
     }
+    note.push(format!(
+        "server CPU {:.0} µs per request",
+        cpu * 1e6 / done.max(1) as f64
+    ));
     Row {
         id: "B3",
         what: format!("ticker, {} queued creates to finished", num(n as f64)),

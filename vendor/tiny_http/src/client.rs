@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -83,32 +83,33 @@ impl ClientConnection {
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
     fn read_next_line(&mut self) -> IoResult<AsciiString> {
+        // regdesk patch: the line is found in the reader's buffer (upstream
+        // read it one byte per call through two readers).
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+            let available = self.next_header_source.fill_buf()?;
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+            }
+            let (taken, found) = match available.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (available.len(), false),
             };
-
+            buf.extend_from_slice(&available[..taken]);
+            self.next_header_source.consume(taken);
+            // A line ends at CRLF; a lone LF is part of the line.
+            let ends = found && (buf.len() >= 2 && buf[buf.len() - 2] == b'\r');
             // regdesk patch: upstream reads a line of any length, so one
             // endless header grows memory without bound.
-            if buf.len() >= MAX_LINE {
+            let length = if ends { buf.len() - 1 } else { buf.len() };
+            if length >= MAX_LINE {
                 return Err(IoError::new(ErrorKind::InvalidInput, "Header line too long"));
             }
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            if ends {
+                buf.truncate(buf.len() - 2);
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 
@@ -328,5 +329,99 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ClientConnection, MAX_LINE};
+    use crate::connection::Connection;
+    use crate::util::RefinedTcpStream;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::thread;
+    use std::time::Duration;
+
+    /// A connection to a client that sends `pieces`, pausing between them so
+    /// that each arrives in a read of its own.
+    fn connection_receiving(pieces: Vec<Vec<u8>>) -> (ClientConnection, thread::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            for piece in pieces {
+                s.write_all(&piece).unwrap();
+                thread::sleep(Duration::from_millis(20));
+            }
+            // Keeps the connection open until the reads are done.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        });
+        let (sock, _) = listener.accept().unwrap();
+        let (read, write) = RefinedTcpStream::new(Connection::from(sock));
+        (ClientConnection::new(write, read), client)
+    }
+
+    fn piece(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    /// Lines found in the reader's buffer: CRLF split between two reads,
+    /// a lone LF kept inside a line, two requests in one read, and a body
+    /// read after the headers from the same buffer.
+    #[test]
+    fn request_lines_are_found_across_reads_and_between_requests() {
+        let (mut conn, client) = connection_receiving(vec![
+            piece("POST /a HTTP/1.1\r"),
+            piece("\nHost: x\r\nX-Split: one"),
+            piece(" two\r\nX-Lone: a\nb\r\nContent-Length: 5\r\n\r\nhello"),
+            piece("GET /b HTTP/1.1\r\nHost: y\r\n\r\nGET /c HTTP/1.1\r\nHost: z\r\n\r\n"),
+        ]);
+        let mut first = conn.next().expect("the first request");
+        assert_eq!(first.url(), "/a");
+        let value = |rq: &crate::Request, name: &'static str| {
+            rq.headers()
+                .iter()
+                .find(|h| h.field.equiv(name))
+                .map(|h| h.value.as_str().to_string())
+        };
+        assert_eq!(value(&first, "X-Split").as_deref(), Some("one two"));
+        assert_eq!(value(&first, "X-Lone").as_deref(), Some("a\nb"));
+        let mut body = String::new();
+        first.as_reader().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
+        drop(first);
+        let second = conn.next().expect("the second request");
+        assert_eq!(second.url(), "/b");
+        assert_eq!(value(&second, "Host").as_deref(), Some("y"));
+        drop(second);
+        let third = conn.next().expect("the third request, from the same read");
+        assert_eq!(third.url(), "/c");
+        drop(third);
+        drop(conn);
+        client.join().unwrap();
+    }
+
+    /// A header line of `MAX_LINE` bytes or more is refused (the connection
+    /// answers 400 and closes); one byte shorter is read.
+    #[test]
+    fn a_line_is_refused_from_max_line_bytes() {
+        let header = |len: usize| format!("X-Long: {}\r\n", "a".repeat(len - "X-Long: ".len()));
+        let (mut conn, client) = connection_receiving(vec![piece(&format!(
+            "GET /ok HTTP/1.1\r\n{}\r\n",
+            header(MAX_LINE - 2)
+        ))]);
+        assert_eq!(conn.next().expect("a line just under the limit").url(), "/ok");
+        drop(conn);
+        client.join().unwrap();
+
+        let (mut conn, client) = connection_receiving(vec![piece(&format!(
+            "GET /long HTTP/1.1\r\n{}\r\n",
+            header(MAX_LINE)
+        ))]);
+        assert!(conn.next().is_none(), "a line of MAX_LINE bytes is refused");
+        drop(conn);
+        client.join().unwrap();
     }
 }

@@ -71,9 +71,33 @@ impl FromStr for TransferEncoding {
 }
 
 /// Builds a Date: header with the current date.
+///
+/// regdesk patch: the text is formatted once per second on each thread and
+/// kept (upstream formatted it for every response).
 fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+    use std::cell::RefCell;
+    use std::time::UNIX_EPOCH;
+    thread_local! {
+        static LAST: RefCell<Option<(u64, Header)>> = const { RefCell::new(None) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some((at, header)) if *at == second => header.clone(),
+            _ => {
+                let d = HttpDate::from(now);
+                let header =
+                    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap();
+                *last = Some((second, header.clone()));
+                header
+            }
+        }
+    })
 }
 
 fn write_message_header<W>(
@@ -85,9 +109,14 @@ fn write_message_header<W>(
 where
     W: Write,
 {
+    // regdesk patch: the status line and headers are put together in one
+    // buffer and written at once (upstream wrote each piece through the
+    // sequential writer's lock, five writes per header).
+    let mut head = Vec::with_capacity(256);
+
     // writing status line
     write!(
-        &mut writer,
+        &mut head,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
@@ -97,16 +126,16 @@ where
 
     // writing headers
     for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+        head.extend_from_slice(header.field.as_str().as_ref());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(header.value.as_str().as_ref());
+        head.extend_from_slice(b"\r\n");
     }
 
     // separator between header and data
-    write!(&mut writer, "\r\n")?;
+    head.extend_from_slice(b"\r\n");
 
-    Ok(())
+    writer.write_all(&head)
 }
 
 fn choose_transfer_encoding(
