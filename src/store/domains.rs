@@ -35,9 +35,15 @@ pub struct Domain {
     pub updated_at: Millis,
 }
 
-const COLUMNS: &str =
-    "id, account_id, name, status, expires_at, transfer_lock, privacy, auth_code, \
-    contacts, nameservers, created_at, updated_at";
+/// The columns `from_row` reads (a literal: see `requests::columns`).
+macro_rules! columns {
+    () => {
+        "id, account_id, name, status, expires_at, transfer_lock, privacy, auth_code, \
+    contacts, nameservers, created_at, updated_at"
+    };
+}
+
+const COLUMNS: &str = columns!();
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
     Ok(Domain {
@@ -58,8 +64,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
 }
 
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Domain>> {
-    let sql = format!("select {COLUMNS} from domains where name = ?1");
-    Ok(conn.one(&sql, [name], from_row).optional()?)
+    const SQL: &str = concat!("select ", columns!(), " from domains where name = ?1");
+    Ok(conn.one(SQL, [name], from_row).optional()?)
 }
 
 /// A page of the portfolio, by name, after the cursor (a name).

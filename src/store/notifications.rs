@@ -35,8 +35,14 @@ fn ser_opt_time<S: serde::Serializer>(
     }
 }
 
-const COLUMNS: &str =
-    "id, account_id, type, action, status, message, domain, request_id, created_at, read_at";
+/// The columns `from_row` reads (a literal: see `requests::columns`).
+macro_rules! columns {
+    () => {
+        "id, account_id, type, action, status, message, domain, request_id, created_at, read_at"
+    };
+}
+
+const COLUMNS: &str = columns!();
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {
@@ -78,8 +84,8 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Notification> {
-    let sql = format!("select {COLUMNS} from notifications where id = ?1");
-    conn.one(&sql, [id], from_row)
+    const SQL: &str = concat!("select ", columns!(), " from notifications where id = ?1");
+    conn.one(SQL, [id], from_row)
         .optional()?
         .ok_or_else(|| Error::not_found(format!("notification {id}")))
 }
@@ -89,11 +95,13 @@ pub fn get(conn: &Connection, id: i64) -> Result<Notification> {
 /// already read before reaching the first unread one. `+?1`: see
 /// `store::literal`.)
 pub fn oldest_unread(conn: &Connection, account_id: i64) -> Result<Option<Notification>> {
-    let sql = format!(
-        "select {COLUMNS} from notifications indexed by notifications_unread
+    const SQL: &str = concat!(
+        "select ",
+        columns!(),
+        " from notifications indexed by notifications_unread
          where account_id = +?1 and read_at is null order by id limit 1"
     );
-    Ok(conn.one(&sql, [account_id], from_row).optional()?)
+    Ok(conn.one(SQL, [account_id], from_row).optional()?)
 }
 
 /// Marks a notification read. Repeating it is harmless; another account's
