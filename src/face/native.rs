@@ -7,6 +7,7 @@ use crate::store::{in_savepoint, Cached};
 use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -215,41 +216,89 @@ pub fn filter(req: &Req, caller: &Account) -> Result<Filter> {
 
 // ----- output --------------------------------------------------------------
 
-fn opt_time(ms: Option<Millis>) -> Value {
-    ms.map(|t| Value::String(clock::format(t)))
-        .unwrap_or(Value::Null)
+/// A request as the API shows it, borrowed from its row: written out as it
+/// is for lists, or made a `Value` by `request_json`. The fields are in
+/// alphabetical order, the order a `Value`'s map keeps, so both give the
+/// same text. (Lists built a `Value` per row, cloning its params, and
+/// dropped it after writing: half of a list's time, perf B5.)
+#[derive(Serialize)]
+struct RequestView<'a> {
+    account_id: i64,
+    annotations: Vec<&'a Annotation>,
+    attempts: i64,
+    created_at: String,
+    depends_on: Option<i64>,
+    domain: &'a str,
+    exec_date: Option<String>,
+    failure: Option<&'static str>,
+    id: i64,
+    last_error: Option<&'a str>,
+    missing: &'a [String],
+    operation: &'static str,
+    order_status: &'static str,
+    params: &'a Value,
+    state: &'static str,
+    task_status: &'static str,
+    updated_at: String,
+    wait_until: Option<String>,
+    waiting_on: Option<&'static str>,
+}
+
+impl<'a> RequestView<'a> {
+    fn new(r: &'a Request, annotations: Vec<&'a Annotation>) -> RequestView<'a> {
+        RequestView {
+            account_id: r.account_id,
+            annotations,
+            attempts: r.attempts,
+            created_at: clock::format(r.created_at),
+            depends_on: r.depends_on,
+            domain: &r.domain,
+            exec_date: r.exec_date.map(clock::format),
+            failure: r.failure.map(Failure::as_str),
+            id: r.id,
+            last_error: r.last_error.as_deref(),
+            missing: &r.missing,
+            operation: r.operation.as_str(),
+            order_status: state::order_status(r.state, r.waiting_on, r.failure),
+            params: &r.params,
+            state: r.state.as_str(),
+            task_status: state::task_status(r.state, r.waiting_on, r.failure),
+            updated_at: clock::format(r.updated_at),
+            wait_until: r.wait_until.map(clock::format),
+            waiting_on: r.waiting_on.map(WaitingOn::as_str),
+        }
+    }
 }
 
 /// A request as the API shows it.
 pub fn request_json(r: &Request, annotations: Vec<&Annotation>) -> Value {
-    json!({
-        "id": r.id,
-        "account_id": r.account_id,
-        "domain": r.domain,
-        "operation": r.operation.as_str(),
-        "params": r.params,
-        "state": r.state.as_str(),
-        "waiting_on": r.waiting_on.map(WaitingOn::as_str),
-        "failure": r.failure.map(Failure::as_str),
-        "missing": r.missing,
-        "annotations": annotations,
-        "exec_date": opt_time(r.exec_date),
-        "depends_on": r.depends_on,
-        "attempts": r.attempts,
-        "last_error": r.last_error,
-        "wait_until": opt_time(r.wait_until),
-        "order_status": state::order_status(r.state, r.waiting_on, r.failure),
-        "task_status": state::task_status(r.state, r.waiting_on, r.failure),
-        "created_at": clock::format(r.created_at),
-        "updated_at": clock::format(r.updated_at),
+    view_value(RequestView::new(r, annotations))
+}
+
+fn view_value(view: RequestView<'_>) -> Value {
+    serde_json::to_value(&view).unwrap_or_else(|e| {
+        // A view holds only strings, numbers and JSON values.
+        log::error!("request {} as JSON: {e}", view.id);
+        Value::Null
     })
 }
 
 /// A page of requests with their annotations.
 fn requests_json(conn: &Connection, rows: &[Request]) -> Result<Vec<Value>> {
+    with_views(conn, rows, |views| {
+        Ok(views.into_iter().map(view_value).collect())
+    })
+}
+
+/// Calls `f` with the views of `rows` and their annotations.
+fn with_views<T>(
+    conn: &Connection,
+    rows: &[Request],
+    f: impl FnOnce(Vec<RequestView<'_>>) -> Result<T>,
+) -> Result<T> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let notes = requests::annotations(conn, &ids)?;
-    Ok(rows
+    let views = rows
         .iter()
         .map(|r| {
             let mine = notes
@@ -257,9 +306,10 @@ fn requests_json(conn: &Connection, rows: &[Request]) -> Result<Vec<Value>> {
                 .filter(|(id, _)| *id == r.id)
                 .map(|(_, a)| a)
                 .collect();
-            request_json(r, mine)
+            RequestView::new(r, mine)
         })
-        .collect())
+        .collect();
+    f(views)
 }
 
 /// A request created in this transaction, with its history: all its
@@ -675,11 +725,18 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let f = filter(req, caller)?;
     let (after, limit) = (after(req)?, limit(req)?);
-    let value = app.db.read(move |conn| {
+    app.db.read(move |conn| {
         let (rows, next) = requests::list(conn, &f, after, limit)?;
-        Ok(json!({ "items": requests_json(conn, &rows)?, "next": next.map(|n| n.to_string()) }))
-    })?;
-    Ok(Resp::json(200, &value))
+        with_views(conn, &rows, |items| {
+            #[derive(Serialize)]
+            struct Page<'a> {
+                items: Vec<RequestView<'a>>,
+                next: Option<String>,
+            }
+            let next = next.map(|n| n.to_string());
+            Ok(Resp::json(200, &Page { items, next }))
+        })
+    })
 }
 
 fn csv_field(s: &str) -> String {
@@ -1410,5 +1467,82 @@ pub fn readyz(app: &App) -> Resp {
         )
     } else {
         Resp::json(503, &json!({ "status": "starting" }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request written out directly (lists) reads exactly as the map the
+    /// API built before, every optional field set and unset.
+    #[test]
+    fn a_request_view_writes_the_text_of_the_map_it_replaced() {
+        let full = Request {
+            id: 7,
+            account_id: 3,
+            domain: "example.com".into(),
+            operation: Operation::Create,
+            params: json!({"period": 2, "contacts": {"owner": {"name": "A \"B\""}}}),
+            state: State::Limbo,
+            waiting_on: Some(WaitingOn::Registry),
+            failure: Some(Failure::Registry),
+            missing: vec!["contacts.owner.email".into()],
+            exec_date: Some(86_400_000),
+            depends_on: Some(5),
+            attempts: 2,
+            next_attempt_at: Some(1),
+            wait_until: Some(90_000_000),
+            last_error: Some("registry said <no>".into()),
+            created_at: 1_000,
+            updated_at: 2_000,
+        };
+        let bare = Request {
+            waiting_on: None,
+            failure: None,
+            missing: Vec::new(),
+            exec_date: None,
+            depends_on: None,
+            wait_until: None,
+            last_error: None,
+            state: State::Queued,
+            ..full.clone()
+        };
+        let note = Annotation {
+            actor: "operator:root".into(),
+            text: "checked \u{e9}".into(),
+            at: 3_000,
+        };
+        let opt_time = |ms: Option<Millis>| {
+            ms.map(|t| Value::String(clock::format(t)))
+                .unwrap_or(Value::Null)
+        };
+        for (r, notes) in [(&full, vec![&note]), (&bare, vec![])] {
+            let map = json!({
+                "id": r.id,
+                "account_id": r.account_id,
+                "domain": r.domain,
+                "operation": r.operation.as_str(),
+                "params": r.params,
+                "state": r.state.as_str(),
+                "waiting_on": r.waiting_on.map(WaitingOn::as_str),
+                "failure": r.failure.map(Failure::as_str),
+                "missing": r.missing,
+                "annotations": notes,
+                "exec_date": opt_time(r.exec_date),
+                "depends_on": r.depends_on,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "wait_until": opt_time(r.wait_until),
+                "order_status": state::order_status(r.state, r.waiting_on, r.failure),
+                "task_status": state::task_status(r.state, r.waiting_on, r.failure),
+                "created_at": clock::format(r.created_at),
+                "updated_at": clock::format(r.updated_at),
+            });
+            let direct =
+                serde_json::to_string(&RequestView::new(r, notes.clone())).expect("a view as JSON");
+            assert_eq!(direct, map.to_string());
+            assert_eq!(request_json(r, notes), map);
+        }
     }
 }

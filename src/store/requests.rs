@@ -340,10 +340,12 @@ pub fn ids(conn: &Connection, filter: &Filter, max: i64) -> Result<Vec<i64>> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Annotation {
+    // In alphabetical order, as in a `serde_json::Value`, so that a request
+    // written directly reads as one made a `Value` first.
     pub actor: String,
-    pub text: String,
     #[serde(serialize_with = "super::accounts::ser_time")]
     pub at: Millis,
+    pub text: String,
 }
 
 pub fn add_annotation(
