@@ -512,6 +512,14 @@ impl Server {
     }
 }
 
+/// "server CPU N µs per `what`": `secs` of the server's CPU over `n` of them.
+fn cpu_per(secs: f64, n: u64, what: &str) -> String {
+    format!(
+        "server CPU {:.0} µs per {what}",
+        secs * 1e6 / n.max(1) as f64
+    )
+}
+
 /// The kernel's clock tick for `/proc` CPU times (`getconf CLK_TCK`).
 fn clock_ticks_per_sec() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -798,11 +806,7 @@ fn b1(ctx: &Ctx) -> Row {
     });
     let cpu = server.cpu_secs() - cpu;
     let mut grouping = server.group_commit(counters);
-    let _ = write!(
-        grouping,
-        "; server CPU {:.0} µs per request",
-        cpu * 1e6 / ok.max(1) as f64
-    );
+    let _ = write!(grouping, "; {}", cpu_per(cpu, ok, "request"));
     // Fulfilment yields to clients' writes but must not stop.
     let finished = server.metric("regdesk_requests{state=\"finished\"}");
     let _ = write!(
@@ -959,9 +963,9 @@ fn b2(ctx: &Ctx) -> Row {
     let (ok, errors, secs) = cycle_clients(ctx, server.addr, tokens);
     let cpu = server.cpu_secs() - cpu;
     let grouping = format!(
-        "{}; server CPU {:.0} µs per cycle",
+        "{}; {}",
         server.group_commit(counters),
-        cpu * 1e6 / ok.max(1) as f64
+        cpu_per(cpu, ok, "cycle")
     );
     server.stop(ctx);
     let rate = ok as f64 / secs;
@@ -1071,7 +1075,7 @@ fn b3(ctx: &Ctx) -> Row {
         thread::sleep(Duration::from_millis(20));
     }
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = server.cpu_secs();
+    let cpu = cpu_per(server.cpu_secs(), done.max(0) as u64, "request");
     let failed: i64 = reader
         .query_row(
             "select count(*) from requests where state = 'failed'",
@@ -1082,11 +1086,7 @@ fn b3(ctx: &Ctx) -> Row {
     drop(reader);
     server.stop(ctx);
     let rate = done as f64 / secs;
-    progress(&format!(
-        "B3: {} rows/s (server CPU {:.0} µs per request)",
-        num(rate),
-        cpu * 1e6 / done.max(1) as f64
-    ));
+    progress(&format!("B3: {} rows/s ({cpu})", num(rate)));
     let mut note = Vec::new();
     if done < n {
         note.push(format!("only {done} of {n} finished before the deadline"));
@@ -1094,10 +1094,7 @@ fn b3(ctx: &Ctx) -> Row {
     if failed > 0 {
         note.push(format!("{failed} failed"));
     }
-    note.push(format!(
-        "server CPU {:.0} µs per request",
-        cpu * 1e6 / done.max(1) as f64
-    ));
+    note.push(cpu);
     Row {
         id: "B3",
         what: format!("ticker, {} queued creates to finished", num(n as f64)),

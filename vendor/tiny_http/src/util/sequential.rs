@@ -115,22 +115,14 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
 
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let mut reader = match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
-        };
-
-        let result = reader.read(buf);
-        self.inner = SequentialReaderInner::MyTurn(reader);
-        result
+        self.turn().read(buf)
     }
 }
 
-// regdesk patch: buffered access, so that request and header lines are
-// scanned in the reader's buffer instead of read one byte per call.
-impl<R: BufRead + Send> SequentialReader<R> {
+impl<R: Read + Send> SequentialReader<R> {
     /// The reader, once the previous request has handed it over.
+    /// (regdesk patch: one place for what `read` did inline, now that
+    /// `BufRead` needs it too.)
     fn turn(&mut self) -> &mut R {
         if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
             let reader = recv.recv().unwrap();
@@ -143,6 +135,8 @@ impl<R: BufRead + Send> SequentialReader<R> {
     }
 }
 
+// regdesk patch: buffered access, so that request and header lines are
+// scanned in the reader's buffer instead of read one byte per call.
 impl<R: BufRead + Send> BufRead for SequentialReader<R> {
     fn fill_buf(&mut self) -> IoResult<&[u8]> {
         self.turn().fill_buf()
