@@ -33,8 +33,9 @@ pub enum Error {
     TooLarge(usize),
     /// A field holds a value that is not acceptable.
     Invalid { field: String, message: String },
-    /// The method is not supported on this path.
-    MethodNotAllowed,
+    /// The method is not supported on this path; the ones that are, for
+    /// the `Allow` header (`GET, PATCH`).
+    MethodNotAllowed(String),
     /// A bug or an I/O failure; the detail is logged, not shown.
     Internal(String),
     /// The server is shutting down or not ready.
@@ -62,7 +63,7 @@ impl Error {
             Error::Unauthorized => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
-            Error::MethodNotAllowed => 405,
+            Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
             Error::Invalid { .. } => 422,
@@ -78,7 +79,7 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::Invalid { .. } => "invalid",
@@ -104,7 +105,9 @@ impl Error {
                 "missing or invalid credentials: send Authorization: Bearer TOKEN".into()
             }
             Error::NotFound(what) => format!("{what} not found"),
-            Error::MethodNotAllowed => "method not allowed on this path".into(),
+            Error::MethodNotAllowed(allowed) => {
+                format!("method not allowed on this path (allowed: {allowed})")
+            }
             Error::TooLarge(limit) => format!("request body is over the limit of {limit} bytes"),
             Error::Invalid { field, message } => format!("{field}: {message}"),
             Error::Internal(_) => "internal error; the details are in the server log".into(),

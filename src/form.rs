@@ -137,6 +137,17 @@ fn contacts(value: &Value) -> Result<Value> {
 
 /// Validates the params of `operation` and returns them normalised. Unknown
 /// keys are refused so that a typo does not silently drop information.
+/// A JSON number that is a whole number, as an `i64`: `3` and `3.0` alike
+/// (JSON does not tell them apart, and some encoders write every number
+/// with a fraction).
+pub fn whole_number(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        // The range check keeps `as` from saturating.
+        (f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
+    })
+}
+
 pub fn params(operation: Operation, value: Option<&Value>) -> Result<Value> {
     let empty = Map::new();
     let fields = match value {
@@ -149,9 +160,11 @@ pub fn params(operation: Operation, value: Option<&Value>) -> Result<Value> {
         let field = format!("params.{key}");
         let clean = match key.as_str() {
             "period" => {
-                let n = v.as_i64().filter(|n| (1..=10).contains(n)).ok_or_else(|| {
-                    Error::invalid(&field, "must be a whole number of years, 1 to 10")
-                })?;
+                let n = whole_number(v)
+                    .filter(|n| (1..=10).contains(n))
+                    .ok_or_else(|| {
+                        Error::invalid(&field, "must be a whole number of years, 1 to 10")
+                    })?;
                 Value::from(n)
             }
             "contacts" => contacts(v)?,
@@ -296,6 +309,25 @@ pub fn needs_review(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        for (v, want) in [
+            (json!(3), Some(3)),
+            (json!(3.0), Some(3)),
+            (json!(-2.0), Some(-2)),
+            (json!(0.0), Some(0)),
+            (json!(3.5), None),
+            (json!(1e300), None),
+            (json!(-1e19), None),
+            (json!("3"), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(whole_number(&v), want, "{v}");
+        }
+        let p = params(Operation::Create, Some(&json!({"period": 2.0}))).unwrap();
+        assert_eq!(p["period"], json!(2));
+    }
 
     #[test]
     fn domain_names() {

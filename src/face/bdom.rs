@@ -46,7 +46,7 @@ fn handle(app: &App, req: &Req) -> Result<Resp> {
         TaskVerb::Delete => "POST",
     };
     if req.method != wanted {
-        return Ok(error(&Error::MethodNotAllowed).with_header("Allow", wanted));
+        return Err(Error::MethodNotAllowed(wanted.into()));
     }
     if !caller.is_operator() && path.user_id != caller.id {
         return Err(Error::Forbidden(format!(
@@ -80,10 +80,10 @@ pub fn error(err: &Error) -> Resp {
         other => other.message(),
     };
     let resp = xml(err.status(), write_error(err.status(), &message));
-    if matches!(err, Error::Unauthorized) {
-        resp.with_header("WWW-Authenticate", "Basic realm=\"regdesk\"")
-    } else {
-        resp
+    match err {
+        Error::Unauthorized => resp.with_header("WWW-Authenticate", "Basic realm=\"regdesk\""),
+        Error::MethodNotAllowed(allowed) => resp.with_header("Allow", allowed),
+        _ => resp,
     }
 }
 

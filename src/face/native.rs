@@ -59,8 +59,7 @@ fn req_str(obj: &Map<String, Value>, field: &str) -> Result<String> {
 fn opt_i64(obj: &Map<String, Value>, field: &str) -> Result<Option<i64>> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
+        Some(v) => form::whole_number(v)
             .map(Some)
             .ok_or_else(|| Error::invalid(field, "must be a whole number")),
     }
@@ -1046,7 +1045,7 @@ pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         Some(Value::Array(list)) => Some(
             list.iter()
                 .map(|v| {
-                    v.as_i64()
+                    form::whole_number(v)
                         .ok_or_else(|| Error::invalid("ids", "must be request ids"))
                 })
                 .collect::<Result<_>>()?,

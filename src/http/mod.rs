@@ -114,12 +114,12 @@ impl Resp {
             e["field"] = field.into();
         }
         let body = serde_json::json!({ "error": e }).to_string();
-        let mut resp = Resp::new(err.status(), "application/json", body);
-        if matches!(err, Error::Unauthorized) {
-            resp.headers
-                .push(("WWW-Authenticate".into(), "Bearer realm=\"regdesk\"".into()));
+        let resp = Resp::new(err.status(), "application/json", body);
+        match err {
+            Error::Unauthorized => resp.with_header("WWW-Authenticate", "Bearer realm=\"regdesk\""),
+            Error::MethodNotAllowed(allowed) => resp.with_header("Allow", allowed),
+            _ => resp,
         }
-        resp
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Resp {

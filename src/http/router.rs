@@ -68,6 +68,9 @@ pub fn route(app: &App, req: &Req) -> Resp {
         ["readyz"] if method == "GET" => native::readyz(app),
         ["metrics"] if method == "GET" => ops::metrics(app, req).into(),
         ["api", "openapi.json"] if method == "GET" => ops::openapi(),
+        ["healthz"] | ["readyz"] | ["metrics"] | ["api", "openapi.json"] => {
+            Resp::error(&Error::MethodNotAllowed("GET".into()))
+        }
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
         _ if method == "GET" || method == "HEAD" => assets::serve(req)
             .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
@@ -101,6 +104,8 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["requests.csv"]) => native::export_csv(app, req, c),
         ("POST", ["requests", "cancel-pending"]) => native::cancel_pending(app, req, c),
         ("POST", ["requests", "bulk"]) => native::bulk(app, req, c),
+        // Not request ids: other methods are 405 here, not "no such request".
+        (_, ["requests", "cancel-pending" | "bulk"]) => Err(unserved(path)),
         ("GET", ["requests", id]) => native::get_request(app, id_segment("request", id)?, c),
         ("PATCH", ["requests", id]) => {
             native::patch_request(app, req, id_segment("request", id)?, c)
@@ -133,36 +138,43 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("PUT", ["sim", "rules"]) => native::put_rules(app, req, c),
         ("POST", ["admin", "reset"]) => ops::reset(app, c),
 
-        (_, _) if known(path) => Err(Error::MethodNotAllowed),
-        _ => Err(Error::not_found(format!("/api/v1/{}", path.join("/")))),
+        _ => Err(unserved(path)),
     }
 }
 
-/// Whether some method serves `path` (for 405 rather than 404).
-fn known(path: &[&str]) -> bool {
-    matches!(
-        path,
-        ["me"]
-            | ["accounts"]
-            | ["requests"]
-            | ["requests.csv"]
-            | ["requests", _]
-            | ["requests", _, _]
-            | ["scheduled"]
-            | ["domains"]
-            | ["domains", _]
-            | ["notification"]
-            | ["notification", _]
-            | ["notifications"]
-            | ["events"]
-            | ["mail"]
-            | ["webhook"]
-            | ["webhook-deliveries"]
-            | ["clock"]
-            | ["tick"]
-            | ["sim", "rules"]
-            | ["admin", "reset"]
-    )
+/// The refusal of a method `api` does not serve on `path`: 405 naming the
+/// methods it does serve, or 404 when it serves none.
+fn unserved(path: &[&str]) -> Error {
+    match allowed(path) {
+        Some(allowed) => Error::MethodNotAllowed(allowed),
+        None => Error::not_found(format!("/api/v1/{}", path.join("/"))),
+    }
+}
+
+/// The methods `api` serves on `path` (under `/api/v1/`), from `ROUTES`,
+/// as an `Allow` header lists them; `None` when no method does (404). A
+/// route naming a segment wins over one with a parameter there:
+/// `requests/bulk` is not the request `{id}`.
+fn allowed(path: &[&str]) -> Option<String> {
+    let mut fitting: Vec<(usize, &str)> = ROUTES
+        .iter()
+        .filter_map(|(method, pattern)| {
+            let pattern: Vec<&str> = pattern.trim_start_matches("/api/v1/").split('/').collect();
+            let fits = pattern.len() == path.len()
+                && pattern
+                    .iter()
+                    .zip(path)
+                    .all(|(p, seg)| p.starts_with('{') || p == seg);
+            let params = pattern.iter().filter(|p| p.starts_with('{')).count();
+            fits.then_some((params, *method))
+        })
+        .collect();
+    let fewest = fitting.iter().map(|(params, _)| *params).min()?;
+    fitting.retain(|(params, _)| *params == fewest);
+    let mut methods: Vec<&str> = fitting.into_iter().map(|(_, method)| method).collect();
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
 }
 
 /// Every route of `api` as data (method, path with `{param}` segments), for

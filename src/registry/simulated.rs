@@ -39,12 +39,28 @@ pub struct Rule {
     pub pattern: String,
     pub operation: String,
     pub outcome: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub times: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probability: Option<f64>,
+}
+
+/// A whole number, also when written with a fraction of zero (`3.0`).
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => crate::form::whole_number(&v)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("must be a whole number")),
+    }
 }
 
 /// A rule's outcome, parsed.

@@ -73,7 +73,13 @@ pub fn check_url(field: &str, url: &str) -> Result<()> {
     if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) {
         return Err(Error::invalid(field, "names no host"));
     }
-    Ok(())
+    // What the sender will parse: a URL it cannot read would fail every
+    // delivery, so it is refused here.
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.host().is_some() => Ok(()),
+        Ok(_) => Err(Error::invalid(field, "names no host")),
+        Err(e) => Err(Error::invalid(field, format!("is not a URL: {e}"))),
+    }
 }
 
 /// What came back from one POST.
@@ -358,5 +364,10 @@ mod tests {
         assert!(check_url("u", "https://example.net/").is_err());
         assert!(check_url("u", "http://").is_err());
         assert!(check_url("u", "ftp://x").is_err());
+        // Hosts the sender could not parse are refused up front.
+        assert!(check_url("u", "http://[").is_err());
+        assert!(check_url("u", "http://[::1/x").is_err());
+        assert!(check_url("u", "http://exa mple.net/").is_err());
+        assert!(check_url("u", "http://[::1]:9/x").is_ok());
     }
 }

@@ -608,11 +608,32 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
         assert_eq!(a.status, 422, "{q}: {}", a.text);
     }
     assert_eq!(s.get("/api/v1/requests/abc", &alice).status, 404);
-    assert_eq!(
-        s.call("DELETE", "/api/v1/requests", Some(&alice), None)
-            .status,
-        405
+    // A method a path does not serve is 405, and `Allow` names the ones it
+    // does (RFC 9110), as the route table has them.
+    for (method, path, allow) in [
+        ("DELETE", "/api/v1/requests", "GET, POST"),
+        ("PUT", "/api/v1/requests/7", "GET, PATCH"),
+        ("GET", "/api/v1/requests/7/submit", "POST"),
+        ("TRACE", "/api/v1/notification/7", "DELETE"),
+        ("POST", "/api/v1/webhook", "DELETE, GET, PUT"),
+        ("PATCH", "/api/v1/requests/bulk", "POST"),
+        ("GET", "/api/v1/requests/cancel-pending", "POST"),
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/api/openapi.json", "GET"),
+    ] {
+        let a = s.call(method, path, Some(&alice), None);
+        assert_eq!(a.status, 405, "{method} {path}: {}", a.text);
+        assert_eq!(a.allow.as_deref(), Some(allow), "{method} {path}");
+        assert_eq!(a.json()["error"]["code"], "method_not_allowed");
+    }
+    // A path nothing serves stays 404, without `Allow`.
+    let a = s.call(
+        "DELETE",
+        "/api/v1/requests/7/submit/now",
+        Some(&alice),
+        None,
     );
+    assert_eq!((a.status, a.allow), (404, None));
     // Nothing was created by any of it.
     assert_eq!(s.get("/api/v1/requests", &alice).json()["items"], json!([]));
 }

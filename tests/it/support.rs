@@ -24,6 +24,8 @@ pub struct Server {
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    /// The `Allow` header (a 405 lists the methods the path serves).
+    pub allow: Option<String>,
     pub text: String,
 }
 
@@ -259,6 +261,7 @@ pub fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &
     };
     let status = resp.status();
     let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
+    let allow = resp.header("Allow").map(str::to_string);
     let mut bytes = Vec::new();
     resp.into_reader()
         .take(64 * 1024 * 1024)
@@ -267,6 +270,7 @@ pub fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &
     Answer {
         status,
         content_type,
+        allow,
         text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

@@ -607,6 +607,7 @@ fn notifications_are_pushed_signed_with_the_queue_ids_and_logged() {
         (json!({"url": 5}), "url"),
         (json!({"url": "ftp://x/"}), "url"),
         (json!({"url": "https://example.net/hook"}), "url"),
+        (json!({"url": "http://[/hook"}), "url"),
         (json!({"url": rx.url, "secret": "short"}), "secret"),
         (json!({"url": rx.url, "colour": "red"}), "colour"),
     ] {
