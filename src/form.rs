@@ -135,8 +135,6 @@ fn contacts(value: &Value) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// Validates the params of `operation` and returns them normalised. Unknown
-/// keys are refused so that a typo does not silently drop information.
 /// A JSON number that is a whole number, as an `i64`: `3` and `3.0` alike
 /// (JSON does not tell them apart, and some encoders write every number
 /// with a fraction).
@@ -148,6 +146,8 @@ pub fn whole_number(v: &Value) -> Option<i64> {
     })
 }
 
+/// Validates the params of `operation` and returns them normalised. Unknown
+/// keys are refused so that a typo does not silently drop information.
 pub fn params(operation: Operation, value: Option<&Value>) -> Result<Value> {
     let empty = Map::new();
     let fields = match value {
@@ -317,6 +317,11 @@ mod tests {
             (json!(3.0), Some(3)),
             (json!(-2.0), Some(-2)),
             (json!(0.0), Some(0)),
+            // Exact only when the text is read exactly (float_roundtrip).
+            (
+                serde_json::from_str("2251799813685247.0").unwrap(),
+                Some(2251799813685247),
+            ),
             (json!(3.5), None),
             (json!(1e300), None),
             (json!(-1e19), None),

@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::{External, Provider, Verdict};
 use crate::clock::Millis;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::face::native;
 use crate::random;
 use crate::state::{Failure, WaitingOn};
@@ -76,10 +76,31 @@ pub fn check_url(field: &str, url: &str) -> Result<()> {
     // What the sender will parse: a URL it cannot read would fail every
     // delivery, so it is refused here.
     match url::Url::parse(url) {
-        Ok(parsed) if parsed.host().is_some() => Ok(()),
-        Ok(_) => Err(Error::invalid(field, "names no host")),
+        Ok(parsed) => match parsed.host() {
+            Some(url::Host::Domain(name)) if !host_name(name) => Err(Error::invalid(
+                field,
+                format!("{} is not a host name", quoted(name)),
+            )),
+            Some(_) => Ok(()),
+            None => Err(Error::invalid(field, "names no host")),
+        },
         Err(e) => Err(Error::invalid(field, format!("is not a URL: {e}"))),
     }
+}
+
+/// Whether `name` is a host name DNS can look up: dot-separated labels of
+/// letters, digits, hyphens and underscores, no label empty or starting or
+/// ending with a hyphen (one dot may end it).
+fn host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// What came back from one POST.
@@ -369,5 +390,15 @@ mod tests {
         assert!(check_url("u", "http://[::1/x").is_err());
         assert!(check_url("u", "http://exa mple.net/").is_err());
         assert!(check_url("u", "http://[::1]:9/x").is_ok());
+        assert!(check_url("u", "http://hooks.example.net:8080/in?x=1").is_ok());
+        assert!(check_url("u", "http://hooks.example.net./in").is_ok());
+        for bad in [
+            "http://a*b.example/",
+            "http://-a.example/",
+            "http://a..b/",
+            "http://a.b../x",
+        ] {
+            assert!(check_url("u", bad).is_err(), "{bad}");
+        }
     }
 }
