@@ -44,7 +44,7 @@ pub fn body_object(req: &Req) -> Result<Map<String, Value>> {
     }
 }
 
-fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+pub(crate) fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -117,7 +117,8 @@ fn query_i64(req: &Req, name: &str) -> Result<Option<i64>> {
         .transpose()
 }
 
-fn limit(req: &Req) -> Result<i64> {
+/// The `limit` of a list (1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when not given).
+pub(crate) fn limit(req: &Req) -> Result<i64> {
     match query_i64(req, "limit")? {
         None => Ok(requests::DEFAULT_LIMIT),
         Some(n) if (1..=requests::MAX_LIMIT).contains(&n) => Ok(n),
@@ -128,7 +129,8 @@ fn limit(req: &Req) -> Result<i64> {
     }
 }
 
-fn after(req: &Req) -> Result<Option<i64>> {
+/// The `after` cursor of a list: the `next` of the page before.
+pub(crate) fn after(req: &Req) -> Result<Option<i64>> {
     match query_i64(req, "after")? {
         Some(n) if n < 0 => Err(Error::invalid("after", "must not be negative")),
         other => Ok(other),

@@ -2,38 +2,20 @@
 //! (`PUT/GET/DELETE /api/v1/webhook`) and its delivery log
 //! (`GET /api/v1/webhook-deliveries`).
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use crate::delivery;
-use crate::error::{quoted, Error, Result};
-use crate::face::native::body_object;
+use crate::error::{Error, Result};
+use crate::face::native::{after, body_object, limit, opt_str};
 use crate::http::{Req, Resp};
 use crate::random;
 use crate::registry::webhook;
 use crate::store::accounts::Account;
-use crate::store::requests;
 use crate::App;
 
 /// Secrets given by the caller are at least this long.
 const MIN_SECRET: usize = 16;
 const MAX_SECRET: usize = 256;
-
-fn string(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Error::invalid(field, "must be a string")),
-    }
-}
-
-fn whole(req: &Req, name: &str) -> Result<Option<i64>> {
-    req.query(name)
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| Error::invalid(name, format!("{} is not a whole number", quoted(v))))
-        })
-        .transpose()
-}
 
 /// `PUT /webhook` `{url, secret?}`: sets the caller's endpoint. A secret is
 /// generated when none is given, and shown in this answer only.
@@ -45,9 +27,9 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     {
         return Err(Error::invalid(k.as_str(), "unknown field"));
     }
-    let url = string(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
+    let url = opt_str(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
     webhook::check_url("url", &url)?;
-    let given = string(&body, "secret")?;
+    let given = opt_str(&body, "secret")?;
     if let Some(s) = &given {
         let n = s.chars().count();
         if !(MIN_SECRET..=MAX_SECRET).contains(&n) || s.chars().any(char::is_control) {
@@ -103,20 +85,7 @@ pub fn deliveries(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
             ))
         }
     };
-    let limit = match whole(req, "limit")? {
-        None => requests::DEFAULT_LIMIT,
-        Some(n) if (1..=requests::MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be 1 to {}", requests::MAX_LIMIT),
-            ))
-        }
-    };
-    let after = match whole(req, "after")? {
-        Some(n) if n < 0 => return Err(Error::invalid("after", "must not be negative")),
-        other => other,
-    };
+    let (limit, after) = (limit(req)?, after(req)?);
     let account = caller.id;
     let value = app.db.read(move |conn| {
         let (items, next) = delivery::list(conn, account, state.as_deref(), after, limit)?;
