@@ -106,7 +106,8 @@ impl Rule {
     /// Checks a rule from the API; `at` names its place in the list.
     pub fn validate(&self, at: usize) -> Result<()> {
         let base = format!("rules[{at}]");
-        if self.pattern.is_empty() || self.pattern.len() > 253 {
+        // Characters, as the API document's maxLength counts them.
+        if self.pattern.is_empty() || self.pattern.chars().count() > 253 {
             return Err(Error::invalid(
                 format!("{base}.pattern"),
                 "1 to 253 characters",
@@ -479,6 +480,23 @@ impl Provider for Simulated {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule's pattern is 1 to 253 characters, not bytes (as the API
+    /// document's maxLength counts).
+    #[test]
+    fn a_pattern_is_measured_in_characters() {
+        let rule = |pattern: String| Rule {
+            pattern,
+            operation: "*".into(),
+            outcome: "success".into(),
+            times: None,
+            latency: None,
+            probability: None,
+        };
+        assert!(rule("é".repeat(253)).validate(0).is_ok());
+        assert!(rule("é".repeat(254)).validate(0).is_err());
+        assert!(rule(String::new()).validate(0).is_err());
+    }
 
     #[test]
     fn globs() {
