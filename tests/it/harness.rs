@@ -434,6 +434,8 @@ fn rules_with_a_probability_of_zero_or_one_and_bad_rules_are_refused() {
         (json!({"probability": -0.1}), "rules[0].probability"),
         (json!({"times": 0}), "rules[0].times"),
         (json!({"times": -1}), "rules[0].times"),
+        (json!({"times": 2.5}), "rules[0]"),
+        (json!({"pattern": "é".repeat(254)}), "rules[0].pattern"),
         (json!({"outcome": "async:soon"}), "rules[0].outcome"),
         (json!({"colour": "red"}), "rules[0]"),
     ] {
@@ -450,6 +452,14 @@ fn rules_with_a_probability_of_zero_or_one_and_bad_rules_are_refused() {
         );
     }
     assert_eq!(s.get("/api/v1/sim/rules", &s.operator).text, before);
+    // A whole number may carry a zero fraction, and a pattern is counted
+    // in characters.
+    let mut whole = good.clone();
+    whole["times"] = json!(2.0);
+    whole["pattern"] = json!("é".repeat(253));
+    let a = put_rules(&s, json!([whole]));
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["rules"][0]["times"], 2);
     let a = put_rules(&s, json!([good]));
     assert_eq!(a.status, 200);
     let a = s.call(
