@@ -57,10 +57,12 @@ pub fn backoff(base_ms: u64, attempt: i64, cap_ms: u64) -> Millis {
 
 /// Checks a webhook URL given in `field`: plain `http://` with a host.
 pub fn check_url(field: &str, url: &str) -> Result<()> {
-    let url = url.trim();
-    if url.len() > 2000 {
+    // Measured as given, in characters (as the API document counts), then
+    // trimmed.
+    if url.chars().count() > 2000 {
         return Err(Error::invalid(field, "longer than 2000 characters"));
     }
+    let url = url.trim();
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         let why = if url.starts_with("https://") {
             "https is not supported; give an http:// URL (put a TLS proxy in front if needed)"
@@ -400,5 +402,11 @@ mod tests {
         ] {
             assert!(check_url("u", bad).is_err(), "{bad}");
         }
+        // 2,000 characters as given: leading spaces count, and a character
+        // of two bytes counts once.
+        let long = |pad: &str, n: usize| format!("{pad}http://h.example/{}", "é".repeat(n));
+        assert!(check_url("u", &long("", 2000 - 17)).is_ok());
+        assert!(check_url("u", &long("", 2001 - 17)).is_err());
+        assert!(check_url("u", &long("  ", 1999 - 17)).is_err());
     }
 }
