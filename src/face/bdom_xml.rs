@@ -782,13 +782,7 @@ mod tests {
         }
     }
 
-    const SEED_DELETE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<request xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<delete>
-<task_id>3315581</task_id>
-<task_id>3190159</task_id>
-</delete>
-</request>"#;
+    const SEED_DELETE: &str = include_str!("../../tests/seeds/bdom_6_3_request.xml");
 
     #[test]
     fn seed_delete_body_parses() {
@@ -891,64 +885,10 @@ mod tests {
         }
     }
 
-    const SEED_6_2: &str = "<multiresponse>
-<response>
-<class>RELAUNCH</class>
-<exec-date>2010-01-17</exec-date>
-<name>nic-domain-example.de</name>
-<object>domain</object>
-<opcode>delete</opcode>
-<task_id>3190159</task_id>
-<time>2009-03-18 18:10:10</time>
-<tld_id>7</tld_id>
-<type>COMPLEX</type>
-</response>
-<response>
-<class>RELAUNCH</class>
-<exec-date>2010-02-21</exec-date>
-<name>examples-nic-domain.de</name>
-<object>domain</object>
-<opcode>delete</opcode>
-<task_id>3315581</task_id>
-<time>2009-05-14 19:42:07</time>
-<tld_id>7</tld_id>
-<type>COMPLEX</type>
-</response>
-</multiresponse>
-";
-
-    const SEED_6_4: &str = "<multiresponse>
-<response>
-<date>2009-01-20 21:07:56</date>
-<name>examples-nic-domain.de</name>
-<object>domain</object>
-<opcode>transfer-in</opcode>
-<status>PENDING_EXT</status>
-<task_id>3071767</task_id>
-<user_id>13048</user_id>
-</response>
-<response>
-<date>2009-02-27 17:09:50</date>
-<name>nic-domain-example.de</name>
-<object>domain</object>
-<opcode>transfer-in</opcode>
-<status>PENDING_EXT</status>
-<task_id>3151063</task_id>
-<user_id>13048</user_id>
-</response>
-</multiresponse>
-";
-
-    const SEED_6_5: &str = "<response>
-<date>2009-02-27 17:09:50</date>
-<name>nic-domain-example.de</name>
-<object>domain</object>
-<opcode>transfer-in</opcode>
-<status>PENDING_EXT</status>
-<task_id>3151063</task_id>
-<user_id>13048</user_id>
-</response>
-";
+    // The seed's examples (004, 6.2, 6.4, 6.5), verbatim.
+    const SEED_6_2: &str = include_str!("../../tests/seeds/bdom_6_2.xml");
+    const SEED_6_4: &str = include_str!("../../tests/seeds/bdom_6_4.xml");
+    const SEED_6_5: &str = include_str!("../../tests/seeds/bdom_6_5.xml");
 
     fn task(date: &str, name: &str, task_id: i64) -> TaskRow {
         TaskRow {

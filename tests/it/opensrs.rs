@@ -11,52 +11,7 @@ use serde_json::json;
 use crate::support::{owner, Answer, Server};
 
 /// The seed's example reply (seed 003), byte for byte.
-const SEED_POLL_REPLY: &str = r#"<?xml version='1.0' encoding="UTF-8" standalone="no" ?>
-<!DOCTYPE OPS_envelope SYSTEM "ops.dtd">
-<OPS_envelope>
-<header>
-<version>0.9</version>
-</header>
-<body>
-<data_block>
-<dt_assoc>
-<item key="protocol">XCP</item>
-<item key="object">EVENT</item>
-<item key="response_code">200</item>
-<item key="is_success">1</item>
-<item key="response_text">Command successful</item>
-<item key="transaction_id">2014-06-19 11:31:49 27660 101</item>
-<item key="action">REPLY</item>
-<item key="attributes">
-<dt_assoc>
-<item key="events">
-<dt_array>
-<item key="0">
-<dt_assoc>
-<item key="object_data">
-<dt_assoc>
-<item key="domain_name">tucows-13e97b6ef1b1c.com</item>
-<item key="order_status">pending</item>
-<item key="order_reg_type">new</item>
-<item key="order_id">701980</item>
-</dt_assoc>
-</item>
-<item key="object">ORDER</item>
-<item key="event_id">39232348265486a2ac352d349cd88a3f</item>
-<item key="event">STATUS_CHANGE</item>
-<item key="event_date">2014-06-19T15:31:47Z</item>
-</dt_assoc>
-</item>
-</dt_array>
-</item>
-<item key="total">6</item>
-</dt_assoc>
-</item>
-</dt_assoc>
-</data_block>
-</body>
-</OPS_envelope>
-"#;
+const SEED_POLL_REPLY: &str = include_str!("../seeds/xcp_poll_reply.xml");
 
 fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
