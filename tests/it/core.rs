@@ -509,6 +509,68 @@ fn a_customer_gets_404_for_another_accounts_objects() {
 }
 
 #[test]
+fn an_account_is_created_from_good_fields_and_bad_ones_are_named() {
+    let s = Server::start();
+    let count = || {
+        s.get("/api/v1/accounts", &s.operator).json()["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before = count();
+    let bad = [
+        (
+            json!({"name": "eve", "email": "eve@example.net", "role": "admin"}),
+            "role",
+        ),
+        (
+            json!({"name": "eve", "email": "eve@example.net", "role": 1}),
+            "role",
+        ),
+        (json!({"name": "eve", "email": "not an address"}), "email"),
+        (json!({"name": "eve"}), "email"),
+        (json!({"name": "e ve", "email": "eve@example.net"}), "name"),
+        (
+            json!({"name": "eve", "email": "eve@example.net", "review_limit_cents": -1}),
+            "review_limit_cents",
+        ),
+        (
+            json!({"name": "eve", "email": "eve@example.net", "review_all": "yes"}),
+            "review_all",
+        ),
+        (
+            json!({"name": "eve", "email": "eve@example.net", "colour": "red"}),
+            "colour",
+        ),
+    ];
+    for (body, field) in bad {
+        let a = s.post("/api/v1/accounts", &s.operator, body.clone());
+        assert_eq!(
+            error_of(&a),
+            (422, "invalid".into(), Some(field.into())),
+            "{body}: {}",
+            a.text
+        );
+    }
+    assert_eq!(count(), before, "a refused account was created");
+    // null stands for a field not given, as the API document says.
+    let a = s.post(
+        "/api/v1/accounts",
+        &s.operator,
+        json!({"name": "eve", "email": "eve@example.net", "role": null, "review_all": null, "review_limit_cents": null}),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json()["role"], "customer");
+    assert_eq!(a.json()["review_all"], false);
+    let a = s.post(
+        "/api/v1/accounts",
+        &s.operator,
+        json!({"name": "olga", "email": "olga@example.net", "role": "operator"}),
+    );
+    assert_eq!(a.json()["role"], "operator", "{}", a.text);
+    assert_eq!(count(), before + 2);
+}
+
+#[test]
 fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
     let s = Server::start();
     let (_, alice) = s.customer("alice");
