@@ -561,12 +561,24 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Starts the thread, which opens its connection itself: opening one
+    /// compiles the whole schema, a seventh of a start's instructions
+    /// (callgrind). Should it fail, the thread logs it and leaves every
+    /// checkpoint to the writer's backstop (`wal_autocheckpoint`).
     fn start(location: &Location) -> Result<Checkpointer> {
-        let conn = open_connection(location, true)?;
+        let location = location.clone();
         let (wake, woken) = mpsc::sync_channel::<()>(1);
         let handle = thread::Builder::new()
             .name("regdesk-checkpoint".into())
             .spawn(move || {
+                let conn = match open_connection(&location, true) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        log::error!("the checkpointer cannot open the database: {e}");
+                        while woken.recv().is_ok() {}
+                        return;
+                    }
+                };
                 while woken.recv().is_ok() {
                     if let Err(e) = conn.execute_batch("pragma wal_checkpoint(passive)") {
                         log::warn!("checkpoint failed: {e}");
