@@ -1117,6 +1117,35 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    /// The checkpointer copies committed pages back into the database file
+    /// while the server runs, not only at the close.
+    #[test]
+    fn the_checkpointer_copies_the_wal_back_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desk.db");
+        let db = Db::open(Location::File(path.clone())).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        // One commit each (every write waits for its answer): more commits
+        // than CHECKPOINT_EVERY.
+        for i in 0..(2 * CHECKPOINT_EVERY) {
+            db.write(move |conn| {
+                conn.execute(
+                    "insert into accounts (name, email, role, created_at) values (?1, 'c@x', 'customer', 0)",
+                    [format!("c{i}")],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() == before && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(size() > before, "nothing was checkpointed ({before} bytes)");
+        drop(db);
+    }
+
     /// Background writes go on while foreground writes keep coming.
     #[test]
     fn a_stream_of_foreground_writes_slows_background_writes_but_never_stops_them() {
