@@ -214,7 +214,7 @@ pub fn start(config: Config) -> Result<Handle> {
     let http = HttpServer::start(&config.listen, config.workers, app.clone())?;
     // The ticker and the outboxes start once the server listens: their
     // first passes (recovering claimed work, finding what is due) open read
-    // connections and compiled the schema on the same two cores as the
+    // connections and compile the schema, on the same two cores as the
     // start itself (callgrind, a start on a new database: 3.1 of its 8.0
     // million instructions).
     let ticker_thread = ticker.spawn()?;
