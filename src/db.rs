@@ -236,7 +236,12 @@ fn create_file<T>(path: &Path, init: &dyn Fn(&Connection) -> Result<T>) -> Resul
         // the amount written (B2 notification cycle: 40% more cycles than
         // with 4 KiB pages; list latency on a million requests unchanged).
         // A database made by an older version keeps its page size.
-        std::fs::write(&partial, NEW_DATABASE)?;
+        std::fs::write(&partial, NEW_DATABASE).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create the database {}: {e}",
+                path.display()
+            ))
+        })?;
         let mut conn = Connection::open_with_flags(
             &partial,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -759,3 +759,21 @@ fn openapi_documents_every_route_and_every_documented_route_exists() {
     let a = s.call("POST", "/api/v1/admin/reset", Some(&s.operator), None);
     assert_eq!(a.status, 200);
 }
+
+#[test]
+fn a_database_that_cannot_be_created_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("desk.db");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot create the database {}", path.display())),
+        "{stderr}"
+    );
+    assert!(!path.exists() && !dir.path().join("missing").exists());
+}
