@@ -152,7 +152,11 @@ pub fn start(config: Config) -> Result<Handle> {
     if let Some(seed) = config.seed {
         random::seed(seed);
     }
-    // Refuse bad delivery settings before touching the database.
+    // Refuse bad settings before touching the database. (The command line
+    // refuses 0 workers itself; a library caller builds its Config.)
+    if config.workers == 0 {
+        return Err(error::Error::invalid("workers", "must be at least 1"));
+    }
     let webhook = match config.provider {
         ProviderKind::Webhook => Some(registry::webhook::Webhook::from_config(&config)?),
         _ => None,

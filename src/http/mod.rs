@@ -153,7 +153,10 @@ impl HttpServer {
     /// Binds `listen` and serves `app`, answering at most `workers`
     /// requests at once.
     pub fn start(listen: &str, workers: usize, app: Arc<App>) -> Result<HttpServer> {
-        let gate = Arc::new(Gate::new(workers.max(1)));
+        if workers == 0 {
+            return Err(Error::invalid("workers", "must be at least 1"));
+        }
+        let gate = Arc::new(Gate::new(workers));
         let handler: tiny_http::Handler = {
             let gate = gate.clone();
             Arc::new(move |request| {

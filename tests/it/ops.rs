@@ -572,6 +572,22 @@ fn a_slow_body_does_not_hold_a_workers_place() {
     drop(slow);
 }
 
+/// A library caller's configuration with no workers is refused too, before
+/// the database is touched.
+#[test]
+fn zero_workers_are_refused_to_a_library_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = regdesk::config::Config::for_tests();
+    config.memory = false;
+    config.db = dir.path().join("desk.db");
+    config.workers = 0;
+    match regdesk::start(config) {
+        Ok(_) => panic!("a server with no workers started"),
+        Err(e) => assert!(e.to_string().contains("workers"), "{e}"),
+    }
+    assert!(!dir.path().join("desk.db").exists());
+}
+
 /// A server that may answer no request at once is refused at its start,
 /// from the flag and from the environment alike, naming the flag.
 #[test]
