@@ -154,9 +154,8 @@ pub fn start(config: Config) -> Result<Handle> {
     }
     // Refuse bad settings before touching the database. (The command line
     // refuses 0 workers itself; a library caller builds its Config.)
-    if config.workers == 0 {
-        return Err(error::Error::invalid("workers", "must be at least 1"));
-    }
+    let workers = std::num::NonZeroUsize::new(config.workers)
+        .ok_or_else(|| error::Error::invalid("workers", "must be at least 1"))?;
     let webhook = match config.provider {
         ProviderKind::Webhook => Some(registry::webhook::Webhook::from_config(&config)?),
         _ => None,
@@ -215,7 +214,7 @@ pub fn start(config: Config) -> Result<Handle> {
         outboxes,
         tokens: accounts::TokenCache::default(),
     });
-    let http = HttpServer::start(&config.listen, config.workers, app.clone())?;
+    let http = HttpServer::start(&config.listen, workers, app.clone())?;
     // The ticker and the outboxes start once the server listens: their
     // first passes (recovering claimed work, finding what is due) open read
     // connections and compile the schema, on the same two cores as the

@@ -9,6 +9,7 @@ pub mod router;
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -152,11 +153,8 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 impl HttpServer {
     /// Binds `listen` and serves `app`, answering at most `workers`
     /// requests at once.
-    pub fn start(listen: &str, workers: usize, app: Arc<App>) -> Result<HttpServer> {
-        if workers == 0 {
-            return Err(Error::invalid("workers", "must be at least 1"));
-        }
-        let gate = Arc::new(Gate::new(workers));
+    pub fn start(listen: &str, workers: NonZeroUsize, app: Arc<App>) -> Result<HttpServer> {
+        let gate = Arc::new(Gate::new(workers.get()));
         let handler: tiny_http::Handler = {
             let gate = gate.clone();
             Arc::new(move |request| {
