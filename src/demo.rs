@@ -10,6 +10,7 @@ use crate::clock::{Clock, Millis, DAY};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::face::native;
+use crate::form;
 use crate::random;
 use crate::registry::simulated::{self, Rule};
 use crate::state::{Event, Operation, WaitingOn};
@@ -68,7 +69,8 @@ pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
 }
 
 fn contacts(name: &str) -> Value {
-    json!({"contacts": {"owner": {"name": name, "email": format!("{}@example.net", name.to_lowercase())}}})
+    let email = format!("{}@example.net", name.to_lowercase().replace(' ', "."));
+    json!({"contacts": {"owner": {"name": name, "email": email}}})
 }
 
 fn with(mut base: Value, extra: Value) -> Value {
@@ -101,7 +103,9 @@ fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
         account_id: owner.id,
         domain: o.domain.to_string(),
         operation: o.operation,
-        params: o.params.clone(),
+        // Checked as the API checks a client's params: the demo shows
+        // only what a client could have sent.
+        params: form::params(o.operation, Some(&o.params))?,
         exec_date: o.exec_date,
         depends_on: None,
     };

@@ -674,6 +674,21 @@ fn demo_seeds_every_state_and_wait_repeatably_with_a_seed() {
     let mail = p.call("GET", "/api/v1/mail", Some(OP), None).json();
     assert!(!mail["items"].as_array().unwrap().is_empty());
 
+    // The demo shows only orders a client could send: each customer can
+    // send every one of theirs again, params as shown.
+    for (name, token) in &tokens {
+        let mine = p.call("GET", "/api/v1/requests?limit=500", Some(token), None);
+        for r in mine.json()["items"].as_array().unwrap() {
+            let again = json!({
+                "domain": r["domain"],
+                "operation": r["operation"],
+                "params": r["params"],
+            });
+            let a = p.call("POST", "/api/v1/requests", Some(token), Some(again));
+            assert_eq!(a.status, 201, "{name} sending {r} again: {}", a.text);
+        }
+    }
+
     // The same seed seeds the same desk with the same tokens.
     let again = Proc::start(&args, &[], dir.path(), 3);
     assert_eq!(again.lines, p.lines);
