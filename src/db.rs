@@ -39,9 +39,18 @@ const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 32;
 
-/// Runs inside the writer's transaction; says whether it succeeded (else its
-/// savepoint is rolled back) and hands back what to do once the commit is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// Runs inside the writer's transaction (or is told why it cannot); hands
+/// back its error if it failed (its savepoint is then rolled back) and what
+/// to do once the commit is known.
+type Job = Box<dyn FnOnce(Run<'_>) -> (Result<()>, Completion) + Send>;
+
+/// What the writer does with a job.
+enum Run<'a> {
+    /// Run it now, inside a savepoint of this connection's transaction.
+    Now(&'a Connection),
+    /// It cannot run in this transaction: its caller is told why.
+    Refused(Error),
+}
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 enum Message {
@@ -405,25 +414,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
-        let job: Job = Box::new(move |conn| {
-            let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
-                Ok(result) => result,
-                Err(panic) => Err(Error::Internal(format!(
-                    "a write panicked: {}",
-                    panic_message(&panic)
-                ))),
-            };
-            let ok = result.is_ok();
-            let completion: Completion = Box::new(move |commit| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(e),
-                };
-                tx.send(outcome).ok();
-            });
-            (ok, completion)
-        });
+        let (job, rx) = job(f);
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(Error::Unavailable("the database is closed".into()));
         }
@@ -539,6 +530,40 @@ impl Drop for Inner {
 }
 
 /// Waits for a write sent with `Db::send`: its result once committed.
+/// `f` as a job for the writer, and where its result arrives once the
+/// commit is known.
+fn job<T, F>(f: F) -> (Job, Receiver<Result<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
+    let job: Job = Box::new(move |run| {
+        let result = match run {
+            Run::Refused(why) => Err(why),
+            Run::Now(conn) => match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(result) => result,
+                Err(panic) => Err(Error::Internal(format!(
+                    "a write panicked: {}",
+                    panic_message(&panic)
+                ))),
+            },
+        };
+        let own = result.as_ref().map(|_| ()).map_err(Error::clone);
+        let completion: Completion = Box::new(move |commit| {
+            // A write that failed is told its own error: nothing of it
+            // was to be committed anyway.
+            let outcome = match (commit, result) {
+                (Ok(()), result) | (Err(_), result @ Err(_)) => result,
+                (Err(e), Ok(_)) => Err(e),
+            };
+            tx.send(outcome).ok();
+        });
+        (own, completion)
+    });
+    (job, rx)
+}
+
 fn committed<T>(rx: Receiver<Result<T>>) -> Result<T> {
     rx.recv()
         .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
@@ -914,19 +939,32 @@ impl Batch {
             Priority::Foreground => self.foreground += 1,
             Priority::Background => self.background += 1,
         }
-        if self.failed.is_some() {
-            // The job never runs; its caller learns of the failure through
-            // the batch's error.
-            self.completions.push(job_skipped(job).1);
+        if let Some(failed) = &self.failed {
+            self.completions.push(job(Run::Refused(failed.clone())).1);
             return;
         }
         if let Err(e) = run_cached(conn, &["savepoint job"]) {
-            log::error!("savepoint failed: {e}");
-            self.completions.push(job_skipped(job).1);
+            let err = Error::from(e);
+            log::error!("savepoint failed: {err}");
+            self.completions.push(job(Run::Refused(err)).1);
             return;
         }
-        let (ok, completion) = job(conn);
-        let end: &[&str] = if ok {
+        let (outcome, completion) = job(Run::Now(conn));
+        self.completions.push(completion);
+        if conn.is_autocommit() {
+            // SQLite rolls the whole transaction back on some errors (a full
+            // disk, an I/O error): every write of this batch so far is gone,
+            // and a savepoint now would begin a transaction of its own, which
+            // its release would commit unsynced while the batch reported a
+            // failure. The batch fails whole; later writes are not run in it.
+            let err = outcome.err().unwrap_or_else(|| {
+                Error::Internal("the write transaction ended inside a write".into())
+            });
+            log::error!("the write transaction was rolled back: {err}");
+            self.failed = Some(err);
+            return;
+        }
+        let end: &[&str] = if outcome.is_ok() {
             &["release job"]
         } else {
             &["rollback to job", "release job"]
@@ -934,7 +972,6 @@ impl Batch {
         if let Err(e) = run_cached(conn, end) {
             log::error!("ending a savepoint failed: {e}");
         }
-        self.completions.push(completion);
     }
 
     fn commit(self, conn: &Connection) -> (Vec<Completion>, Result<()>) {
@@ -958,13 +995,6 @@ fn run_cached(conn: &Connection, statements: &[&str]) -> rusqlite::Result<()> {
         conn.prepare_cached(sql)?.execute([])?;
     }
     Ok(())
-}
-
-/// A job that could not run: it is never called, and its caller learns of
-/// the failure through the batch's error.
-fn job_skipped(job: Job) -> (bool, Completion) {
-    drop(job);
-    (false, Box::new(|_| {}))
 }
 
 /// `regdesk backup`: copies the database file `src` to `dst` while a server
@@ -1335,6 +1365,73 @@ mod tests {
             .unwrap();
         assert_eq!(n, 400);
         db.close();
+    }
+
+    /// A full disk makes SQLite roll back the whole transaction from inside
+    /// a write (here the database's page limit stands in for the disk).
+    /// Every write of the batch is refused as `StorageFull` and nothing of
+    /// it is committed: not the write before it, and not the one after it,
+    /// whose savepoint would otherwise have begun and committed a
+    /// transaction of its own.
+    #[test]
+    fn a_full_disk_refuses_the_whole_batch_and_commits_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("full.db")).unwrap();
+        conn.execute_batch("pragma journal_mode = wal; create table t (x);")
+            .unwrap();
+        let pages: i64 = conn
+            .query_row("pragma page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.query_row(
+            &format!("pragma max_page_count = {}", pages + 2),
+            [],
+            |_| Ok(()),
+        )
+        .unwrap();
+        let insert = |rows: usize| {
+            move |conn: &Connection| -> Result<()> {
+                for _ in 0..rows {
+                    conn.execute("insert into t values (randomblob(400))", [])?;
+                }
+                Ok(())
+            }
+        };
+        let mut batch = Batch::begin(&conn);
+        let (before, before_rx) = job(insert(1));
+        let (filling, filling_rx) = job(insert(100));
+        let (after, after_rx) = job(insert(1));
+        for j in [before, filling, after] {
+            batch.run(&conn, j, Priority::Foreground);
+        }
+        let (completions, commit) = batch.commit(&conn);
+        assert_eq!(commit, Err(Error::StorageFull));
+        for completion in completions {
+            completion(commit.clone());
+        }
+        for rx in [before_rx, filling_rx, after_rx] {
+            assert_eq!(committed(rx), Err(Error::StorageFull));
+        }
+        let rows: i64 = conn
+            .query_row("select count(*) from t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        assert!(conn.is_autocommit());
+
+        // With room again, the next batch commits.
+        conn.query_row("pragma max_page_count = 1000000", [], |_| Ok(()))
+            .unwrap();
+        let mut batch = Batch::begin(&conn);
+        let (one, one_rx) = job(insert(1));
+        batch.run(&conn, one, Priority::Foreground);
+        let (completions, commit) = batch.commit(&conn);
+        for completion in completions {
+            completion(commit.clone());
+        }
+        assert_eq!(committed(one_rx), Ok(()));
+        let rows: i64 = conn
+            .query_row("select count(*) from t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 
     /// V6 builds the portfolio, the mail outbox and the delivery log again:

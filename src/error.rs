@@ -40,6 +40,8 @@ pub enum Error {
     Internal(String),
     /// The server is shutting down or not ready.
     Unavailable(String),
+    /// The disk holding the database is full: the write was rolled back.
+    StorageFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +71,7 @@ impl Error {
             Error::Invalid { .. } => 422,
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
+            Error::StorageFull => 507,
         }
     }
 
@@ -85,6 +88,7 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::Internal(_) => "internal",
             Error::Unavailable(_) => "unavailable",
+            Error::StorageFull => "storage_full",
         }
     }
 
@@ -93,6 +97,16 @@ impl Error {
         match self {
             Error::Invalid { field, .. } => Some(field),
             _ => None,
+        }
+    }
+
+    /// Logs what an operator must see when a client is answered with this:
+    /// an internal error's detail, a full disk.
+    pub fn log_server_side(&self) {
+        match self {
+            Error::Internal(detail) => log::error!("{detail}"),
+            Error::StorageFull => log::error!("{}", self.message()),
+            _ => {}
         }
     }
 
@@ -111,6 +125,9 @@ impl Error {
             Error::TooLarge(limit) => format!("request body is over the limit of {limit} bytes"),
             Error::Invalid { field, message } => format!("{field}: {message}"),
             Error::Internal(_) => "internal error; the details are in the server log".into(),
+            Error::StorageFull => "the disk holding the database is full: nothing was written; \
+                                   send it again once there is room"
+                .into(),
         }
     }
 }
@@ -130,6 +147,9 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         match e {
             rusqlite::Error::QueryReturnedNoRows => Error::NotFound("row".into()),
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
+                Error::StorageFull
+            }
             other => Error::Internal(format!("database: {other}")),
         }
     }
@@ -143,6 +163,9 @@ impl From<serde_json::Error> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Error::StorageFull;
+        }
         Error::Internal(format!("io: {e}"))
     }
 }

@@ -69,11 +69,8 @@ fn xml(status: u16, body: String) -> Resp {
 /// the shared error mapping (also for refusals before a handler runs, see
 /// `http::router::refusal`).
 pub fn error(err: &Error) -> Resp {
+    err.log_server_side();
     let message = match err {
-        Error::Internal(detail) => {
-            log::error!("{detail}");
-            err.message()
-        }
         Error::Unauthorized => "missing or invalid credentials: send HTTP Basic USER_ID:TOKEN \
                                 or Authorization: Bearer TOKEN"
             .into(),

@@ -52,7 +52,7 @@ fn code(err: &Error) -> u16 {
         Error::Forbidden(_) => NOT_AUTHORISED,
         Error::NotFound(_) => NOT_FOUND,
         Error::Conflict(_) => STATE_REFUSED,
-        Error::Internal(_) | Error::Unavailable(_) => INTERNAL,
+        Error::Internal(_) | Error::Unavailable(_) | Error::StorageFull => INTERNAL,
     }
 }
 
@@ -77,9 +77,7 @@ struct Refusal {
 
 impl From<Error> for Refusal {
     fn from(e: Error) -> Refusal {
-        if let Error::Internal(detail) = &e {
-            log::error!("xcp: {detail}");
-        }
+        e.log_server_side();
         Refusal {
             code: code(&e),
             text: e.message(),

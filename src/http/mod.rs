@@ -107,9 +107,7 @@ impl Resp {
 
     /// The JSON error body of the native API: `{"error":{code,message,field?}}`.
     pub fn error(err: &Error) -> Resp {
-        if let Error::Internal(detail) = err {
-            log::error!("{detail}");
-        }
+        err.log_server_side();
         let mut e = serde_json::json!({ "code": err.code(), "message": err.message() });
         if let Some(field) = err.field() {
             e["field"] = field.into();

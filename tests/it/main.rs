@@ -13,4 +13,5 @@ mod isolation;
 mod mail;
 mod opensrs;
 mod ops;
+mod storage;
 mod webhook;

@@ -50,6 +50,12 @@ impl Server {
         Server::spawn(dir, args)
     }
 
+    /// A server whose database lives in `dir` (say, a small file system
+    /// mounted there).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        Server::spawn(dir, args.iter().map(|s| s.to_string()).collect())
+    }
+
     fn spawn(dir: tempfile::TempDir, extra_args: Vec<String>) -> Server {
         let db = dir.path().join("regdesk.db");
         let mut cmd = Command::new(BIN);

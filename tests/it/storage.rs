@@ -1,0 +1,232 @@
+//! A full disk. The database lives on a small tmpfs mounted for the test
+//! (which needs root, as on the CI machines; elsewhere the test says it
+//! cannot mount and passes without running).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::{xcp_envelope, xcp_reply, Server};
+
+/// A tmpfs of `size` mounted on a new temporary directory; unmounted when
+/// dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .output()
+            .ok();
+        std::fs::remove_dir(&self.path).ok();
+    }
+}
+
+fn order(s: &Server, token: &str, domain: &str) -> crate::support::Answer {
+    // About 600 bytes a request, so that a megabyte fills in a few
+    // hundred.
+    let name = format!("Owner of {domain} {}", "x".repeat(150));
+    s.post(
+        "/api/v1/requests",
+        token,
+        json!({"domain": domain, "operation": "create", "submit": true,
+               "params": {"contacts": {"owner": {"name": name, "email": "owner@example.net"}},
+                          "nameservers": ["ns1.example.net", "ns2.example.net"]}}),
+    )
+}
+
+fn domains(s: &Server, token: &str) -> Vec<String> {
+    let a = s.get("/api/v1/requests?limit=500", token);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut v = Vec::new();
+    let mut page = a.json();
+    loop {
+        for r in page["items"].as_array().unwrap() {
+            v.push(r["domain"].as_str().unwrap().to_string());
+        }
+        let Some(next) = page["next"].as_str().map(str::to_string) else {
+            break;
+        };
+        page = s
+            .get(&format!("/api/v1/requests?limit=500&after={next}"), token)
+            .json();
+    }
+    v.sort();
+    v
+}
+
+/// Sends writes (`send(i)` says whether the i-th was taken) until one is
+/// refused, and returns how many were taken before it. A full disk can
+/// still take a small write now and then (SQLite reuses the WAL file from
+/// its start once a checkpoint has copied it back), so a face is asked
+/// again until it refuses.
+fn until_refused(mut send: impl FnMut(usize) -> bool) -> usize {
+    (0..200)
+        .find(|i| !send(*i))
+        .expect("a face took 200 writes on a full disk")
+}
+
+/// Writes on a full disk are refused (native API and task face 507
+/// `storage_full`, XCP its internal-error code with the same text) and
+/// leave nothing behind; every write answered before is kept (also across
+/// a restart); reads and health go on; once there is room, writes are
+/// taken again, the refused ones included.
+#[test]
+fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(dir.path(), "1m") else {
+        eprintln!("storage test not run: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let s = Server::start_in(dir, &["--test-clock"]);
+    let (_, token) = s.customer("filler");
+    let reseller = s.reseller("xcp");
+    // Deletes scheduled for later, which the task face can cancel.
+    let mut scheduled = Vec::new();
+    for i in 0..20 {
+        let a = s.post(
+            "/api/v1/requests",
+            &reseller.token,
+            json!({"domain": format!("later-{i}.com"), "operation": "delete",
+                   "exec_date": "2099-01-01", "submit": true}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        scheduled.push(a.json()["id"].as_i64().unwrap());
+    }
+
+    let mut taken = Vec::new();
+    let mut refusal = None;
+    let filled = (0..20_000).find(|i| {
+        let domain = format!("fill-{i}.com");
+        let a = order(&s, &token, &domain);
+        if a.status == 201 {
+            taken.push(domain);
+            return false;
+        }
+        refusal = Some(a);
+        true
+    });
+    let (filled, a) = (filled.expect("the disk never filled"), refusal.unwrap());
+    assert!(filled > 10, "only {filled} writes before the disk filled");
+    assert_eq!(a.status, 507, "{}", a.text);
+    let e: Value = a.json();
+    assert_eq!(e["error"]["code"], "storage_full", "{e}");
+    let message = e["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("disk") && message.contains("full"),
+        "{message}"
+    );
+    let mut refused = vec![format!("fill-{filled}.com")];
+
+    // The other native writes, then the XCP face and the task face.
+    until_refused(|i| {
+        let domain = format!("again-{i}.com");
+        let a = order(&s, &token, &domain);
+        if a.status == 201 {
+            taken.push(domain);
+            return true;
+        }
+        assert_eq!(a.status, 507, "{}", a.text);
+        refused.push(domain);
+        false
+    });
+    let mut registered = Vec::new();
+    until_refused(|i| {
+        let domain = format!("xcp-{i}.com");
+        let register = xcp_envelope(
+            "SW_REGISTER",
+            "DOMAIN",
+            &format!(
+                r#"<item key="domain">{domain}</item><item key="reg_type">new</item>
+                   <item key="period">1</item>
+                   <item key="contact_set"><dt_assoc><item key="owner"><dt_assoc>
+                     <item key="first_name">Ada</item><item key="last_name">Lovelace</item>
+                     <item key="email">ada@example.net</item><item key="phone">+1.4165550123</item>
+                   </dt_assoc></item></dt_assoc></item>"#
+            ),
+        );
+        let reply = xcp_reply(&s.xcp(&reseller, register.as_bytes()));
+        if reply.get_str("is_success") == Some("1") {
+            registered.push(domain);
+            return true;
+        }
+        assert_eq!(reply.get_str("response_code"), Some("500"), "{reply:?}");
+        assert_eq!(reply.get_str("response_text"), Some(message.as_str()));
+        false
+    });
+    let cancelled = until_refused(|i| {
+        let task = s.call_with(
+            "POST",
+            &format!("/bdom/task/delete/-/-/-/-/{}/", reseller.id),
+            Some(&reseller.token),
+            Some(&format!(
+                "<request><delete><task_id>{}</task_id></delete></request>",
+                scheduled[i]
+            )),
+            &[("Content-Type", "application/xml")],
+        );
+        if task.status == 200 {
+            return true;
+        }
+        assert_eq!(task.status, 507, "{}", task.text);
+        assert!(
+            task.text.contains("<code>507</code>") && task.text.contains("full"),
+            "{}",
+            task.text
+        );
+        false
+    });
+
+    // Reads and health go on, and show what was answered, no more.
+    assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
+    taken.sort();
+    assert_eq!(domains(&s, &token), taken);
+    let mut theirs: Vec<String> = (0..20).map(|i| format!("later-{i}.com")).collect();
+    theirs.extend(registered);
+    theirs.sort();
+    assert_eq!(domains(&s, &reseller.token), theirs);
+    for (i, id) in scheduled.iter().enumerate() {
+        let want = if i < cancelled { "failed" } else { "queued" };
+        assert_eq!(s.request(&reseller.token, *id)["state"], want, "task {i}");
+    }
+
+    // Room again: the refused orders are taken.
+    fs.resize("64m");
+    for domain in refused {
+        assert_eq!(order(&s, &token, &domain).status, 201);
+        taken.push(domain);
+    }
+    taken.sort();
+
+    // Everything answered is on disk: a killed server has it all.
+    let s = s.restart();
+    assert_eq!(domains(&s, &token), taken);
+    drop(s);
+    drop(fs);
+}
