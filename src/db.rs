@@ -1063,6 +1063,21 @@ pub fn open_direct(location: &Location) -> Result<Connection> {
     Ok(open_initialised(location, &|_| Ok(()))?.0)
 }
 
+/// In tests: a WAL database at `path` with a table `t (x)` that takes two
+/// pages more, then answers SQLITE_FULL as on a full disk (its page limit).
+#[cfg(test)]
+pub(crate) fn nearly_full(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("pragma journal_mode = wal; create table t (x);")
+        .unwrap();
+    let pages: i64 = conn
+        .query_row("pragma page_count", [], |r| r.get(0))
+        .unwrap();
+    let limit = format!("pragma max_page_count = {}", pages + 2);
+    conn.query_row(&limit, [], |_| Ok(())).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1376,18 +1391,7 @@ mod tests {
     #[test]
     fn a_full_disk_refuses_the_whole_batch_and_commits_nothing_of_it() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("full.db")).unwrap();
-        conn.execute_batch("pragma journal_mode = wal; create table t (x);")
-            .unwrap();
-        let pages: i64 = conn
-            .query_row("pragma page_count", [], |r| r.get(0))
-            .unwrap();
-        conn.query_row(
-            &format!("pragma max_page_count = {}", pages + 2),
-            [],
-            |_| Ok(()),
-        )
-        .unwrap();
+        let conn = nearly_full(&dir.path().join("full.db"));
         let insert = |rows: usize| {
             move |conn: &Connection| -> Result<()> {
                 for _ in 0..rows {

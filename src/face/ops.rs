@@ -121,7 +121,7 @@ fn wipe(conn: &Connection) -> Result<Map<String, Value>> {
         let mut left = Vec::new();
         for table in pending {
             let sql = format!("delete from {}", quoted(&table));
-            match in_savepoint(conn, "wipe_table", || conn.execute(&sql, []))? {
+            match in_savepoint(conn, "wipe_table", || Ok(conn.execute(&sql, [])?))? {
                 Ok(n) => {
                     deleted.insert(table, json!(n));
                 }

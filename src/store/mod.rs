@@ -10,6 +10,8 @@ pub mod requests;
 pub mod transition;
 
 use rusqlite::Row;
+
+use crate::error::{Error, Result};
 use std::str::FromStr;
 
 // Rows are read by column position, in the order of each module's
@@ -121,14 +123,21 @@ impl Cached for rusqlite::Connection {
 
 /// Runs `f` in the savepoint `name`: what it did stays if it succeeds and is
 /// rolled back if it fails, and the transaction around goes on either way.
-/// The outer `Result` is the savepoint's own SQL, the inner one `f`'s.
-pub(crate) fn in_savepoint<T, E>(
+/// The outer `Result` is the savepoint's own (its SQL, or a transaction
+/// SQLite ended inside `f`: it may on a full disk, and then there is
+/// nothing left to keep or roll back), the inner one `f`'s.
+pub(crate) fn in_savepoint<T>(
     conn: &rusqlite::Connection,
     name: &str,
-    f: impl FnOnce() -> std::result::Result<T, E>,
-) -> rusqlite::Result<std::result::Result<T, E>> {
+    f: impl FnOnce() -> Result<T>,
+) -> Result<Result<T>> {
     conn.exec(&format!("savepoint {name}"), [])?;
     let outcome = f();
+    if conn.is_autocommit() {
+        return Err(outcome.err().unwrap_or_else(|| {
+            Error::Internal(format!("the transaction ended inside savepoint {name}"))
+        }));
+    }
     if outcome.is_err() {
         conn.exec(&format!("rollback to {name}"), [])?;
     }
@@ -189,18 +198,36 @@ mod tests {
         conn.execute_batch("create table t (x integer); begin")
             .unwrap();
         let kept = in_savepoint(&conn, "one", || {
-            conn.execute("insert into t values (1)", [])
+            Ok(conn.execute("insert into t values (1)", [])?)
         });
         assert_eq!(kept.unwrap().unwrap(), 1);
         let undone = in_savepoint(&conn, "two", || {
             conn.execute("insert into t values (2)", [])?;
-            Err::<(), _>(rusqlite::Error::QueryReturnedNoRows)
+            Err::<(), _>(Error::Conflict("no".into()))
         });
-        assert!(undone.unwrap().is_err());
+        assert_eq!(undone.unwrap(), Err(Error::Conflict("no".into())));
         conn.execute_batch("commit").unwrap();
         let xs = conn
             .all("select x from t order by x", [], |r| r.get::<_, i64>(0))
             .unwrap();
         assert_eq!(xs, [1]);
+    }
+
+    /// A full disk makes SQLite end the transaction inside the savepoint
+    /// (the page limit stands in for the disk): the savepoint reports the
+    /// error as its own, and starts no transaction after it.
+    #[test]
+    fn a_transaction_ended_inside_a_savepoint_is_the_savepoints_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::nearly_full(&dir.path().join("full.db"));
+        conn.execute_batch("begin").unwrap();
+        let full = in_savepoint(&conn, "item", || {
+            for _ in 0..100 {
+                conn.execute("insert into t values (randomblob(400))", [])?;
+            }
+            Ok(())
+        });
+        assert_eq!(full.err(), Some(Error::StorageFull));
+        assert!(conn.is_autocommit());
     }
 }

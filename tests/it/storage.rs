@@ -156,6 +156,27 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
         refused.push(domain);
         false
     });
+    // A bulk action, each id in a savepoint of its own inside the write.
+    let mut aborted = Vec::new();
+    until_refused(|i| {
+        let id = s
+            .get("/api/v1/requests?state=queued&limit=1", &token)
+            .json()["items"][0]["id"]
+            .clone();
+        let a = s.post(
+            "/api/v1/requests/bulk",
+            &token,
+            json!({"action": "abort", "ids": [id]}),
+        );
+        if a.status == 200 {
+            assert_eq!(a.json()["done"], json!([id]), "{}", a.text);
+            aborted.push(id);
+            return true;
+        }
+        assert_eq!(a.status, 507, "bulk {i}: {}", a.text);
+        assert_eq!(a.json()["error"]["code"], "storage_full");
+        false
+    });
     let mut registered = Vec::new();
     until_refused(|i| {
         let domain = format!("xcp-{i}.com");
@@ -211,6 +232,17 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
     theirs.extend(registered);
     theirs.sort();
     assert_eq!(domains(&s, &reseller.token), theirs);
+    let failed = s
+        .get("/api/v1/requests?state=failed&limit=500", &token)
+        .json();
+    let failed: Vec<Value> = failed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    aborted.reverse();
+    assert_eq!(failed, aborted);
     for (i, id) in scheduled.iter().enumerate() {
         let want = if i < cancelled { "failed" } else { "queued" };
         assert_eq!(s.request(&reseller.token, *id)["state"], want, "task {i}");
