@@ -529,7 +529,6 @@ impl Drop for Inner {
     }
 }
 
-/// Waits for a write sent with `Db::send`: its result once committed.
 /// `f` as a job for the writer, and where its result arrives once the
 /// commit is known.
 fn job<T, F>(f: F) -> (Job, Receiver<Result<T>>)
@@ -564,6 +563,7 @@ where
     (job, rx)
 }
 
+/// Waits for a write sent with `Db::send`: its result once committed.
 fn committed<T>(rx: Receiver<Result<T>>) -> Result<T> {
     rx.recv()
         .map_err(|_| Error::Internal("the database writer dropped a write".into()))?
