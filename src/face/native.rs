@@ -206,13 +206,21 @@ pub fn filter(req: &Req, caller: &Account) -> Result<Filter> {
             return Err(Error::invalid(name, "longer than 253 characters"));
         }
     }
-    if !caller.is_operator() {
-        if let Some(other) = f.account_id.filter(|a| *a != caller.id) {
-            return Err(Error::not_found(format!("account {other}")));
-        }
-        f.account_id = Some(caller.id);
-    }
+    f.account_id = account_scope(f.account_id, caller)?;
     Ok(f)
+}
+
+/// The account a list is about: the `account_id` asked for (any, or none,
+/// for operators); a customer's own whatever was asked, and another
+/// account's id is not found for them.
+fn account_scope(asked: Option<i64>, caller: &Account) -> Result<Option<i64>> {
+    if caller.is_operator() {
+        return Ok(asked);
+    }
+    if let Some(other) = asked.filter(|a| *a != caller.id) {
+        return Err(Error::not_found(format!("account {other}")));
+    }
+    Ok(Some(caller.id))
 }
 
 // ----- output --------------------------------------------------------------
@@ -1177,11 +1185,7 @@ pub fn scheduled(app: &App, caller: &Account) -> Result<Resp> {
 pub fn list_domains(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let limit = limit(req)?;
     let after = req.query("after").map(str::to_string);
-    let account = if caller.is_operator() {
-        query_i64(req, "account_id")?
-    } else {
-        Some(caller.id)
-    };
+    let account = account_scope(query_i64(req, "account_id")?, caller)?;
     let value = app.db.read(move |conn| {
         let (items, next) = domains::list(conn, account, after.as_deref(), limit)?;
         Ok(json!({ "items": items, "next": next }))

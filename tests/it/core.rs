@@ -470,7 +470,7 @@ fn an_invalid_transition_is_409_and_changes_nothing() {
 #[test]
 fn a_customer_gets_404_for_another_accounts_objects() {
     let s = Server::start();
-    let (_, alice) = s.customer("alice");
+    let (alice_id, alice) = s.customer("alice");
     let (bob_id, bob) = s.customer("bob");
     let id = s.order(&alice, "private.com", "create", owner())["id"]
         .as_i64()
@@ -491,9 +491,22 @@ fn a_customer_gets_404_for_another_accounts_objects() {
     assert_eq!(s.get("/api/v1/notification", &bob).status, 204);
     assert_eq!(s.get("/api/v1/requests", &bob).json()["items"], json!([]));
     assert_eq!(s.get("/api/v1/domains", &bob).json()["items"], json!([]));
-    assert_eq!(s.get("/api/v1/requests?account_id=1", &bob).status, 404);
-    let own = format!("/api/v1/requests?account_id={bob_id}");
-    assert_eq!(s.get(&own, &bob).status, 200);
+    // Asking for another account's list is not found; a bad account_id is
+    // refused for customers too.
+    for list in ["requests", "requests.csv", "domains"] {
+        let other = s.get(&format!("/api/v1/{list}?account_id={alice_id}"), &bob);
+        assert_eq!(other.status, 404, "{list}: {}", other.text);
+        let own = s.get(&format!("/api/v1/{list}?account_id={bob_id}"), &bob);
+        assert_eq!(own.status, 200, "{list}: {}", own.text);
+        for bad in ["9223372036854775808", "x"] {
+            let a = s.get(&format!("/api/v1/{list}?account_id={bad}"), &bob);
+            assert_eq!(
+                error_of(&a),
+                (422, "invalid".into(), Some("account_id".into())),
+                "{list}"
+            );
+        }
+    }
     // Alice still has her notification unread.
     assert_eq!(s.get("/api/v1/notification", &alice).json()["id"], n["id"]);
     // Customers cannot reach operator endpoints.
