@@ -81,15 +81,15 @@ fn domains(s: &Server, token: &str) -> Vec<String> {
     v
 }
 
-/// Sends writes (`send(i)` says whether the i-th was taken) until one is
-/// refused, and returns how many were taken before it. A full disk can
-/// still take a small write now and then (SQLite reuses the WAL file from
-/// its start once a checkpoint has copied it back), so a face is asked
-/// again until it refuses.
-fn until_refused(mut send: impl FnMut(usize) -> bool) -> usize {
-    (0..200)
+/// Sends up to `max` writes (`send(i)` says whether the i-th was taken)
+/// until one is refused, and returns how many were taken before it. A full
+/// disk can still take a small write now and then (SQLite reuses the WAL
+/// file from its start once a checkpoint has copied it back), so a face is
+/// asked again until it refuses.
+fn until_refused(max: usize, mut send: impl FnMut(usize) -> bool) -> usize {
+    (0..max)
         .find(|i| !send(*i))
-        .expect("a face took 200 writes on a full disk")
+        .unwrap_or_else(|| panic!("{max} writes taken, none refused"))
 }
 
 /// Writes on a full disk are refused (native API and task face 507
@@ -122,17 +122,17 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
 
     let mut taken = Vec::new();
     let mut refusal = None;
-    let filled = (0..20_000).find(|i| {
+    let filled = until_refused(20_000, |i| {
         let domain = format!("fill-{i}.com");
         let a = order(&s, &token, &domain);
         if a.status == 201 {
             taken.push(domain);
-            return false;
+            return true;
         }
         refusal = Some(a);
-        true
+        false
     });
-    let (filled, a) = (filled.expect("the disk never filled"), refusal.unwrap());
+    let a = refusal.unwrap();
     assert!(filled > 10, "only {filled} writes before the disk filled");
     assert_eq!(a.status, 507, "{}", a.text);
     let e: Value = a.json();
@@ -145,7 +145,7 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
     let mut refused = vec![format!("fill-{filled}.com")];
 
     // The other native writes, then the XCP face and the task face.
-    until_refused(|i| {
+    until_refused(200, |i| {
         let domain = format!("again-{i}.com");
         let a = order(&s, &token, &domain);
         if a.status == 201 {
@@ -158,7 +158,7 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
     });
     // A bulk action, each id in a savepoint of its own inside the write.
     let mut aborted = Vec::new();
-    until_refused(|i| {
+    until_refused(200, |i| {
         let id = s
             .get("/api/v1/requests?state=queued&limit=1", &token)
             .json()["items"][0]["id"]
@@ -178,7 +178,7 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
         false
     });
     let mut registered = Vec::new();
-    until_refused(|i| {
+    until_refused(200, |i| {
         let domain = format!("xcp-{i}.com");
         let register = xcp_envelope(
             "SW_REGISTER",
@@ -201,7 +201,7 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
         assert_eq!(reply.get_str("response_text"), Some(message.as_str()));
         false
     });
-    let cancelled = until_refused(|i| {
+    let cancelled = until_refused(scheduled.len(), |i| {
         let task = s.call_with(
             "POST",
             &format!("/bdom/task/delete/-/-/-/-/{}/", reseller.id),
