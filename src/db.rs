@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RepeatedFailure, Result};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -639,6 +639,7 @@ fn writer_loop(
     flusher: Flusher,
 ) {
     let mut commits_since_checkpoint = 0;
+    let mut failures = RepeatedFailure::new(module_path!());
     // Background writes taken off the channel and not run yet.
     let mut background: VecDeque<Job> = VecDeque::new();
     let mut open: Option<Batch> = None;
@@ -690,7 +691,7 @@ fn writer_loop(
                 }
                 None => {
                     if let Some(batch) = open.take() {
-                        commit(&conn, batch, stats, &flusher);
+                        commit(&conn, batch, stats, &flusher, &mut failures);
                         commits_since_checkpoint += 1;
                     }
                 }
@@ -698,7 +699,7 @@ fn writer_loop(
         }
         if open.as_ref().is_some_and(Batch::must_commit) {
             if let Some(batch) = open.take() {
-                commit(&conn, batch, stats, &flusher);
+                commit(&conn, batch, stats, &flusher, &mut failures);
                 commits_since_checkpoint += 1;
             }
         }
@@ -714,7 +715,7 @@ fn writer_loop(
     for job in background.drain(..) {
         last.run(&conn, job, Priority::Background);
     }
-    commit(&conn, last, stats, &flusher);
+    commit(&conn, last, stats, &flusher, &mut failures);
     flusher.stop();
     if let Some(c) = checkpointer {
         c.stop();
@@ -728,8 +729,24 @@ fn writer_loop(
 }
 
 /// Commits `batch` and hands its writes to the flusher to be answered.
-fn commit(conn: &Connection, batch: Batch, stats: &WriterStats, flusher: &Flusher) {
+fn commit(
+    conn: &Connection,
+    batch: Batch,
+    stats: &WriterStats,
+    flusher: &Flusher,
+    failures: &mut RepeatedFailure,
+) {
     let (completions, commit) = batch.commit(conn);
+    let commit = match commit {
+        Ok(()) => {
+            failures.succeeded("writes are committed");
+            Ok(())
+        }
+        Err((what, err)) => {
+            failures.failed(what, &err);
+            Err(err)
+        }
+    };
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats
         .writes
@@ -884,8 +901,9 @@ impl Flusher {
 /// own savepoint, and their completions wait for the commit.
 struct Batch {
     started: Instant,
-    /// Why the transaction could not begin; jobs are then not run.
-    failed: Option<Error>,
+    /// Why the transaction failed (it could not begin, or SQLite ended it
+    /// inside a write), and where; later jobs are then not run.
+    failed: Option<(&'static str, Error)>,
     completions: Vec<Completion>,
     /// Foreground and background writes in this batch.
     foreground: usize,
@@ -894,11 +912,9 @@ struct Batch {
 
 impl Batch {
     fn begin(conn: &Connection) -> Batch {
-        let failed = run_cached(conn, &["begin immediate"]).err().map(|e| {
-            let err = Error::from(e);
-            log::error!("cannot begin a write transaction: {err}");
-            err
-        });
+        let failed = run_cached(conn, &["begin immediate"])
+            .err()
+            .map(|e| ("cannot begin a write transaction", Error::from(e)));
         Batch {
             started: Instant::now(),
             failed,
@@ -939,7 +955,7 @@ impl Batch {
             Priority::Foreground => self.foreground += 1,
             Priority::Background => self.background += 1,
         }
-        if let Some(failed) = &self.failed {
+        if let Some((_, failed)) = &self.failed {
             self.completions.push(job(Run::Refused(failed.clone())).1);
             return;
         }
@@ -960,8 +976,7 @@ impl Batch {
             let err = outcome.err().unwrap_or_else(|| {
                 Error::Internal("the write transaction ended inside a write".into())
             });
-            log::error!("the write transaction was rolled back: {err}");
-            self.failed = Some(err);
+            self.failed = Some(("the write transaction was rolled back", err));
             return;
         }
         let end: &[&str] = if outcome.is_ok() {
@@ -974,15 +989,14 @@ impl Batch {
         }
     }
 
-    fn commit(self, conn: &Connection) -> (Vec<Completion>, Result<()>) {
-        if let Some(err) = self.failed {
-            return (self.completions, Err(err));
+    /// Commits, or says why the transaction failed and where.
+    fn commit(self, conn: &Connection) -> (Vec<Completion>, Result<(), (&'static str, Error)>) {
+        if let Some(failed) = self.failed {
+            return (self.completions, Err(failed));
         }
         let commit = run_cached(conn, &["commit"]).map_err(|e| {
-            let err = Error::from(e);
-            log::error!("commit failed: {err}");
             conn.execute_batch("rollback").ok();
-            err
+            ("commit failed", Error::from(e))
         });
         (self.completions, commit)
     }
@@ -1408,6 +1422,7 @@ mod tests {
             batch.run(&conn, j, Priority::Foreground);
         }
         let (completions, commit) = batch.commit(&conn);
+        let commit = commit.map_err(|(_, e)| e);
         assert_eq!(commit, Err(Error::StorageFull));
         for completion in completions {
             completion(commit.clone());
@@ -1428,6 +1443,7 @@ mod tests {
         let (one, one_rx) = job(insert(1));
         batch.run(&conn, one, Priority::Foreground);
         let (completions, commit) = batch.commit(&conn);
+        let commit = commit.map_err(|(_, e)| e);
         for completion in completions {
             completion(commit.clone());
         }

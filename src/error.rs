@@ -105,7 +105,15 @@ impl Error {
     pub fn log_server_side(&self) {
         match self {
             Error::Internal(detail) => log::error!("{detail}"),
-            Error::StorageFull => log::error!("{}", self.message()),
+            Error::StorageFull => {
+                // Every write is refused while the disk is full: once is news.
+                static ANSWERED: std::sync::Mutex<RepeatedFailure> =
+                    std::sync::Mutex::new(RepeatedFailure::new("regdesk::http"));
+                let mut answered = ANSWERED
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                answered.failed("a write was refused", self);
+            }
             _ => {}
         }
     }
@@ -128,6 +136,56 @@ impl Error {
             Error::StorageFull => "the disk holding the database is full: nothing was written; \
                                    send it again once there is room"
                 .into(),
+        }
+    }
+}
+
+/// Logs a failure that can repeat every few milliseconds while its cause
+/// lasts (a full disk fails every commit and every tick): the first time,
+/// then at most once a minute while it repeats unchanged, with how many
+/// went unlogged; and once when it stops.
+#[derive(Debug)]
+pub struct RepeatedFailure {
+    /// The log target: the module that fails (`module_path!()`).
+    target: &'static str,
+    last: Option<(String, std::time::Instant)>,
+    unlogged: u64,
+}
+
+impl RepeatedFailure {
+    const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+
+    pub const fn new(target: &'static str) -> RepeatedFailure {
+        RepeatedFailure {
+            target,
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Logs `what: err` unless it is a repeat; says whether it logged.
+    pub fn failed(&mut self, what: &str, err: &Error) -> bool {
+        let text = format!("{what}: {err}");
+        if let Some((last, at)) = &self.last {
+            if *last == text && at.elapsed() < Self::QUIET {
+                self.unlogged += 1;
+                return false;
+            }
+        }
+        match std::mem::take(&mut self.unlogged) {
+            0 => log::error!(target: self.target, "{text}"),
+            n => {
+                log::error!(target: self.target, "{text} (and {n} times since it was last logged)")
+            }
+        }
+        self.last = Some((text, std::time::Instant::now()));
+        true
+    }
+
+    pub fn succeeded(&mut self, what: &str) {
+        if self.last.take().is_some() {
+            log::info!(target: self.target, "{what} again");
+            self.unlogged = 0;
         }
     }
 }
@@ -172,7 +230,19 @@ impl From<std::io::Error> for Error {
 
 #[cfg(test)]
 mod tests {
-    use super::quoted;
+    use super::{quoted, Error, RepeatedFailure};
+
+    #[test]
+    fn a_repeated_failure_is_logged_once_until_it_changes_or_stops() {
+        let mut f = RepeatedFailure::new(module_path!());
+        assert!(f.failed("commit failed", &Error::StorageFull));
+        assert!(!f.failed("commit failed", &Error::StorageFull));
+        assert!(!f.failed("commit failed", &Error::StorageFull));
+        assert!(f.failed("tick failed", &Error::StorageFull));
+        assert!(f.failed("tick failed", &Error::Internal("io".into())));
+        f.succeeded("ticks work");
+        assert!(f.failed("tick failed", &Error::Internal("io".into())));
+    }
 
     #[test]
     fn quoted_keeps_short_values_and_cuts_long_ones_at_a_character() {

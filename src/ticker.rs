@@ -15,7 +15,7 @@ use rusqlite::{params, Connection};
 use crate::clock::{Clock, Millis};
 use crate::db::Db;
 use crate::doorbell::Doorbell;
-use crate::error::{Error, Result};
+use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
 use crate::state::{Event, State, WaitingOn};
 use crate::store::requests;
@@ -240,17 +240,17 @@ impl Ticker {
     }
 
     fn thread_loop(&self) {
+        let mut failures = RepeatedFailure::new(module_path!());
         while !self.bell.stopped() {
             // A frozen test clock stops the world: work is done only when the
             // clock moves or a tick is asked for, so tests see every state.
-            let paused = self.clock.is_frozen();
-            if let Err(e) = if paused {
-                Ok(TickReport::default())
-            } else {
-                self.run_until_idle()
-            } {
-                if !matches!(e, Error::Unavailable(_)) {
-                    log::error!("tick failed: {e}");
+            if !self.clock.is_frozen() {
+                match self.run_until_idle() {
+                    Ok(_) => failures.succeeded("ticks work"),
+                    Err(Error::Unavailable(_)) => {}
+                    Err(e) => {
+                        failures.failed("tick failed", &e);
+                    }
                 }
             }
             self.bell.wait(self.interval);
