@@ -18,7 +18,7 @@ use crate::clock::{self, Clock, Millis};
 use crate::config::Config;
 use crate::db::Db;
 use crate::doorbell::Doorbell;
-use crate::error::{Error, Result};
+use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::webhook::{self, Posted};
 use crate::store::notifications;
 
@@ -366,11 +366,14 @@ impl Worker {
     }
 
     fn thread_loop(&self) {
+        let mut failures = RepeatedFailure::new(module_path!());
         while !self.bell.stopped() {
             if !self.clock.is_frozen() {
-                if let Err(e) = self.run_until_idle() {
-                    if !matches!(e, Error::Unavailable(_)) {
-                        log::error!("{}: {e}", self.name);
+                match self.run_until_idle() {
+                    Ok(_) => failures.succeeded(&format!("{} works", self.name)),
+                    Err(Error::Unavailable(_)) => {}
+                    Err(e) => {
+                        failures.failed(self.name, &e);
                     }
                 }
             }
