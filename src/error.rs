@@ -2,6 +2,8 @@
 //! stable code and a message the client can act on (shared by every face).
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Characters of a client's value that an error message quotes.
 const QUOTED: usize = 64;
@@ -107,11 +109,9 @@ impl Error {
             Error::Internal(detail) => log::error!("{detail}"),
             Error::StorageFull => {
                 // Every write is refused while the disk is full: once is news.
-                static ANSWERED: std::sync::Mutex<RepeatedFailure> =
-                    std::sync::Mutex::new(RepeatedFailure::new("regdesk::http"));
-                let mut answered = ANSWERED
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                static ANSWERED: Mutex<RepeatedFailure> =
+                    Mutex::new(RepeatedFailure::new("regdesk::http"));
+                let mut answered = ANSWERED.lock().unwrap_or_else(PoisonError::into_inner);
                 answered.failed("a write was refused", self);
             }
             _ => {}
@@ -148,12 +148,12 @@ impl Error {
 pub struct RepeatedFailure {
     /// The log target: the module that fails (`module_path!()`).
     target: &'static str,
-    last: Option<(String, std::time::Instant)>,
+    last: Option<(String, Instant)>,
     unlogged: u64,
 }
 
 impl RepeatedFailure {
-    const QUIET: std::time::Duration = std::time::Duration::from_secs(60);
+    const QUIET: Duration = Duration::from_secs(60);
 
     pub const fn new(target: &'static str) -> RepeatedFailure {
         RepeatedFailure {
@@ -178,7 +178,7 @@ impl RepeatedFailure {
                 log::error!(target: self.target, "{text} (and {n} times since it was last logged)")
             }
         }
-        self.last = Some((text, std::time::Instant::now()));
+        self.last = Some((text, Instant::now()));
         true
     }
 

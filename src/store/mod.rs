@@ -9,10 +9,11 @@ pub mod order_events;
 pub mod requests;
 pub mod transition;
 
+use std::str::FromStr;
+
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
-use std::str::FromStr;
 
 // Rows are read by column position, in the order of each module's
 // `COLUMNS`: a lookup by name compares the name with every column's, and
