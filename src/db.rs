@@ -1035,17 +1035,34 @@ pub fn backup_file(src: &Path, dst: &Path) -> Result<()> {
     if partial.exists() {
         std::fs::remove_file(&partial)?;
     }
+    let copied = copy_into(src, &partial).map_err(|e| {
+        // Nothing half-written is left behind.
+        std::fs::remove_file(&partial).ok();
+        match e {
+            Error::StorageFull => Error::Unavailable(format!(
+                "no room for the backup on the disk of {}: nothing was written",
+                dst.display()
+            )),
+            other => other,
+        }
+    });
+    copied?;
+    std::fs::rename(&partial, dst)?;
+    // The rename is durable once the directory is synced.
+    sync_parent(dst);
+    Ok(())
+}
+
+/// Writes a consistent copy of the database `src` to `dst`, synced.
+fn copy_into(src: &Path, dst: &Path) -> Result<()> {
     let conn = Connection::open_with_flags(
         src,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute("vacuum into ?1", [partial.to_string_lossy().to_string()])?;
+    conn.execute("vacuum into ?1", [dst.to_string_lossy().to_string()])?;
     drop(conn);
-    std::fs::File::open(&partial)?.sync_all()?;
-    std::fs::rename(&partial, dst)?;
-    // The rename is durable once the directory is synced.
-    sync_parent(dst);
+    std::fs::File::open(dst)?.sync_all()?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::{xcp_envelope, xcp_reply, Server};
+use crate::support::{xcp_envelope, xcp_reply, Server, BIN};
 
 /// A tmpfs of `size` mounted on a new temporary directory; unmounted when
 /// dropped.
@@ -260,5 +260,39 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
     let s = s.restart();
     assert_eq!(domains(&s, &token), taken);
     drop(s);
+    drop(fs);
+}
+
+/// A backup that does not fit on its disk says so, and leaves no file
+/// there (not even the partial copy it was writing).
+#[test]
+fn a_backup_without_room_says_so_and_leaves_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let db = src.path().join("regdesk.db");
+    let migrated = Command::new(BIN)
+        .arg("migrate")
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let dst = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(dst.path(), "64k") else {
+        eprintln!("storage test not run: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let copy = dst.path().join("copy.db");
+    let out = Command::new(BIN)
+        .arg("backup")
+        .arg("--db")
+        .arg(&db)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no room for the backup"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dst.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     drop(fs);
 }
