@@ -20,7 +20,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        log::error!("{e:#}");
+        // One line on stderr, where the log goes too.
         eprintln!("regdesk: {e:#}");
         std::process::exit(1);
     }
@@ -31,12 +31,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(config) => serve(config),
         Command::Migrate(args) => {
             db::open_direct(&Location::File(args.db.clone()))
+                .map_err(plain)
                 .with_context(|| format!("migrating {}", args.db.display()))?;
             println!("migrated {}", args.db.display());
             Ok(())
         }
         Command::Backup { db: args, file } => {
             db::backup_file(&args.db, &file)
+                .map_err(plain)
                 .with_context(|| format!("backing up to {}", file.display()))?;
             println!("backed up {} to {}", args.db.display(), file.display());
             Ok(())
@@ -91,7 +93,18 @@ fn run(cli: Cli) -> Result<()> {
 
 fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
     db::open_direct(&Location::File(args.db.clone()))
+        .map_err(plain)
         .with_context(|| format!("opening {}", args.db.display()))
+}
+
+/// A library error for the command line. An internal error is shown as its
+/// detail: here the one who reads it is the operator who can act on it (an
+/// address in use, a directory that does not exist), not a client.
+fn plain(e: regdesk::error::Error) -> anyhow::Error {
+    match e {
+        regdesk::error::Error::Internal(detail) => anyhow::anyhow!(detail),
+        other => other.into(),
+    }
 }
 
 fn serve(config: Config) -> Result<()> {
@@ -105,7 +118,7 @@ fn serve(config: Config) -> Result<()> {
         stop_tx.send(()).ok();
     })
     .context("installing the signal handler")?;
-    let handle = regdesk::start(config).context("starting")?;
+    let handle = regdesk::start(config).map_err(plain).context("starting")?;
     {
         // stdout carries only machine-readable lines, the address first.
         let mut out = std::io::stdout().lock();

@@ -786,9 +786,29 @@ fn a_database_that_cannot_be_created_stops_the_start_naming_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("cannot create the database {}", path.display())),
-        "{stderr}"
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "regdesk: starting: cannot create the database {}: No such file or directory (os error 2)",
+            path.display()
+        )
     );
     assert!(!path.exists() && !dir.path().join("missing").exists());
+}
+
+/// An address in use stops the start with one line that says so.
+#[test]
+fn an_address_in_use_stops_the_start_with_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--memory", "--listen", &addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!("regdesk: starting: cannot listen on {addr}: Address already in use (os error 98)")
+    );
 }
