@@ -84,7 +84,9 @@ fn text(field: &str, value: &Value, max: usize) -> Result<String> {
     Ok(s.to_string())
 }
 
-fn email(field: &str, value: &Value) -> Result<String> {
+/// An e-mail address (a contact's, an account's): a string of at most 254
+/// characters, something before an `@` and a dot after it, no space.
+pub fn email(field: &str, value: &Value) -> Result<String> {
     let s = text(field, value, 254)?;
     let valid = s
         .split_once('@')

@@ -57,7 +57,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let new = NewAccount {
                 name: accounts::valid_name(&name)?,
-                email,
+                email: accounts::valid_email(&email)?,
                 role,
                 review_limit_cents: None,
                 review_all: false,

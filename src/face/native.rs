@@ -428,16 +428,7 @@ pub fn create_account(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         &["name", "email", "role", "review_limit_cents", "review_all"],
     )?;
     let name = accounts::valid_name(&req_str(&body, "name")?)?;
-    let email = req_str(&body, "email")?;
-    let email = form::params(
-        Operation::Create,
-        Some(&json!({"contacts": {"owner": {"email": email}}})),
-    )
-    .map_err(|_| Error::invalid("email", "is not an email address"))?
-    .pointer("/contacts/owner/email")
-    .and_then(Value::as_str)
-    .unwrap_or_default()
-    .to_string();
+    let email = accounts::valid_email(&req_str(&body, "email")?)?;
     let role = match opt_str(&body, "role")?.as_deref() {
         None | Some("customer") => Role::Customer,
         Some("operator") => Role::Operator,

@@ -172,6 +172,11 @@ pub fn add_token(conn: &Connection, account_id: i64, token: &str, now: Millis) -
 }
 
 /// Validates an account name: 1-64 of letters, digits, `.`, `_`, `-`.
+/// An account's e-mail address, checked as a contact's is.
+pub fn valid_email(email: &str) -> Result<String> {
+    crate::form::email("email", &serde_json::Value::from(email))
+}
+
 pub fn valid_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
         && name.len() <= 64

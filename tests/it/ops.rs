@@ -708,3 +708,61 @@ fn a_burst_of_keep_alive_connections_is_served_at_once() {
         held.extend(conns);
     }
 }
+
+/// `regdesk account add` checks a name and an e-mail address as the API
+/// does: a bad one is refused naming the field, and nothing is created;
+/// a good one prints the account and its token, which the API takes.
+#[test]
+fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Where `Server::start_in` looks.
+    let db = dir.path().join("regdesk.db");
+    let regdesk = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end().to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    for (name, email, refusal) in [
+        (
+            "ann",
+            "not-an-address",
+            r#"regdesk: email: "not-an-address" is not an email address"#,
+        ),
+        (
+            "ann",
+            "ann @example.net",
+            r#"regdesk: email: "ann @example.net" is not an email address"#,
+        ),
+        (
+            "a n",
+            "ann@example.net",
+            "regdesk: name: 1 to 64 letters, digits, dots, underscores or hyphens",
+        ),
+    ] {
+        assert_eq!(
+            regdesk(&["account", "add", name, email]),
+            (Some(1), String::new(), refusal.to_string())
+        );
+    }
+    assert_eq!(
+        regdesk(&["account", "list"]),
+        (Some(0), String::new(), String::new())
+    );
+
+    let (code, out, _) = regdesk(&["account", "add", "ann", "ann@example.net"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("account ann (customer) id 1\ntoken: rd_"),
+        "{out}"
+    );
+    let token = out.rsplit("token: ").next().unwrap().to_string();
+    let s = Server::start_in(dir, &[]);
+    let me = s.get("/api/v1/me", &token);
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.json()["email"], "ann@example.net");
+}
