@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, RepeatedFailure, Result};
+use crate::store::in_savepoint;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -959,33 +960,38 @@ impl Batch {
             self.completions.push(job(Run::Refused(failed.clone())).1);
             return;
         }
-        if let Err(e) = run_cached(conn, &["savepoint job"]) {
-            let err = Error::from(e);
-            log::error!("savepoint failed: {err}");
-            self.completions.push(job(Run::Refused(err)).1);
-            return;
-        }
-        let (outcome, completion) = job(Run::Now(conn));
-        self.completions.push(completion);
-        if conn.is_autocommit() {
-            // SQLite rolls the whole transaction back on some errors (a full
-            // disk, an I/O error): every write of this batch so far is gone,
-            // and a savepoint now would begin a transaction of its own, which
-            // its release would commit unsynced while the batch reported a
-            // failure. The batch fails whole; later writes are not run in it.
-            let err = outcome.err().unwrap_or_else(|| {
-                Error::Internal("the write transaction ended inside a write".into())
-            });
-            self.failed = Some(("the write transaction was rolled back", err));
-            return;
-        }
-        let end: &[&str] = if outcome.is_ok() {
-            &["release job"]
-        } else {
-            &["rollback to job", "release job"]
-        };
-        if let Err(e) = run_cached(conn, end) {
-            log::error!("ending a savepoint failed: {e}");
+        // The job until it runs; what to do once the commit is known, after.
+        let mut job = Some(job);
+        let mut completion = None;
+        let ran = in_savepoint(conn, "job", || match job.take() {
+            Some(job) => {
+                let (outcome, done) = job(Run::Now(conn));
+                completion = Some(done);
+                outcome
+            }
+            None => Ok(()),
+        });
+        match (completion, job) {
+            (Some(done), _) => {
+                self.completions.push(done);
+                // The savepoint failed around a write that ran (SQLite
+                // ended the transaction inside it, or the savepoint could
+                // not be released or rolled back): what the batch wrote is
+                // gone or in doubt. It fails whole; later writes do not run
+                // in it.
+                if let Err(err) = ran {
+                    self.failed = Some(("the write transaction failed", err));
+                }
+            }
+            (None, Some(job)) => {
+                // The savepoint could not begin: the write never ran.
+                let err = ran
+                    .err()
+                    .unwrap_or_else(|| Error::Internal("a write was not run".into()));
+                log::error!("savepoint failed: {err}");
+                self.completions.push(job(Run::Refused(err)).1);
+            }
+            (None, None) => {}
         }
     }
 

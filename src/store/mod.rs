@@ -126,7 +126,9 @@ impl Cached for rusqlite::Connection {
 /// rolled back if it fails, and the transaction around goes on either way.
 /// The outer `Result` is the savepoint's own (its SQL, or a transaction
 /// SQLite ended inside `f`: it may on a full disk, and then there is
-/// nothing left to keep or roll back), the inner one `f`'s.
+/// nothing left to keep or roll back, and no savepoint SQL may run, since
+/// a savepoint outside a transaction begins one that its release commits),
+/// the inner one `f`'s. The writer runs each write in one (`db::Batch`).
 pub(crate) fn in_savepoint<T>(
     conn: &rusqlite::Connection,
     name: &str,

@@ -2,6 +2,7 @@
 //! readiness, the test clock, simulated-registry rules, `--seed`, the admin
 //! reset, `--demo` and the OpenAPI document.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{error_of, owner, Answer, Server, BIN};
+use crate::support::{error_of, owner, regdesk, Answer, Server, BIN};
 
 /// A `regdesk` process started by a test, with what it printed on stdout.
 pub struct Proc {
@@ -779,15 +780,16 @@ fn openapi_documents_every_route_and_every_documented_route_exists() {
 fn a_database_that_cannot_be_created_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("desk.db");
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = regdesk([
+        OsStr::new("serve"),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--db".as_ref(),
+        path.as_ref(),
+    ]);
+    assert_eq!(code, Some(1));
     assert_eq!(
-        stderr.trim_end(),
+        stderr,
         format!(
             "regdesk: starting: cannot create the database {}: No such file or directory (os error 2)",
             path.display()
@@ -801,14 +803,10 @@ fn a_database_that_cannot_be_created_stops_the_start_naming_it() {
 fn an_address_in_use_stops_the_start_with_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--memory", "--listen", &addr.to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = regdesk(["serve", "--memory", "--listen", &addr.to_string()]);
+    assert_eq!(code, Some(1));
     assert_eq!(
-        stderr.trim_end(),
+        stderr,
         format!("regdesk: starting: cannot listen on {addr}: Address already in use (os error 98)")
     );
 }

@@ -1,6 +1,7 @@
 //! Running regdesk for real: backups under load, migrations, graceful
 //! shutdown, metrics, configuration from the environment, `--version`.
 
+use std::ffi::OsStr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::harness::{call, signal_and_wait, Proc};
-use crate::support::{owner, Server, BIN};
+use crate::support::{backup, owner, regdesk, Server, BIN};
 
 /// Acknowledged request ids and when each answer arrived.
 type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
@@ -84,19 +85,9 @@ fn a_backup_under_write_load_opens_and_holds_every_acknowledged_request() {
     let db = s.dir.path().join("regdesk.db");
     let copy = s.dir.path().join("copy.db");
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .arg("backup")
-        .arg("--db")
-        .arg(&db)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up"));
+    let (code, stdout, stderr) = backup(&db, &copy);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("backed up"));
     for h in handles {
         h.join().unwrap();
     }
@@ -149,22 +140,13 @@ fn a_backup_under_write_load_opens_and_holds_every_acknowledged_request() {
     assert_eq!(a.status, 200, "{}", a.text);
 
     // A backup never overwrites.
-    let out = Command::new(BIN)
-        .args(["backup", "--db"])
-        .arg(&db)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("never overwrites"));
-    let out = Command::new(BIN)
-        .args(["backup", "--db"])
-        .arg(s.dir.path().join("missing.db"))
-        .arg(s.dir.path().join("x.db"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let (code, _, stderr) = backup(&db, &copy);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("never overwrites"));
+    let (missing, x) = (s.dir.path().join("missing.db"), s.dir.path().join("x.db"));
+    let (code, _, stderr) = backup(&missing, &x);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not exist"));
 }
 
 #[test]
@@ -242,21 +224,9 @@ fn migrate_creates_and_upgrades_a_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("new.db");
     for _ in 0..2 {
-        let out = Command::new(BIN)
-            .arg("migrate")
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("migrated {}", db.display())
-        );
+        let (code, stdout, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), db.as_ref()]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(stdout, format!("migrated {}", db.display()));
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
     let tables: i64 = conn
@@ -268,13 +238,10 @@ fn migrate_creates_and_upgrades_a_database_file() {
         .unwrap();
     assert_eq!(tables, 2);
     drop(conn);
-    let out = Command::new(BIN)
-        .args(["migrate", "--db"])
-        .arg(dir.path().join("no/such/dir/x.db"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("migrating"));
+    let nowhere = dir.path().join("no/such/dir/x.db");
+    let (code, _, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), nowhere.as_ref()]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("migrating"));
 }
 
 #[test]
@@ -717,15 +684,9 @@ fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
     let dir = tempfile::tempdir().unwrap();
     // Where `Server::start_in` looks.
     let db = dir.path().join("regdesk.db");
-    let regdesk = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--db")
-            .arg(&db)
-            .output()
-            .unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end().to_string();
-        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    let cli = |args: &[&str]| {
+        let db = ["--db", &db.to_string_lossy()].map(String::from);
+        regdesk(args.iter().map(|a| a.to_string()).chain(db))
     };
     for (name, email, refusal) in [
         (
@@ -745,16 +706,16 @@ fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
         ),
     ] {
         assert_eq!(
-            regdesk(&["account", "add", name, email]),
+            cli(&["account", "add", name, email]),
             (Some(1), String::new(), refusal.to_string())
         );
     }
     assert_eq!(
-        regdesk(&["account", "list"]),
+        cli(&["account", "list"]),
         (Some(0), String::new(), String::new())
     );
 
-    let (code, out, _) = regdesk(&["account", "add", "ann", "ann@example.net"]);
+    let (code, out, _) = cli(&["account", "add", "ann", "ann@example.net"]);
     assert_eq!(code, Some(0));
     assert!(
         out.starts_with("account ann (customer) id 1\ntoken: rd_"),

@@ -2,12 +2,13 @@
 //! (which needs root, as on the CI machines; elsewhere the test says it
 //! cannot mount and passes without running).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::{xcp_envelope, xcp_reply, Server, BIN};
+use crate::support::{backup, regdesk, xcp_envelope, xcp_reply, Server};
 
 /// A tmpfs of `size` mounted on a new temporary directory; unmounted when
 /// dropped.
@@ -269,28 +270,16 @@ fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
 fn a_backup_without_room_says_so_and_leaves_nothing() {
     let src = tempfile::tempdir().unwrap();
     let db = src.path().join("regdesk.db");
-    let migrated = Command::new(BIN)
-        .arg("migrate")
-        .arg("--db")
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(migrated.status.success(), "{migrated:?}");
+    let (code, _, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), db.as_ref()]);
+    assert_eq!(code, Some(0), "{stderr}");
     let dst = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(dst.path(), "64k") else {
         eprintln!("storage test not run: cannot mount a tmpfs here (needs root)");
         return;
     };
     let copy = dst.path().join("copy.db");
-    let out = Command::new(BIN)
-        .arg("backup")
-        .arg("--db")
-        .arg(&db)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = backup(&db, &copy);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no room for the backup"), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(dst.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");

@@ -257,6 +257,28 @@ impl Drop for Server {
     }
 }
 
+/// Runs the binary with `args` until it ends by itself: its exit code, and
+/// what it printed on stdout and stderr (trailing whitespace trimmed).
+pub fn regdesk<I, S>(args: I) -> (Option<i32>, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(BIN).args(args).output().expect("run regdesk");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end().to_string();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `regdesk backup --db DB FILE`, as `regdesk` runs it.
+pub fn backup(db: &std::path::Path, file: &std::path::Path) -> (Option<i32>, String, String) {
+    regdesk([
+        std::ffi::OsStr::new("backup"),
+        "--db".as_ref(),
+        db.as_ref(),
+        file.as_ref(),
+    ])
+}
+
 /// The answer to `method path`, whatever its status (the body read as
 /// UTF-8, invalid bytes replaced); only a failure to talk at all panics.
 pub fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &str) -> Answer {
