@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::{Error, Result};
+use crate::mail;
+use crate::registry::webhook;
+use crate::store::accounts::MAX_TOKEN;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "regdesk",
@@ -102,7 +107,8 @@ pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "REGDESK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Make sure an operator account with this API token exists.
+    /// Make sure an operator account with this API token exists (1-256
+    /// visible ASCII characters).
     #[arg(long, env = "REGDESK_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
     /// One simulated clock for everything, moved with POST /api/v1/clock.
@@ -120,7 +126,8 @@ pub struct Config {
     #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub workers: usize,
-    /// Milliseconds between ticks when nothing wakes the ticker.
+    /// Milliseconds between ticks when nothing wakes the ticker (1 to an
+    /// hour).
     #[arg(long, env = "REGDESK_TICK_INTERVAL_MS", default_value_t = 500)]
     pub tick_interval_ms: u64,
     /// Seed every random choice (tokens, jitter) so a run can be repeated.
@@ -150,7 +157,8 @@ pub struct Config {
     /// at each attempt, with jitter, at most an hour.
     #[arg(long, env = "REGDESK_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     pub webhook_retry_base_ms: u64,
-    /// How long an outgoing webhook may take to connect, and to answer.
+    /// How long an outgoing webhook may take to connect, and to answer (1
+    /// ms to an hour).
     #[arg(long, env = "REGDESK_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
     /// Tries of a notification webhook delivery before it is marked failed.
@@ -170,7 +178,36 @@ pub struct Config {
     pub mail_retry_base_ms: u64,
 }
 
+/// The longest tick interval, webhook timeout or first retry delay: an hour.
+pub const MAX_MS: u64 = 60 * 60 * 1000;
+
 impl Config {
+    /// Refuses a value no run could use, naming its field, before anything
+    /// starts: every given value is checked, whether or not this run uses it
+    /// (`--mail-from` without `--smtp-url`, say), so that a mistake does not
+    /// wait for the day the setting that needs it is added. (`start` makes
+    /// `workers` a `NonZeroUsize`, refusing 0 there.)
+    pub fn check(&self) -> Result<()> {
+        millis("tick_interval_ms", self.tick_interval_ms, 1)?;
+        millis("webhook_timeout_ms", self.webhook_timeout_ms, 1)?;
+        millis("webhook_retry_base_ms", self.webhook_retry_base_ms, 0)?;
+        millis("mail_retry_base_ms", self.mail_retry_base_ms, 0)?;
+        attempts("webhook_max_attempts", self.webhook_max_attempts)?;
+        attempts("delivery_max_attempts", self.delivery_max_attempts)?;
+        attempts("mail_max_attempts", self.mail_max_attempts)?;
+        if let Some(url) = &self.webhook_url {
+            webhook::check_url("webhook_url", url)?;
+        }
+        if let Some(url) = &self.smtp_url {
+            mail::parse_url(url)?;
+        }
+        mail::parse_from(&self.mail_from)?;
+        if let Some(token) = &self.operator_token {
+            operator_token(token)?;
+        }
+        Ok(())
+    }
+
     /// A configuration for tests: in memory, test clock, a free port.
     pub fn for_tests() -> Config {
         Config {
@@ -198,4 +235,49 @@ impl Config {
             mail_retry_base_ms: 5000,
         }
     }
+}
+
+/// Milliseconds given in `field`: `least` to an hour.
+fn millis(field: &str, ms: u64, least: u64) -> Result<()> {
+    if (least..=MAX_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("must be {least} to {MAX_MS} (an hour), not {ms}"),
+        ))
+    }
+}
+
+/// A count of tries given in `field`.
+fn attempts(field: &str, n: i64) -> Result<()> {
+    if (1..=100).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, format!("must be 1 to 100, not {n}")))
+    }
+}
+
+/// An operator token must be one a client can send back: what a request's
+/// `Authorization` header carries is trimmed and at most 256 bytes, and a
+/// header holds no control characters. An empty one (an unset variable in
+/// a compose file) would make an operator no one can sign in as.
+fn operator_token(token: &str) -> Result<()> {
+    let field = "operator_token";
+    if token.is_empty() {
+        return Err(Error::invalid(field, "is empty"));
+    }
+    if token.len() > MAX_TOKEN {
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_TOKEN} characters"),
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            field,
+            "may hold only visible ASCII characters (no spaces)",
+        ));
+    }
+    Ok(())
 }

@@ -204,15 +204,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Result<Settings> {
-        Ok(Settings {
+    /// From a checked configuration (`Config::check`).
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
             retry_base_ms: config.webhook_retry_base_ms,
-            max_attempts: webhook::check_attempts(
-                "delivery_max_attempts",
-                config.delivery_max_attempts,
-            )?,
-            timeout: webhook::timeout("webhook_timeout_ms", config.webhook_timeout_ms)?,
-        })
+            max_attempts: config.delivery_max_attempts,
+            timeout: Duration::from_millis(config.webhook_timeout_ms),
+        }
     }
 }
 

@@ -153,14 +153,15 @@ pub fn start(config: Config) -> Result<Handle> {
         random::seed(seed);
     }
     // Refuse bad settings before touching the database. (The command line
-    // refuses 0 workers itself; a library caller builds its Config.)
+    // refuses some itself; a library caller builds its Config.)
+    config.check()?;
     let workers = std::num::NonZeroUsize::new(config.workers)
         .ok_or_else(|| error::Error::invalid("workers", "must be at least 1"))?;
     let webhook = match config.provider {
         ProviderKind::Webhook => Some(registry::webhook::Webhook::from_config(&config)?),
         _ => None,
     };
-    let deliveries = delivery::Settings::from_config(&config)?;
+    let deliveries = delivery::Settings::from_config(&config);
     let smtp = mail::Settings::from_config(&config)?;
     let location = if config.memory {
         Location::Memory
@@ -182,7 +183,7 @@ pub fn start(config: Config) -> Result<Handle> {
             None => return Err(error::Error::invalid("webhook_url", "missing")),
         },
     };
-    let interval = Duration::from_millis(config.tick_interval_ms.max(1));
+    let interval = Duration::from_millis(config.tick_interval_ms);
     let mut outboxes = vec![delivery::worker(
         db.clone(),
         clock.clone(),
@@ -192,12 +193,7 @@ pub fn start(config: Config) -> Result<Handle> {
     if let Some(smtp) = smtp {
         outboxes.push(mail::worker(db.clone(), clock.clone(), smtp, interval));
     }
-    let ticker = Arc::new(Ticker::new(
-        db.clone(),
-        clock.clone(),
-        provider,
-        Duration::from_millis(config.tick_interval_ms.max(1)),
-    ));
+    let ticker = Arc::new(Ticker::new(db.clone(), clock.clone(), provider, interval));
     let demo_tokens = if config.demo {
         demo::seed(&db, &clock, &ticker)?
     } else {

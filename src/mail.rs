@@ -98,8 +98,8 @@ impl Settings {
             smtp: parse_url(url)?,
             from: parse_from(&config.mail_from)?,
             retry_base_ms: config.mail_retry_base_ms,
-            max_attempts: webhook::check_attempts("mail_max_attempts", config.mail_max_attempts)?,
-            timeout: webhook::timeout("webhook_timeout_ms", config.webhook_timeout_ms)?,
+            max_attempts: config.mail_max_attempts,
+            timeout: Duration::from_millis(config.webhook_timeout_ms),
         }))
     }
 }

@@ -100,7 +100,7 @@ fn authenticate(app: &App, req: &Req) -> Result<Account> {
     } else {
         return Err(Error::Unauthorized);
     };
-    if token.is_empty() || token.len() > 256 {
+    if token.is_empty() || token.len() > accounts::MAX_TOKEN {
         return Err(Error::Unauthorized);
     }
     let account = app.authenticate(&token)?.ok_or(Error::Unauthorized)?;

@@ -5,7 +5,7 @@ use crate::face::native::{self, id_segment};
 use crate::face::opensrs;
 use crate::face::ops;
 use crate::face::webhooks;
-use crate::store::accounts::Account;
+use crate::store::accounts::{self, Account};
 use crate::App;
 
 use super::{assets, Req, Resp};
@@ -19,7 +19,7 @@ pub fn bearer(app: &App, req: &Req) -> Result<Account> {
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .filter(|t| !t.is_empty() && t.len() <= accounts::MAX_TOKEN)
         .ok_or(Error::Unauthorized)?
         .to_string();
     app.authenticate(&token)?.ok_or(Error::Unauthorized)

@@ -48,6 +48,9 @@ impl Account {
     }
 }
 
+/// The longest token a request may present (in bytes, after trimming).
+pub const MAX_TOKEN: usize = 256;
+
 /// The digest under which a token is stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::Value;
 
-use crate::support::{owner, Server, BIN};
+use crate::support::{owner, refused_start, Server};
 
 /// One message the sink accepted.
 #[derive(Debug, Clone)]
@@ -320,15 +320,7 @@ fn without_smtp_mail_waits_in_the_outbox_and_bad_settings_are_refused() {
             "mail_max_attempts",
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("x.db"))
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} started");
+        let stderr = refused_start(&args, &[]);
         assert!(stderr.contains(field), "{args:?}: {stderr}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::harness::{call, signal_and_wait, Proc};
-use crate::support::{backup, owner, regdesk, Server, BIN};
+use crate::support::{backup, owner, refused_start, regdesk, Server, BIN};
 
 /// Acknowledged request ids and when each answer arrived.
 type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
@@ -559,43 +559,124 @@ fn zero_workers_are_refused_to_a_library_caller() {
 /// from the flag and from the environment alike, naming the flag.
 #[test]
 fn zero_workers_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
     for (args, env) in [
-        (vec!["--workers", "0"], None),
-        (vec![], Some(("REGDESK_WORKERS", "0"))),
+        (&["--workers", "0"][..], &[][..]),
+        (&[][..], &[("REGDESK_WORKERS", "0")][..]),
     ] {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--memory", "--listen", "127.0.0.1:0"])
-            .args(&args)
-            .current_dir(dir.path());
-        if let Some((k, v)) = env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A server that started would run on: give it 10 s to exit.
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                child.kill().ok();
-                child.wait().ok();
-                break None;
-            }
-            thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "{args:?} {env:?} started"
-        );
+        let stderr = refused_start(args, env);
         assert!(stderr.contains("--workers"), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+/// Every setting's wrong value is refused at the start, naming it, whether
+/// or not this run uses it: an empty operator token (an unset variable in a
+/// compose file) made an operator no one could sign in as, a tick interval
+/// of 0 was taken as 1 ms, and `--mail-from` or the webhook provider's
+/// settings were only looked at when `--smtp-url` or `--provider webhook`
+/// came with them.
+#[test]
+fn every_wrong_setting_is_refused_at_the_start_used_or_not() {
+    let long = "t".repeat(257);
+    for (args, env, field) in [
+        (
+            &["--tick-interval-ms", "0"][..],
+            &[][..],
+            "tick_interval_ms",
+        ),
+        (
+            &["--tick-interval-ms", "3600001"][..],
+            &[][..],
+            "tick_interval_ms",
+        ),
+        (
+            &[][..],
+            &[("REGDESK_TICK_INTERVAL_MS", "0")][..],
+            "tick_interval_ms",
+        ),
+        (
+            &["--webhook-timeout-ms", "0"][..],
+            &[][..],
+            "webhook_timeout_ms",
+        ),
+        (
+            &["--webhook-timeout-ms", "18446744073709551615"][..],
+            &[][..],
+            "webhook_timeout_ms",
+        ),
+        (
+            &["--webhook-retry-base-ms", "3600001"][..],
+            &[][..],
+            "webhook_retry_base_ms",
+        ),
+        (
+            &["--mail-retry-base-ms", "3600001"][..],
+            &[][..],
+            "mail_retry_base_ms",
+        ),
+        (
+            &["--webhook-max-attempts", "0"][..],
+            &[][..],
+            "webhook_max_attempts",
+        ),
+        (
+            &["--mail-max-attempts", "101"][..],
+            &[][..],
+            "mail_max_attempts",
+        ),
+        (&["--mail-from", "not an address"][..], &[][..], "mail_from"),
+        (
+            &["--webhook-url", "ftp://hooks.example.net/"][..],
+            &[][..],
+            "webhook_url",
+        ),
+        (&["--operator-token", ""][..], &[][..], "operator_token"),
+        (
+            &[][..],
+            &[("REGDESK_OPERATOR_TOKEN", "")][..],
+            "operator_token",
+        ),
+        (
+            &["--operator-token", "two words"][..],
+            &[][..],
+            "operator_token",
+        ),
+        (
+            &["--operator-token", "t\u{e9}t"][..],
+            &[][..],
+            "operator_token",
+        ),
+        (
+            &["--operator-token", long.as_str()][..],
+            &[][..],
+            "operator_token",
+        ),
+    ] {
+        let stderr = refused_start(args, env);
+        assert!(
+            stderr.starts_with(&format!("regdesk: starting: {field}: ")),
+            "{args:?} {env:?}: {stderr}"
+        );
+    }
+    // The bounds themselves are taken (a library caller's Config is
+    // checked alike), and a token as long as a request may present signs in.
+    let token = "t".repeat(256);
+    let mut config = regdesk::config::Config::for_tests();
+    config.tick_interval_ms = 3_600_000;
+    config.webhook_retry_base_ms = 0;
+    config.webhook_max_attempts = 100;
+    config.operator_token = Some(token.clone());
+    let handle = regdesk::start(config).expect("a server");
+    let base = format!("http://{}", handle.addr);
+    assert_eq!(
+        call(&base, "GET", "/api/v1/me", Some(&token), None).status,
+        200
+    );
+    handle.stop();
+    let mut config = regdesk::config::Config::for_tests();
+    config.tick_interval_ms = 0;
+    match regdesk::start(config) {
+        Ok(_) => panic!("a library caller's tick interval of 0 was taken"),
+        Err(e) => assert_eq!(e.field(), Some("tick_interval_ms"), "{e}"),
     }
 }
 

@@ -257,6 +257,47 @@ impl Drop for Server {
     }
 }
 
+/// `regdesk serve ARGS` on a new database file, with `env` set, when it
+/// must refuse to start: checks that it ended with an error within 10 s
+/// (else it is killed and the test fails) and never made the database
+/// file, and returns what it printed on stderr.
+pub fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("x.db");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start regdesk");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for regdesk") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stderr.take() {
+        out.read_to_string(&mut stderr).ok();
+    }
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{args:?} {env:?} started: {stderr}"
+    );
+    assert!(!db.exists(), "{args:?} {env:?} touched the database");
+    stderr
+}
+
 /// Runs the binary with `args` until it ends by itself: its exit code, and
 /// what it printed on stdout and stderr (trailing whitespace trimmed).
 pub fn regdesk<I, S>(args: I) -> (Option<i32>, String, String)
