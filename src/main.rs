@@ -49,12 +49,11 @@ fn run(cli: Cli) -> Result<()> {
             email,
             role,
         }) => {
-            let conn = open(&args)?;
-            let token = random::token();
             let role = match role {
                 RoleArg::Customer => Role::Customer,
                 RoleArg::Operator => Role::Operator,
             };
+            // Checked before the database is opened (or made).
             let new = NewAccount {
                 name: accounts::valid_name(&name)?,
                 email: accounts::valid_email(&email)?,
@@ -62,6 +61,8 @@ fn run(cli: Cli) -> Result<()> {
                 review_limit_cents: None,
                 review_all: false,
             };
+            let conn = open(&args)?;
+            let token = random::token();
             let account =
                 accounts::create(&conn, &new, &token, regdesk::clock::Clock::real().now())?;
             println!(
@@ -72,14 +73,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Account(AccountCommand::List { db: args }) => {
-            let conn = open(&args)?;
+            let conn = open_existing(&args)?;
             for a in accounts::list(&conn)? {
                 println!("{}\t{}\t{}\t{}", a.id, a.name, a.role, a.email);
             }
             Ok(())
         }
         Command::Token(TokenCommand::New { db: args, account }) => {
-            let conn = open(&args)?;
+            let conn = open_existing(&args)?;
             let Some(a) = accounts::by_name(&conn, &account)? else {
                 bail!("no account named {account:?}");
             };
@@ -91,6 +92,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Opens the database, making it first if there is none (`account add`
+/// may come before the first `serve`).
 fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
     db::open_direct(&Location::File(args.db.clone()))
         .map_err(plain)
@@ -137,4 +140,17 @@ fn serve(config: Config) -> Result<()> {
     handle.stop();
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens a database that must be there already: a mistyped `--db` given to
+/// a command that only reads or adds to what is there would otherwise
+/// make an empty database and answer as if it were the one meant.
+fn open_existing(args: &DbArgs) -> Result<rusqlite::Connection> {
+    if !args.db.exists() {
+        bail!(
+            "{}: no database there (regdesk serve, migrate or account add makes one)",
+            args.db.display()
+        );
+    }
+    open(args)
 }

@@ -758,8 +758,10 @@ fn a_burst_of_keep_alive_connections_is_served_at_once() {
 }
 
 /// `regdesk account add` checks a name and an e-mail address as the API
-/// does: a bad one is refused naming the field, and nothing is created;
-/// a good one prints the account and its token, which the API takes.
+/// does: a bad one is refused naming the field, and nothing is created,
+/// the database file included; a good one prints the account and its
+/// token, which the API takes. `account list` and `token new` need a
+/// database that is there.
 #[test]
 fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -791,16 +793,41 @@ fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
             (Some(1), String::new(), refusal.to_string())
         );
     }
+    // Refused before the database was made; the commands that only read
+    // or add to a database say there is none rather than make one.
+    assert!(!db.exists());
+    let none = format!(
+        "regdesk: {}: no database there (regdesk serve, migrate or account add makes one)",
+        db.display()
+    );
     assert_eq!(
         cli(&["account", "list"]),
-        (Some(0), String::new(), String::new())
+        (Some(1), String::new(), none.clone())
     );
+    assert_eq!(
+        cli(&["token", "new", "ann"]),
+        (Some(1), String::new(), none)
+    );
+    assert!(!db.exists());
 
     let (code, out, _) = cli(&["account", "add", "ann", "ann@example.net"]);
     assert_eq!(code, Some(0));
     assert!(
         out.starts_with("account ann (customer) id 1\ntoken: rd_"),
         "{out}"
+    );
+    let (code, list, _) = cli(&["account", "list"]);
+    assert_eq!(
+        (code, list.as_str()),
+        (Some(0), "1\tann\tcustomer\tann@example.net")
+    );
+    assert_eq!(
+        cli(&["token", "new", "bob"]),
+        (
+            Some(1),
+            String::new(),
+            r#"regdesk: no account named "bob""#.to_string()
+        )
     );
     let token = out.rsplit("token: ").next().unwrap().to_string();
     let s = Server::start_in(dir, &[]);
