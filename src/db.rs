@@ -131,7 +131,17 @@ fn open_connection(location: &Location, writer: bool) -> Result<Connection> {
             if writer {
                 // One write call per commit's WAL frames (crates/wal_gather).
                 let vfs = wal_gather::register().map_err(Error::Internal)?;
-                Connection::open_with_flags_and_vfs(path, flags, vfs)?
+                let conn = Connection::open_with_flags_and_vfs(path, flags, vfs)?;
+                // SQLite opens a file it may not write read-only rather
+                // than fail; every write would then be an internal error.
+                if conn.is_readonly(rusqlite::MAIN_DB)? {
+                    return Err(Error::Internal(format!(
+                        "{} can only be read here (a read-only file system, or the \
+                         file's permissions), and regdesk writes to its database",
+                        path.display()
+                    )));
+                }
+                conn
             } else {
                 Connection::open_with_flags(path, flags)?
             }

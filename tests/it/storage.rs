@@ -1,6 +1,7 @@
-//! A full disk. The database lives on a small tmpfs mounted for the test
-//! (which needs root, as on the CI machines; elsewhere the test says it
-//! cannot mount and passes without running).
+//! A full disk, and a read-only one. The database lives on a small tmpfs,
+//! or a read-only bind mount, made for the test (which needs root, as on
+//! the CI machines; elsewhere the test says it cannot mount and passes
+//! without running).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -8,24 +9,52 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::{backup, regdesk, xcp_envelope, xcp_reply, Server};
+use crate::support::{backup, refused, regdesk, xcp_envelope, xcp_reply, Server};
 
-/// A tmpfs of `size` mounted on a new temporary directory; unmounted when
-/// dropped.
+/// A file system mounted on a temporary directory for a test; unmounted
+/// when dropped.
 struct Tmpfs {
     path: PathBuf,
+    /// Whether the mount point goes with it (a bind mount's is used again).
+    remove: bool,
+}
+
+/// Runs `mount ARGS`; whether it worked.
+fn mount(args: &[&OsStr]) -> bool {
+    Command::new("mount")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 impl Tmpfs {
+    /// A tmpfs of `size` on `dir`.
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .is_ok_and(|o| o.status.success());
+        let size = format!("size={size}");
+        let ok = mount(&[
+            "-t".as_ref(),
+            "tmpfs".as_ref(),
+            "-o".as_ref(),
+            size.as_ref(),
+            "tmpfs".as_ref(),
+            dir.as_ref(),
+        ]);
         ok.then(|| Tmpfs {
             path: dir.to_path_buf(),
+            remove: true,
         })
+    }
+
+    /// `src` seen read-only on `dir` (a bind mount).
+    fn read_only(src: &Path, dir: &Path) -> Option<Tmpfs> {
+        if !mount(&["--bind".as_ref(), src.as_ref(), dir.as_ref()]) {
+            return None;
+        }
+        let view = Tmpfs {
+            path: dir.to_path_buf(),
+            remove: false,
+        };
+        mount(&["-o".as_ref(), "remount,ro,bind".as_ref(), dir.as_ref()]).then_some(view)
     }
 
     fn resize(&self, size: &str) {
@@ -45,7 +74,9 @@ impl Drop for Tmpfs {
             .arg(&self.path)
             .output()
             .ok();
-        std::fs::remove_dir(&self.path).ok();
+        if self.remove {
+            std::fs::remove_dir(&self.path).ok();
+        }
     }
 }
 
@@ -284,4 +315,47 @@ fn a_backup_without_room_says_so_and_leaves_nothing() {
     let left: Vec<_> = std::fs::read_dir(dst.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
     drop(fs);
+}
+
+/// A database on a read-only file system (or one whose file cannot be
+/// written) was opened read-only by SQLite: regdesk said it was ready, read
+/// as usual and answered every write 500 "internal error". It now refuses
+/// to start, saying why, whether the database was closed cleanly or left
+/// with its WAL by a crash.
+#[test]
+fn a_database_that_can_only_be_read_is_refused_at_the_start() {
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    let db = rw.path().join("desk.db");
+    let seen = ro.path().join("desk.db");
+    let (code, _, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), db.as_ref()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let Some(view) = Tmpfs::read_only(rw.path(), ro.path()) else {
+        eprintln!("storage test not run: cannot bind-mount here (needs root)");
+        return;
+    };
+    let refusal = format!(
+        "regdesk: starting: {} can only be read here (a read-only file system, or the \
+         file's permissions), and regdesk writes to its database",
+        seen.display()
+    );
+    let stderr = refused(&seen, &[], &[]);
+    assert_eq!(stderr.trim_end(), refusal);
+    drop(view);
+
+    // Left by a crash: its WAL and shared memory files are there, which
+    // is when SQLite opened it read-only and the start went on.
+    let s = Server::start_with_db(&db, &[]);
+    let (_, token) = s.customer("ann");
+    drop(s);
+    assert!(rw.path().join("desk.db-shm").exists());
+    let Some(view) = Tmpfs::read_only(rw.path(), ro.path()) else {
+        panic!("the second bind mount failed");
+    };
+    let stderr = refused(&seen, &[], &[]);
+    assert_eq!(stderr.trim_end(), refusal);
+    drop(view);
+    // Where it can be written, it serves what it holds.
+    let s = Server::start_with_db(&db, &[]);
+    assert_eq!(s.get("/api/v1/me", &token).status, 200);
 }

@@ -56,14 +56,25 @@ impl Server {
         Server::spawn(dir, args.iter().map(|s| s.to_string()).collect())
     }
 
+    /// A server on the database file `db`, which outlives it.
+    pub fn start_with_db(db: &std::path::Path, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Server::spawn_on(dir, db, args)
+    }
+
     fn spawn(dir: tempfile::TempDir, extra_args: Vec<String>) -> Server {
         let db = dir.path().join("regdesk.db");
+        Server::spawn_on(dir, &db, extra_args)
+    }
+
+    fn spawn_on(dir: tempfile::TempDir, db: &std::path::Path, extra_args: Vec<String>) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .arg("--operator-token")
             .arg(OPERATOR_TOKEN)
             .arg("--tick-interval-ms")
@@ -258,15 +269,24 @@ impl Drop for Server {
 }
 
 /// `regdesk serve ARGS` on a new database file, with `env` set, when it
-/// must refuse to start: checks that it ended with an error within 10 s
-/// (else it is killed and the test fails) and never made the database
-/// file, and returns what it printed on stderr.
+/// must refuse to start: as `refused`, and the database file was never
+/// made.
 pub fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("x.db");
+    let stderr = refused(&db, args, env);
+    assert!(!db.exists(), "{args:?} {env:?} touched the database");
+    stderr
+}
+
+/// `regdesk serve --db DB ARGS`, with `env` set, when it must refuse to
+/// start: checks that it ended with an error within 10 s (else it is
+/// killed and the test fails), and returns what it printed on stderr.
+pub fn refused(db: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
+        .arg(db)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir.path())
@@ -294,7 +314,6 @@ pub fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
         status.is_some_and(|s| !s.success()),
         "{args:?} {env:?} started: {stderr}"
     );
-    assert!(!db.exists(), "{args:?} {env:?} touched the database");
     stderr
 }
 
