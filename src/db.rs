@@ -1045,6 +1045,14 @@ pub fn backup_file(src: &Path, dst: &Path) -> Result<()> {
             format!("{} exists; a backup never overwrites", dst.display()),
         ));
     }
+    if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "file",
+                format!("there is no directory {}", dir.display()),
+            ));
+        }
+    }
     let mut partial = dst.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

@@ -147,6 +147,21 @@ fn a_backup_under_write_load_opens_and_holds_every_acknowledged_request() {
     let (code, _, stderr) = backup(&missing, &x);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("does not exist"));
+    // Into a directory that is not there: said so, and nothing is made.
+    let nowhere = s.dir.path().join("no/such/dir");
+    let (code, _, stderr) = backup(&db, &nowhere.join("x.db"));
+    assert_eq!(
+        (code, stderr),
+        (
+            Some(1),
+            format!(
+                "regdesk: backing up to {}: file: there is no directory {}",
+                nowhere.join("x.db").display(),
+                nowhere.display()
+            )
+        )
+    );
+    assert!(!s.dir.path().join("no").exists());
 }
 
 #[test]
