@@ -179,7 +179,7 @@ pub struct Config {
 }
 
 /// The longest tick interval, webhook timeout or first retry delay: an hour.
-pub const MAX_MS: u64 = 60 * 60 * 1000;
+const MAX_MS: u64 = 60 * 60 * 1000;
 
 impl Config {
     /// Refuses a value no run could use, naming its field, before anything

@@ -100,6 +100,19 @@ fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
         .with_context(|| format!("opening {}", args.db.display()))
 }
 
+/// Opens a database that must be there already: a mistyped `--db` given to
+/// a command that only reads or adds to what is there would otherwise
+/// make an empty database and answer as if it were the one meant.
+fn open_existing(args: &DbArgs) -> Result<rusqlite::Connection> {
+    if !args.db.exists() {
+        bail!(
+            "{}: no database there (regdesk serve, migrate or account add makes one)",
+            args.db.display()
+        );
+    }
+    open(args)
+}
+
 /// A library error for the command line. An internal error is shown as its
 /// detail: here the one who reads it is the operator who can act on it (an
 /// address in use, a directory that does not exist), not a client.
@@ -140,17 +153,4 @@ fn serve(config: Config) -> Result<()> {
     handle.stop();
     log::info!("stopped cleanly");
     Ok(())
-}
-
-/// Opens a database that must be there already: a mistyped `--db` given to
-/// a command that only reads or adds to what is there would otherwise
-/// make an empty database and answer as if it were the one meant.
-fn open_existing(args: &DbArgs) -> Result<rusqlite::Connection> {
-    if !args.db.exists() {
-        bail!(
-            "{}: no database there (regdesk serve, migrate or account add makes one)",
-            args.db.display()
-        );
-    }
-    open(args)
 }

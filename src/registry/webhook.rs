@@ -178,13 +178,12 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// The provider `--provider webhook` asks for; its URL and secret are
-    /// required.
+    /// The provider `--provider webhook` asks for, from a checked
+    /// configuration (`Config::check`); its URL and secret are required.
     pub fn from_config(config: &Config) -> Result<Webhook> {
         let url = config.webhook_url.clone().ok_or_else(|| {
             Error::invalid("webhook_url", "--provider webhook needs --webhook-url")
         })?;
-        check_url("webhook_url", &url)?;
         let secret = config
             .webhook_secret
             .clone()

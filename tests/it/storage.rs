@@ -13,7 +13,7 @@ use crate::support::{backup, refused, regdesk, xcp_envelope, xcp_reply, Server};
 
 /// A file system mounted on a temporary directory for a test; unmounted
 /// when dropped.
-struct Tmpfs {
+struct Mount {
     path: PathBuf,
     /// Whether the mount point goes with it (a bind mount's is used again).
     remove: bool,
@@ -27,9 +27,9 @@ fn mount(args: &[&OsStr]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-impl Tmpfs {
+impl Mount {
     /// A tmpfs of `size` on `dir`.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
         let size = format!("size={size}");
         let ok = mount(&[
             "-t".as_ref(),
@@ -39,18 +39,18 @@ impl Tmpfs {
             "tmpfs".as_ref(),
             dir.as_ref(),
         ]);
-        ok.then(|| Tmpfs {
+        ok.then(|| Mount {
             path: dir.to_path_buf(),
             remove: true,
         })
     }
 
     /// `src` seen read-only on `dir` (a bind mount).
-    fn read_only(src: &Path, dir: &Path) -> Option<Tmpfs> {
+    fn read_only(src: &Path, dir: &Path) -> Option<Mount> {
         if !mount(&["--bind".as_ref(), src.as_ref(), dir.as_ref()]) {
             return None;
         }
-        let view = Tmpfs {
+        let view = Mount {
             path: dir.to_path_buf(),
             remove: false,
         };
@@ -67,7 +67,7 @@ impl Tmpfs {
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Mount {
     fn drop(&mut self) {
         Command::new("umount")
             .arg("-l")
@@ -132,7 +132,7 @@ fn until_refused(max: usize, mut send: impl FnMut(usize) -> bool) -> usize {
 #[test]
 fn a_full_disk_refuses_writes_with_507_and_keeps_every_acknowledged_one() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(dir.path(), "1m") else {
+    let Some(fs) = Mount::tmpfs(dir.path(), "1m") else {
         eprintln!("storage test not run: cannot mount a tmpfs here (needs root)");
         return;
     };
@@ -304,7 +304,7 @@ fn a_backup_without_room_says_so_and_leaves_nothing() {
     let (code, _, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), db.as_ref()]);
     assert_eq!(code, Some(0), "{stderr}");
     let dst = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(dst.path(), "64k") else {
+    let Some(fs) = Mount::tmpfs(dst.path(), "64k") else {
         eprintln!("storage test not run: cannot mount a tmpfs here (needs root)");
         return;
     };
@@ -330,7 +330,7 @@ fn a_database_that_can_only_be_read_is_refused_at_the_start() {
     let seen = ro.path().join("desk.db");
     let (code, _, stderr) = regdesk([OsStr::new("migrate"), "--db".as_ref(), db.as_ref()]);
     assert_eq!(code, Some(0), "{stderr}");
-    let Some(view) = Tmpfs::read_only(rw.path(), ro.path()) else {
+    let Some(view) = Mount::read_only(rw.path(), ro.path()) else {
         eprintln!("storage test not run: cannot bind-mount here (needs root)");
         return;
     };
@@ -349,7 +349,7 @@ fn a_database_that_can_only_be_read_is_refused_at_the_start() {
     let (_, token) = s.customer("ann");
     drop(s);
     assert!(rw.path().join("desk.db-shm").exists());
-    let Some(view) = Tmpfs::read_only(rw.path(), ro.path()) else {
+    let Some(view) = Mount::read_only(rw.path(), ro.path()) else {
         panic!("the second bind mount failed");
     };
     let stderr = refused(&seen, &[], &[]);
