@@ -46,7 +46,9 @@ fn handle(app: &App, req: &Req) -> Result<Resp> {
         TaskVerb::Delete => "POST",
     };
     if req.method != wanted {
-        return Err(Error::MethodNotAllowed(wanted.into()));
+        return Err(Error::MethodNotAllowed(crate::http::router::with_head(&[
+            wanted,
+        ])));
     }
     if !caller.is_operator() && path.user_id != caller.id {
         return Err(Error::Forbidden(format!(

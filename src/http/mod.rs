@@ -347,7 +347,13 @@ fn check_target(url: &str) -> Result<()> {
 /// made before the body is read, and those of a stopping server.
 fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
     let started = Instant::now();
-    let method = request.method().as_str().to_ascii_uppercase();
+    // HEAD is answered as GET (RFC 9110 9.3.2: every general-purpose
+    // server supports both); tiny_http sends its headers, Content-Length
+    // included, without the body.
+    let method = match request.method().as_str().to_ascii_uppercase() {
+        head if head == "HEAD" => "GET".to_string(),
+        other => other,
+    };
     let (path, query) = split_target(request.url());
     let headers = request
         .headers()

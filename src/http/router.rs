@@ -69,10 +69,10 @@ pub fn route(app: &App, req: &Req) -> Resp {
         ["metrics"] if method == "GET" => ops::metrics(app, req).into(),
         ["api", "openapi.json"] if method == "GET" => ops::openapi(),
         ["healthz"] | ["readyz"] | ["metrics"] | ["api", "openapi.json"] => {
-            Resp::error(&Error::MethodNotAllowed("GET".into()))
+            Resp::error(&Error::MethodNotAllowed(with_head(&["GET"])))
         }
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
-        _ if method == "GET" || method == "HEAD" => assets::serve(req)
+        _ if method == "GET" => assets::serve(req)
             .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
         _ => Resp::error(&Error::not_found(format!("{} {}", req.method, req.path))),
     }
@@ -171,10 +171,20 @@ fn allowed(path: &[&str]) -> Option<String> {
         .collect();
     let fewest = fitting.iter().map(|(params, _)| *params).min()?;
     fitting.retain(|(params, _)| *params == fewest);
-    let mut methods: Vec<&str> = fitting.into_iter().map(|(_, method)| method).collect();
+    let methods: Vec<&str> = fitting.into_iter().map(|(_, method)| method).collect();
+    Some(with_head(&methods))
+}
+
+/// An `Allow` value: `methods`, sorted, with HEAD wherever GET is (the
+/// HTTP layer answers HEAD as GET).
+pub fn with_head(methods: &[&str]) -> String {
+    let mut methods = methods.to_vec();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
     methods.sort_unstable();
     methods.dedup();
-    Some(methods.join(", "))
+    methods.join(", ")
 }
 
 /// Every route of `api` as data (method, path with `{param}` segments), for

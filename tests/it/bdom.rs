@@ -800,11 +800,15 @@ fn malformed_paths_and_wrong_methods_are_xml_errors() {
         get(&s, &path, &auth).error(400, needle);
     }
     for (method, path, allow) in [
-        ("POST", format!("/bdom/task/status/-/-/-/-/{uid}/"), "GET"),
+        (
+            "POST",
+            format!("/bdom/task/status/-/-/-/-/{uid}/"),
+            "GET, HEAD",
+        ),
         (
             "DELETE",
             format!("/bdom/task/scheduled/-/-/-/-/{uid}/"),
-            "GET",
+            "GET, HEAD",
         ),
         ("GET", format!("/bdom/task/delete/-/-/-/-/{uid}/"), "POST"),
         ("PUT", format!("/bdom/task/delete/-/-/-/-/{uid}/"), "POST"),

@@ -686,20 +686,46 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
     // A method a path does not serve is 405, and `Allow` names the ones it
     // does (RFC 9110), as the route table has them.
     for (method, path, allow) in [
-        ("DELETE", "/api/v1/requests", "GET, POST"),
-        ("PUT", "/api/v1/requests/7", "GET, PATCH"),
+        ("DELETE", "/api/v1/requests", "GET, HEAD, POST"),
+        ("PUT", "/api/v1/requests/7", "GET, HEAD, PATCH"),
         ("GET", "/api/v1/requests/7/submit", "POST"),
         ("TRACE", "/api/v1/notification/7", "DELETE"),
-        ("POST", "/api/v1/webhook", "DELETE, GET, PUT"),
+        ("POST", "/api/v1/webhook", "DELETE, GET, HEAD, PUT"),
         ("PATCH", "/api/v1/requests/bulk", "POST"),
         ("GET", "/api/v1/requests/cancel-pending", "POST"),
-        ("POST", "/healthz", "GET"),
-        ("DELETE", "/api/openapi.json", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/api/openapi.json", "GET, HEAD"),
     ] {
         let a = s.call(method, path, Some(&alice), None);
         assert_eq!(a.status, 405, "{method} {path}: {}", a.text);
         assert_eq!(a.allow.as_deref(), Some(allow), "{method} {path}");
         assert_eq!(a.json()["error"]["code"], "method_not_allowed");
+    }
+    // HEAD is answered wherever GET is: the same status and headers, no
+    // body (the next answer on the connection follows the headers).
+    for (path, token, status) in [
+        ("/healthz", None, 200),
+        ("/api/v1/me", Some(alice.as_str()), 200),
+        ("/api/v1/requests/7", Some(alice.as_str()), 404),
+        ("/api/v1/requests/7/submit", Some(alice.as_str()), 405),
+        ("/", None, 200),
+    ] {
+        let get = s.call("GET", path, token, None);
+        let (head, next) = head_then_get(&s.base, path, token);
+        assert_eq!(get.status, status, "GET {path}");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "HEAD {path}: {head}"
+        );
+        let length = format!("content-length: {}\r\n", get.text.len());
+        assert!(
+            head.to_ascii_lowercase().contains(&length),
+            "HEAD {path}: {head}"
+        );
+        assert!(
+            next.starts_with("HTTP/1.1 200 "),
+            "after HEAD {path}: {next:?}"
+        );
     }
     // A path nothing serves stays 404, without `Allow`.
     let a = s.call(
@@ -993,4 +1019,35 @@ fn post_domains_orders_a_registration_and_get_domain_shows_the_order() {
         "active"
     );
     assert_eq!(s.get("/api/v1/domains/never.io", &alice).status, 404);
+}
+
+/// Sends `HEAD path` and then `GET /healthz` on one connection: the HEAD
+/// answer's status line and headers, and the first line after them (the
+/// GET's status line if the HEAD answer carried no body).
+fn head_then_get(base: &str, path: &str, token: Option<&str>) -> (String, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let both = format!(
+        "HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    conn.write_all(both.as_bytes()).expect("send");
+    let mut reader = BufReader::new(conn);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a header line");
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let mut next = String::new();
+    reader.read_line(&mut next).expect("the next answer");
+    (head, next)
 }
