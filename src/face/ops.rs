@@ -2,8 +2,10 @@
 //! the next test), `GET /metrics` (Prometheus text) and the OpenAPI document
 //! of the native API.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
@@ -29,6 +31,39 @@ const KEPT_TABLES: &[&str] = &["accounts", "tokens", "refinery_schema_history"];
 
 pub fn openapi() -> Resp {
     Resp::new(200, "application/json", OPENAPI)
+}
+
+/// The query parameters the document gives the operation `method` on
+/// `pattern` (a path of `ROUTES`, `{param}` segments and all), read from
+/// the document once.
+pub fn query_parameters(method: &str, pattern: &str) -> Vec<&'static str> {
+    static TAKEN: OnceLock<HashMap<(String, String), Vec<String>>> = OnceLock::new();
+    let taken = TAKEN.get_or_init(|| {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        let shared = &doc["components"]["parameters"];
+        let mut taken = HashMap::new();
+        for (path, operations) in doc["paths"].as_object().into_iter().flatten() {
+            for (verb, operation) in operations.as_object().into_iter().flatten() {
+                let names = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| match p["$ref"].as_str() {
+                        Some(r) => &shared[r.rsplit('/').next().unwrap_or_default()],
+                        None => p,
+                    })
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(String::from))
+                    .collect();
+                taken.insert((verb.to_ascii_uppercase(), path.clone()), names);
+            }
+        }
+        taken
+    });
+    taken
+        .get(&(method.to_string(), pattern.to_string()))
+        .map(|names| names.iter().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 // ----- reset -----------------------------------------------------------------

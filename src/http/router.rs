@@ -1,6 +1,6 @@
 //! Every route in one table: method and path to handler.
 
-use crate::error::{Error, Result};
+use crate::error::{quoted, Error, Result};
 use crate::face::native::{self, id_segment};
 use crate::face::opensrs;
 use crate::face::ops;
@@ -93,6 +93,7 @@ pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
 
 fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
     let caller = bearer(app, req)?;
+    check_query(method, path, &req.query)?;
     let c = &caller;
     match (method, path) {
         ("GET", ["me"]) => native::me(app, c),
@@ -151,28 +152,76 @@ fn unserved(path: &[&str]) -> Error {
     }
 }
 
-/// The methods `api` serves on `path` (under `/api/v1/`), from `ROUTES`,
-/// as an `Allow` header lists them; `None` when no method does (404). A
-/// route naming a segment wins over one with a parameter there:
-/// `requests/bulk` is not the request `{id}`.
-fn allowed(path: &[&str]) -> Option<String> {
-    let mut fitting: Vec<(usize, &str)> = ROUTES
+/// The routes of `ROUTES` that serve `path` (under `/api/v1/`), as
+/// (method, pattern); none when no method does. A route naming a segment
+/// wins over one with a parameter there: `requests/bulk` is not the
+/// request `{id}`.
+fn fitting(path: &[&str]) -> Vec<(&'static str, &'static str)> {
+    let mut fitting: Vec<(usize, &str, &str)> = ROUTES
         .iter()
         .filter_map(|(method, pattern)| {
-            let pattern: Vec<&str> = pattern.trim_start_matches("/api/v1/").split('/').collect();
-            let fits = pattern.len() == path.len()
-                && pattern
+            let parts: Vec<&str> = pattern.trim_start_matches("/api/v1/").split('/').collect();
+            let fits = parts.len() == path.len()
+                && parts
                     .iter()
                     .zip(path)
                     .all(|(p, seg)| p.starts_with('{') || p == seg);
-            let params = pattern.iter().filter(|p| p.starts_with('{')).count();
-            fits.then_some((params, *method))
+            let params = parts.iter().filter(|p| p.starts_with('{')).count();
+            fits.then_some((params, *method, *pattern))
         })
         .collect();
-    let fewest = fitting.iter().map(|(params, _)| *params).min()?;
-    fitting.retain(|(params, _)| *params == fewest);
-    let methods: Vec<&str> = fitting.into_iter().map(|(_, method)| method).collect();
-    Some(with_head(&methods))
+    let fewest = fitting.iter().map(|(params, ..)| *params).min();
+    fitting.retain(|(params, ..)| Some(*params) == fewest);
+    fitting
+        .into_iter()
+        .map(|(_, method, pattern)| (method, pattern))
+        .collect()
+}
+
+/// The methods `api` serves on `path`, as an `Allow` header lists them;
+/// `None` when no method does (404).
+fn allowed(path: &[&str]) -> Option<String> {
+    let methods: Vec<&str> = fitting(path).into_iter().map(|(m, _)| m).collect();
+    (!methods.is_empty()).then(|| with_head(&methods))
+}
+
+/// Refuses a query parameter the operation on `path` does not take (the
+/// API document lists each operation's), and one given twice: a typo such
+/// as `?stat=new` would otherwise list everything, and of `state=new&
+/// state=queued` only one would count. A path no route serves is left to
+/// the 404 or 405 that follows.
+fn check_query(method: &str, path: &[&str], query: &[(String, String)]) -> Result<()> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    let Some((_, pattern)) = fitting(path).into_iter().find(|(m, _)| *m == method) else {
+        return Ok(());
+    };
+    let takes = ops::query_parameters(method, pattern);
+    for (i, (name, value)) in query.iter().enumerate() {
+        if !takes.contains(&name.as_str()) {
+            let takes = match takes.as_slice() {
+                [] => "none".to_string(),
+                names => names.join(", "),
+            };
+            // The name is the client's: quoted, and cut when long.
+            return Err(Error::invalid(
+                "query",
+                format!(
+                    "unknown parameter {}; this operation takes {takes}",
+                    quoted(name)
+                ),
+            ));
+        }
+        let again = query[..i].iter().any(|(n, v)| n == name && !v.is_empty());
+        if again && !value.is_empty() {
+            return Err(Error::invalid(
+                name.as_str(),
+                "given more than once (several values go in one, separated by commas)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An `Allow` value: `methods`, sorted, with HEAD wherever GET is (the

@@ -1051,3 +1051,67 @@ fn head_then_get(base: &str, path: &str, token: Option<&str>) -> (String, String
     reader.read_line(&mut next).expect("the next answer");
     (head, next)
 }
+
+/// A query parameter the operation does not take is refused, naming it and
+/// what the operation takes (a typo such as `?stat=new` listed everything),
+/// and so is one given twice (only the last counted); a write with a query
+/// changes nothing. Lists go in one value, comma-separated.
+#[test]
+fn unknown_and_repeated_query_parameters_are_refused() {
+    let s = Server::start();
+    let (_, alice) = s.customer("qa");
+    s.order(&alice, "q1.com", "create", owner());
+    s.order(&alice, "q2.com", "transfer", owner());
+    for (path, field, message) in [
+        (
+            "/api/v1/requests?stat=new",
+            "query",
+            "query: unknown parameter \"stat\"; this operation takes state, not_state, \
+             internal_status, not_internal_status, operation, not_operation, domain, \
+             not_domain, domain_prefix, domain_contains, account_id, not_account_id, \
+             waiting_on, limit, after",
+        ),
+        (
+            "/api/v1/me?x=",
+            "query",
+            "query: unknown parameter \"x\"; this operation takes none",
+        ),
+        (
+            "/api/v1/events?limit=5&limit=7",
+            "limit",
+            "limit: given more than once (several values go in one, separated by commas)",
+        ),
+        (
+            "/api/v1/requests?operation=create&operation=transfer",
+            "operation",
+            "operation: given more than once (several values go in one, separated by commas)",
+        ),
+    ] {
+        let a = s.get(path, &alice);
+        assert_eq!(a.status, 422, "{path}: {}", a.text);
+        assert_eq!(a.json()["error"]["field"], field, "{path}");
+        assert_eq!(a.json()["error"]["message"], message, "{path}");
+    }
+    // A long name is quoted and cut.
+    let long = "n".repeat(5000);
+    let a = s.get(&format!("/api/v1/requests?{long}=1"), &alice);
+    assert_eq!(a.status, 422);
+    assert!(a.text.len() < 1000, "{}", a.text);
+    // One value with a list, and an empty one beside it, are taken.
+    let a = s.get(
+        "/api/v1/requests?operation=&operation=create,transfer",
+        &alice,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["items"].as_array().map(Vec::len), Some(2));
+    // A write with a query is refused before it runs.
+    let a = s.call(
+        "POST",
+        "/api/v1/requests?submit=true",
+        Some(&alice),
+        Some(r#"{"domain": "q3.com", "operation": "create"}"#),
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    let all = s.get("/api/v1/requests", &alice).json();
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(2));
+}
