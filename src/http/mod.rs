@@ -415,6 +415,24 @@ fn write(request: tiny_http::Request, resp: Resp, close: bool) {
             response.add_header(h);
         }
     }
+    // Answers carry tokens, API keys and customers' data: no cache keeps
+    // them (the web UI's files set their own), and no browser reads a JSON
+    // or XML answer as something else.
+    let has = |name: &str| {
+        resp.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    for (name, value) in [
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ] {
+        if !has(name) {
+            if let Some(h) = header(name, value) {
+                response.add_header(h);
+            }
+        }
+    }
     if close {
         // The connection is closed after this answer: an unread body makes
         // it unusable for another request, and a stopping server takes none.

@@ -717,10 +717,19 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
             head.starts_with(&format!("HTTP/1.1 {status} ")),
             "HEAD {path}: {head}"
         );
+        let head_lower = head.to_ascii_lowercase();
         let length = format!("content-length: {}\r\n", get.text.len());
-        assert!(
-            head.to_ascii_lowercase().contains(&length),
+        assert!(head_lower.contains(&length), "HEAD {path}: {head}");
+        // No cache keeps an answer (tokens, API keys, customers' data);
+        // the web UI's files set their own caching.
+        assert_eq!(
+            head_lower.contains("cache-control: no-store\r\n"),
+            path != "/",
             "HEAD {path}: {head}"
+        );
+        assert!(
+            head_lower.contains("x-content-type-options: nosniff\r\n"),
+            "{head}"
         );
         assert!(
             next.starts_with("HTTP/1.1 200 "),
