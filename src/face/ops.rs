@@ -42,19 +42,28 @@ pub fn query_parameters(method: &str, pattern: &str) -> Vec<&'static str> {
         let doc: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
         let shared = &doc["components"]["parameters"];
         let mut taken = HashMap::new();
-        for (path, operations) in doc["paths"].as_object().into_iter().flatten() {
-            for (verb, operation) in operations.as_object().into_iter().flatten() {
-                let names = operation["parameters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| match p["$ref"].as_str() {
-                        Some(r) => &shared[r.rsplit('/').next().unwrap_or_default()],
-                        None => p,
-                    })
-                    .filter(|p| p["in"] == "query")
-                    .filter_map(|p| p["name"].as_str().map(String::from))
-                    .collect();
+        // A parameter given on the path applies to each of its operations.
+        let query_names = |parameters: &Value| -> Vec<String> {
+            parameters
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["$ref"].as_str() {
+                    Some(r) => &shared[r.rsplit('/').next().unwrap_or_default()],
+                    None => p,
+                })
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect()
+        };
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            let on_path = query_names(&item["parameters"]);
+            for (verb, operation) in item.as_object().into_iter().flatten() {
+                if verb == "parameters" {
+                    continue;
+                }
+                let mut names = on_path.clone();
+                names.extend(query_names(&operation["parameters"]));
                 taken.insert((verb.to_ascii_uppercase(), path.clone()), names);
             }
         }
