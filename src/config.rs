@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::error::{Error, Result};
 use crate::mail;
 use crate::registry::webhook;
-use crate::store::accounts::MAX_TOKEN;
+use crate::store::accounts::{self, MAX_TOKEN};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -267,7 +267,7 @@ fn operator_token(token: &str) -> Result<()> {
     if token.is_empty() {
         return Err(Error::invalid(field, "is empty"));
     }
-    if token.len() > MAX_TOKEN {
+    if !accounts::presentable(token) {
         return Err(Error::invalid(
             field,
             format!("is longer than {MAX_TOKEN} characters"),

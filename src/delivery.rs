@@ -368,7 +368,7 @@ impl Worker {
         while !self.bell.stopped() {
             if !self.clock.is_frozen() {
                 match self.run_until_idle() {
-                    Ok(_) => failures.succeeded(&format!("{} works", self.name)),
+                    Ok(_) => failures.succeeded(format_args!("{} works", self.name)),
                     Err(Error::Unavailable(_)) => {}
                     Err(e) => {
                         failures.failed(self.name, &e);

@@ -182,7 +182,9 @@ impl RepeatedFailure {
         true
     }
 
-    pub fn succeeded(&mut self, what: &str) {
+    /// Says `what` works again if it failed last (`what` is only
+    /// formatted then).
+    pub fn succeeded(&mut self, what: impl fmt::Display) {
         if self.last.take().is_some() {
             log::info!(target: self.target, "{what} again");
             self.unlogged = 0;

@@ -102,7 +102,7 @@ fn authenticate(app: &App, req: &Req) -> Result<Account> {
     } else {
         return Err(Error::Unauthorized);
     };
-    if token.is_empty() || token.len() > accounts::MAX_TOKEN {
+    if !accounts::presentable(&token) {
         return Err(Error::Unauthorized);
     }
     let account = app.authenticate(&token)?.ok_or(Error::Unauthorized)?;

@@ -19,7 +19,7 @@ pub fn bearer(app: &App, req: &Req) -> Result<Account> {
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= accounts::MAX_TOKEN)
+        .filter(|t| accounts::presentable(t))
         .ok_or(Error::Unauthorized)?
         .to_string();
     app.authenticate(&token)?.ok_or(Error::Unauthorized)

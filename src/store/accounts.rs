@@ -51,6 +51,12 @@ impl Account {
 /// The longest token a request may present (in bytes, after trimming).
 pub const MAX_TOKEN: usize = 256;
 
+/// Whether `token`, as a request presents it (trimmed), is worth looking
+/// up: not empty and at most `MAX_TOKEN` bytes.
+pub fn presentable(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN
+}
+
 /// The digest under which a token is stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{error_of, owner, Server};
+use crate::support::{error_of, owner, raw, Server};
 
 #[test]
 fn register_finishes_with_a_success_notification_and_an_invoice_item() {
@@ -711,7 +711,21 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
         ("/", None, 200),
     ] {
         let get = s.call("GET", path, token, None);
-        let (head, next) = head_then_get(&s.base, path, token);
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let (_, both) = raw(
+            &s,
+            format!(
+                "HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n\
+                 GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        // The HEAD answer's headers, each line ending in CRLF, and what
+        // follows them.
+        let (head, next) = both.split_once("\r\n\r\n").expect("a HEAD answer");
+        let head = format!("{head}\r\n");
         assert_eq!(get.status, status, "GET {path}");
         assert!(
             head.starts_with(&format!("HTTP/1.1 {status} ")),
@@ -1028,37 +1042,6 @@ fn post_domains_orders_a_registration_and_get_domain_shows_the_order() {
         "active"
     );
     assert_eq!(s.get("/api/v1/domains/never.io", &alice).status, 404);
-}
-
-/// Sends `HEAD path` and then `GET /healthz` on one connection: the HEAD
-/// answer's status line and headers, and the first line after them (the
-/// GET's status line if the HEAD answer carried no body).
-fn head_then_get(base: &str, path: &str, token: Option<&str>) -> (String, String) {
-    use std::io::{BufRead, BufReader, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let both = format!(
-        "HEAD {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-    );
-    conn.write_all(both.as_bytes()).expect("send");
-    let mut reader = BufReader::new(conn);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("a header line");
-        head.push_str(&line);
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-    }
-    let mut next = String::new();
-    reader.read_line(&mut next).expect("the next answer");
-    (head, next)
 }
 
 /// A query parameter the operation does not take is refused, naming it and

@@ -6,38 +6,14 @@
 //! native API, then the XCP face (every refusal an XCP reply, HTTP 200,
 //! `is_success` 0) and the task face (every refusal an XML `<error>`).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{owner, xcp_envelope, xcp_reply, Reseller, Server};
-
-fn addr(s: &Server) -> String {
-    s.base.trim_start_matches("http://").to_string()
-}
-
-/// Sends raw bytes on a new connection and reads the answer until the
-/// server closes it (or 10 s pass). Returns the status (0 when the server
-/// closed without answering) and the whole answer as text.
-fn raw(s: &Server, bytes: &[u8]) -> (u16, String) {
-    let mut conn = TcpStream::connect(addr(s)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    // The server may answer and close before reading everything (413).
-    conn.write_all(bytes).ok();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).ok();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
+use crate::support::{addr, owner, raw, xcp_envelope, xcp_reply, Reseller, Server};
 
 fn assert_serving(s: &Server, after: &str) {
     let a = s.call("GET", "/healthz", None, None);

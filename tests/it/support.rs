@@ -268,6 +268,31 @@ impl Drop for Server {
     }
 }
 
+/// The server's `HOST:PORT`.
+pub fn addr(s: &Server) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+/// Sends raw bytes on a new connection and reads the answer until the
+/// server closes it (or 10 s pass). Returns the status (0 when the server
+/// closed without answering) and the whole answer as text.
+pub fn raw(s: &Server, bytes: &[u8]) -> (u16, String) {
+    let mut conn = std::net::TcpStream::connect(addr(s)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The server may answer and close before reading everything (413).
+    std::io::Write::write_all(&mut conn, bytes).ok();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).ok();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
 /// `regdesk serve ARGS` on a new database file, with `env` set, when it
 /// must refuse to start: as `refused`, and the database file was never
 /// made.
