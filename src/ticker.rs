@@ -126,10 +126,26 @@ impl Ticker {
         if !self.db.read(move |conn| anything_due(conn, now))? {
             return Ok(TickReport::default());
         }
+        // A job that finds less than a batch in every step has left nothing
+        // due, and the jobs after it stop at once: a tick for one request
+        // ran every query of every job, 160 of them (callgrind: 45% of
+        // the server's instructions over 300 orders sent one by one).
+        // What comes due after that is the next tick's.
+        let drained = Arc::new(AtomicBool::new(false));
         let jobs = (0..JOBS)
             .map(|_| {
                 let provider = self.provider.clone();
-                move |conn: &Connection| tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH)
+                let drained = drained.clone();
+                move |conn: &Connection| {
+                    if drained.load(Ordering::Relaxed) {
+                        return Ok(TickReport::default());
+                    }
+                    let job = tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH)?;
+                    if job.drained {
+                        drained.store(true, Ordering::Relaxed);
+                    }
+                    Ok(job.report)
+                }
             })
             .collect();
         let mut report = TickReport::default();
@@ -159,7 +175,7 @@ impl Ticker {
                 )
             };
             for done in self.db.write_background(vec![careful])? {
-                report.add(&done?);
+                report.add(&done?.report);
             }
         }
         if self.provider.external().is_some() {
@@ -380,6 +396,13 @@ fn each(
     Ok(done)
 }
 
+/// What one tick job did, and whether it found less than its limit in
+/// every step (so that nothing was left due when it ended).
+struct Job {
+    report: TickReport,
+    drained: bool,
+}
+
 /// One tick job: at most `limit` requests in each step.
 fn tick_in(
     conn: &Connection,
@@ -387,12 +410,17 @@ fn tick_in(
     now: Millis,
     mode: Mode,
     limit: i64,
-) -> Result<TickReport> {
+) -> Result<Job> {
     let system = Who::system("ticker");
     let registry = Who::system(provider.name());
     let mut report = TickReport::default();
+    let mut drained = true;
+    let mut seen = |ids: Vec<i64>| {
+        drained &= (ids.len() as i64) < limit;
+        ids
+    };
 
-    let ids = due(conn, DUE_DEPENDENCY_FAILED, now, limit)?;
+    let ids = seen(due(conn, DUE_DEPENDENCY_FAILED, now, limit)?);
     report.dependency_failed = each(conn, mode, ids, |id| {
         let req = requests::load(conn, id)?;
         let change = Change {
@@ -414,7 +442,7 @@ fn tick_in(
     // apart, so that a settlement that fails still leaves the claim.
     let at_once = mode == Mode::Fast && provider.external().is_none();
     let mut fulfilled_at_once = std::collections::HashSet::new();
-    let ids = due_claims(conn, now, limit)?;
+    let ids = seen(due_claims(conn, now, limit)?);
     let claim =
         |before| transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now);
     report.claimed = each(conn, mode, ids, |id| {
@@ -456,7 +484,7 @@ fn tick_in(
     let ids = if provider.external().is_some() {
         Vec::new()
     } else {
-        due(conn, DUE_FULFIL, now, limit)?
+        seen(due(conn, DUE_FULFIL, now, limit)?)
             .into_iter()
             .filter(|id| !fulfilled_at_once.contains(id))
             .collect()
@@ -471,13 +499,13 @@ fn tick_in(
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
 
-    let ids = due(conn, DUE_WAIT_OVER, now, limit)?;
+    let ids = seen(due(conn, DUE_WAIT_OVER, now, limit)?);
     report.waits_ended = each(conn, mode, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
-    Ok(report)
+    Ok(Job { report, drained })
 }
 
 /// Settles `verdict`; when its effects cannot be applied (the portfolio
@@ -812,7 +840,9 @@ mod tests {
         {
             let t = 1_000 * (i as i64 + 1);
             let r = submitted_order(&conn, &owner, &who, &format!("order-{i}.com"), t);
-            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH).unwrap();
+            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH)
+                .unwrap()
+                .report;
             assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");
             assert_eq!(requests::load(&conn, r.id).unwrap().state, State::Finished);
             let n = notifications::oldest_unread(&conn, owner.id)
