@@ -25,8 +25,9 @@ const OWNER: &str = r#"{"contacts":{"owner":{"name":"Bench Owner","email":"owner
 /// Counts and durations of one run.
 struct Plan {
     quick: bool,
-    /// B1/B2 measuring time per side.
+    /// B1/B2 measuring time per side, in `rounds` rounds.
     window: Duration,
+    rounds: u32,
     b3_requests: i64,
     big_db_rows: i64,
     b4_runs: usize,
@@ -40,6 +41,7 @@ impl Plan {
             Plan {
                 quick,
                 window: Duration::from_secs(3),
+                rounds: 3,
                 b3_requests: 10_000,
                 big_db_rows: 100_000,
                 b4_runs: 5,
@@ -50,6 +52,7 @@ impl Plan {
             Plan {
                 quick,
                 window: Duration::from_secs(10),
+                rounds: 5,
                 b3_requests: 100_000,
                 big_db_rows: 1_000_000,
                 b4_runs: 20,
@@ -471,25 +474,27 @@ impl Server {
             .unwrap_or(f64::NAN)
     }
 
-    /// Writes per commit and per sync since `before` (commits, writes,
-    /// syncs) was taken.
-    fn group_commit(&self, before: (f64, f64, f64)) -> String {
-        let (commits, writes, syncs) = self.commit_counters();
-        let (commits, writes, syncs) = (commits - before.0, writes - before.1, syncs - before.2);
-        format!(
-            "{} commits, {:.1} writes per commit, {:.1} per sync",
-            num(commits),
-            writes / commits,
-            writes / syncs
-        )
+    fn commit_counters(&self) -> Commits {
+        Commits {
+            commits: self.metric("regdesk_db_commits_total"),
+            writes: self.metric("regdesk_db_writes_total"),
+            syncs: self.metric("regdesk_db_syncs_total"),
+        }
     }
 
-    fn commit_counters(&self) -> (f64, f64, f64) {
-        (
-            self.metric("regdesk_db_commits_total"),
-            self.metric("regdesk_db_writes_total"),
-            self.metric("regdesk_db_syncs_total"),
-        )
+    /// Waits (at most a minute) until nothing is queued or processing, so
+    /// that the next round, ours or the floor's, starts on an idle machine.
+    fn wait_idle(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            let busy = self.metric("regdesk_requests{state=\"queued\"}")
+                + self.metric("regdesk_requests{state=\"processing\"}");
+            if busy == 0.0 {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        progress("  the server was still fulfilling after a minute");
     }
 
     fn account(&self, name: &str) -> (i64, String) {
@@ -508,6 +513,89 @@ impl Server {
         (
             v["id"].as_i64().expect("id"),
             v["token"].as_str().expect("token").to_string(),
+        )
+    }
+}
+
+/// The writer's counters (`/metrics`), or what they grew by.
+#[derive(Default, Clone, Copy)]
+struct Commits {
+    commits: f64,
+    writes: f64,
+    syncs: f64,
+}
+
+impl Commits {
+    fn add(&mut self, before: Commits, after: Commits) {
+        self.commits += after.commits - before.commits;
+        self.writes += after.writes - before.writes;
+        self.syncs += after.syncs - before.syncs;
+    }
+
+    /// "N commits, writes per commit and per sync".
+    fn describe(&self) -> String {
+        format!(
+            "{} commits, {:.1} writes per commit, {:.1} per sync",
+            num(self.commits),
+            self.writes / self.commits,
+            self.writes / self.syncs
+        )
+    }
+}
+
+/// Sides of a benchmark measured in turn, in rounds.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Floor,
+    /// A second floor, reported beside the result (B2's handler mode).
+    OtherFloor,
+    Ours,
+}
+
+/// The order of the sides in round `r`: as given in even rounds, reversed
+/// in odd ones (floor, ours, ours, floor, ...), so that a machine getting
+/// faster or slower during the run weighs on every side alike.
+fn order(r: u32, sides: &[Side]) -> Vec<Side> {
+    let mut sides = sides.to_vec();
+    if r % 2 == 1 {
+        sides.reverse();
+    }
+    sides
+}
+
+/// What one side did over its rounds.
+#[derive(Default)]
+struct Tally {
+    n: u64,
+    secs: f64,
+    rates: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, n: u64, secs: f64) {
+        self.n += n;
+        self.secs += secs;
+        self.rates.push(n as f64 / secs);
+    }
+
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.secs
+    }
+
+    /// "ratio by round A-Bx": the lowest and highest of the rounds' ratios
+    /// of this side to `floor`.
+    fn round_ratios(&self, floor: &Tally) -> String {
+        let ratios: Vec<f64> = self
+            .rates
+            .iter()
+            .zip(&floor.rates)
+            .map(|(ours, floor)| ours / floor)
+            .collect();
+        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = ratios.iter().copied().fold(0.0, f64::max);
+        format!(
+            "{} rounds, ratio by round {low:.2}x-{high:.2}x",
+            ratios.len()
         )
     }
 }
@@ -735,6 +823,22 @@ const INSERT_REQUEST: &str = "insert into requests
     (account_id, domain, operation, params, state, waiting_on, exec_date, wait_until, created_at, updated_at)
     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)";
 
+/// One queued create of `domain` by `account`, as the floors write it.
+fn insert_queued_row(stmt: &mut rusqlite::Statement<'_>, account: i64, domain: &str, at: i64) {
+    stmt.execute(params![
+        account,
+        domain,
+        "create",
+        OWNER,
+        "queued",
+        None::<String>,
+        None::<i64>,
+        None::<i64>,
+        at
+    ])
+    .expect("a queued request");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -745,35 +849,17 @@ fn now_ms() -> i64 {
 // ----- B1 durable ingest --------------------------------------------------------
 
 fn b1(ctx: &Ctx) -> Row {
-    progress("B1 durable ingest: floor (one raw insert per commit, WAL, FULL)");
-    let floor = {
-        let path = ctx.migrated("b1-floor");
-        let conn = sqlite(&path);
-        let account = insert_account(&conn, "floor");
-        let mut stmt = conn.prepare(INSERT_REQUEST).expect("insert");
-        let window = ctx.plan.window / 2;
-        let t0 = Instant::now();
-        let mut n = 0u64;
-        while t0.elapsed() < window {
-            stmt.execute(params![
-                account,
-                format!("floor-{n}.com"),
-                "create",
-                OWNER,
-                "queued",
-                None::<String>,
-                None::<i64>,
-                None::<i64>,
-                now_ms()
-            ])
-            .expect("insert");
-            n += 1;
-        }
-        n as f64 / t0.elapsed().as_secs_f64()
-    };
-    progress(&format!("B1 floor: {} rows/s", num(floor)));
+    progress(&format!(
+        "B1 durable ingest: POST /api/v1/requests (submit) from 16 keep-alive connections, \
+         in {} rounds with the floor (one raw insert per commit, WAL, FULL)",
+        ctx.plan.rounds
+    ));
+    let floor_db = ctx.migrated("b1-floor");
+    let floor_conn = sqlite(&floor_db);
+    let floor_account = insert_account(&floor_conn, "floor");
+    let mut insert = floor_conn.prepare(INSERT_REQUEST).expect("insert");
+    let mut floor_rows = 0u64;
 
-    progress("B1 durable ingest: POST /api/v1/requests (submit) from 16 keep-alive connections");
     let db = ctx.fresh_path("b1");
     let server = Server::start(ctx, &db, &[]);
     let tokens: Vec<String> = (0..CLIENTS)
@@ -781,65 +867,98 @@ fn b1(ctx: &Ctx) -> Row {
         .collect();
     let tokens = Arc::new(tokens);
     let addr = server.addr;
-    let counters = server.commit_counters();
-    let cpu = server.cpu_secs();
-    let (ok, errors, secs) = clients(ctx.plan.window, move |i, stop| {
-        let mut conn = Conn::new(addr);
-        let (mut ok, mut errors) = (0, 0);
-        let mut n = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let body = format!(
-                r#"{{"domain":"b1-{i}-{n}.com","operation":"create","params":{OWNER},"submit":true}}"#
-            );
-            n += 1;
-            match conn.call(
-                "POST",
-                "/api/v1/requests",
-                Some(&tokens[i]),
-                Some(body.as_bytes()),
-            ) {
-                Ok((201, _)) => ok += 1,
-                _ => errors += 1,
+    let window = ctx.plan.window / ctx.plan.rounds;
+    let (mut floor, mut ours) = (Tally::default(), Tally::default());
+    let (mut grouping, mut cpu, mut errors, mut finished) = (Commits::default(), 0.0, 0, 0.0);
+    let finished_now = || server.metric("regdesk_requests{state=\"finished\"}");
+    for round in 0..ctx.plan.rounds {
+        for side in order(round, &[Side::Floor, Side::Ours]) {
+            // Fulfilment of the last round's requests must not take from
+            // the floor's round, nor start ours with a backlog.
+            server.wait_idle();
+            if side == Side::Floor {
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                while t0.elapsed() < window {
+                    insert_queued_row(
+                        &mut insert,
+                        floor_account,
+                        &format!("floor-{floor_rows}.com"),
+                        now_ms(),
+                    );
+                    n += 1;
+                    floor_rows += 1;
+                }
+                floor.add(n, t0.elapsed().as_secs_f64());
+                continue;
             }
+            let tokens = tokens.clone();
+            let (counters, cpu0, finished0) =
+                (server.commit_counters(), server.cpu_secs(), finished_now());
+            let (ok, errs, secs) = clients(window, move |i, stop| {
+                let mut conn = Conn::new(addr);
+                let (mut ok, mut errors) = (0, 0);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = format!(
+                        r#"{{"domain":"b1-{round}-{i}-{n}.com","operation":"create","params":{OWNER},"submit":true}}"#
+                    );
+                    n += 1;
+                    match conn.call(
+                        "POST",
+                        "/api/v1/requests",
+                        Some(&tokens[i]),
+                        Some(body.as_bytes()),
+                    ) {
+                        Ok((201, _)) => ok += 1,
+                        _ => errors += 1,
+                    }
+                }
+                (ok, errors)
+            });
+            cpu += server.cpu_secs() - cpu0;
+            grouping.add(counters, server.commit_counters());
+            finished += finished_now() - finished0;
+            errors += errs;
+            ours.add(ok, secs);
         }
-        (ok, errors)
-    });
-    let cpu = server.cpu_secs() - cpu;
-    let mut grouping = server.group_commit(counters);
-    let _ = write!(grouping, "; {}", cpu_per(cpu, ok, "request"));
-    // Fulfilment yields to clients' writes but must not stop.
-    let finished = server.metric("regdesk_requests{state=\"finished\"}");
-    let _ = write!(
-        grouping,
-        "; {} of the {} finished by the end",
-        num(finished),
-        num(ok as f64)
-    );
+    }
+    drop(insert);
+    drop(floor_conn);
     server.stop(ctx);
-    let rate = ok as f64 / secs;
+    // Fulfilment yields to clients' writes but must not stop.
+    let note = format!(
+        "{}; {}; {}; {} of the {} fulfilled within the rounds",
+        ours.round_ratios(&floor),
+        grouping.describe(),
+        cpu_per(cpu, ours.n, "request"),
+        num(finished),
+        num(ours.n as f64)
+    );
     progress(&format!(
-        "B1: {} requests/s ({errors} errors; {grouping})",
-        num(rate)
+        "B1: {} requests/s against {} ({errors} errors; {note})",
+        num(ours.rate()),
+        num(floor.rate())
     ));
     Row {
         id: "B1",
         what: "durable ingest, POST /requests, 16 conns".into(),
-        value: rate,
+        value: ours.rate(),
         unit: "req/s",
-        floor: Some(floor),
+        floor: Some(floor.rate()),
         goal: Goal::RatioAtLeast(2.0),
         note: if errors > 0 {
-            format!("{errors} answers were not 201; {grouping}")
+            format!("{errors} answers were not 201; {note}")
         } else {
-            grouping
+            note
         },
     }
 }
 
 // ----- B2 notification cycle ----------------------------------------------------
 
-fn cycle_clients(ctx: &Ctx, addr: SocketAddr, tokens: Arc<Vec<String>>) -> (u64, u64, f64) {
-    clients(ctx.plan.window, move |i, stop| {
+fn cycle_clients(window: Duration, addr: SocketAddr, tokens: Arc<Vec<String>>) -> (u64, u64, f64) {
+    clients(window, move |i, stop| {
         let mut conn = Conn::new(addr);
         let (mut ok, mut errors) = (0, 0);
         let token = tokens[i].as_str();
@@ -882,61 +1001,45 @@ fn floor_answer(req: tiny_http::Request) {
 }
 
 fn b2(ctx: &Ctx) -> Row {
-    progress("B2 notification cycle: floor (bare tiny_http, constant bodies)");
-    let tokens = Arc::new(vec![OPERATOR.to_string(); CLIENTS]);
+    progress(&format!(
+        "B2 notification cycle: GET /notification + DELETE /notification/{{id}}, 16 accounts, \
+         in {} rounds with the floor (bare tiny_http, constant bodies)",
+        ctx.plan.rounds
+    ));
+    let floor_tokens = Arc::new(vec![OPERATOR.to_string(); CLIENTS]);
     // tiny_http as published: connection threads queue requests, 4 workers
     // answer them.
-    let floor = {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("floor server"));
-        let addr = server.server_addr().to_ip().expect("an IP address");
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                let server = server.clone();
-                thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        floor_answer(req);
-                    }
-                })
+    let floor_server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("floor server"));
+    let floor_addr = floor_server.server_addr().to_ip().expect("an IP address");
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let server = floor_server.clone();
+            thread::spawn(move || {
+                while let Ok(req) = server.recv() {
+                    floor_answer(req);
+                }
             })
-            .collect();
-        let (ok, _, secs) = cycle_clients(ctx, addr, tokens.clone());
-        for _ in &workers {
-            server.unblock();
-        }
-        for w in workers {
-            w.join().ok();
-        }
-        ok as f64 / secs
-    };
-    progress(&format!("B2 floor: {} cycles/s", num(floor)));
+        })
+        .collect();
     // For reference, not the ratio: the same answers in the handler mode of
     // the vendored tiny_http (each request answered on its connection's
     // thread), which regdesk uses.
-    let handler_floor = {
-        let server = tiny_http::Server::http_with_handler(
-            "127.0.0.1:0",
-            Arc::new(|req| {
-                floor_answer(req);
-                true
-            }),
-        )
-        .expect("floor server");
-        let addr = server.server_addr().to_ip().expect("an IP address");
-        let (ok, _, secs) = cycle_clients(ctx, addr, tokens);
-        ok as f64 / secs
-    };
-    progress(&format!(
-        "B2 floor in tiny_http's handler mode: {} cycles/s",
-        num(handler_floor)
-    ));
+    let handler_server = tiny_http::Server::http_with_handler(
+        "127.0.0.1:0",
+        Arc::new(|req| {
+            floor_answer(req);
+            true
+        }),
+    )
+    .expect("floor server");
+    let handler_addr = handler_server.server_addr().to_ip().expect("an IP address");
 
-    progress("B2 notification cycle: GET /notification + DELETE /notification/{id}, 16 accounts");
     let db = ctx.fresh_path("b2");
     let server = Server::start(ctx, &db, &[]);
     let accounts: Vec<(i64, String)> = (0..CLIENTS)
         .map(|i| server.account(&format!("poller{i}")))
         .collect();
-    // Enough unread notifications that no account runs dry in the window.
+    // Enough unread notifications that no account runs dry in the rounds.
     let per_account = if ctx.plan.quick { 5_000 } else { 20_000 };
     {
         let conn = sqlite(&db);
@@ -958,37 +1061,64 @@ fn b2(ctx: &Ctx) -> Row {
         conn.execute_batch("commit").expect("commit");
     }
     let tokens = Arc::new(accounts.into_iter().map(|(_, t)| t).collect::<Vec<_>>());
-    let counters = server.commit_counters();
-    let cpu = server.cpu_secs();
-    let (ok, errors, secs) = cycle_clients(ctx, server.addr, tokens);
-    let cpu = server.cpu_secs() - cpu;
-    let grouping = format!(
-        "{}; {}",
-        server.group_commit(counters),
-        cpu_per(cpu, ok, "cycle")
-    );
+
+    let window = ctx.plan.window / ctx.plan.rounds;
+    let (mut floor, mut handler, mut ours) = (Tally::default(), Tally::default(), Tally::default());
+    let (mut grouping, mut cpu, mut errors) = (Commits::default(), 0.0, 0);
+    for round in 0..ctx.plan.rounds {
+        for side in order(round, &[Side::Floor, Side::OtherFloor, Side::Ours]) {
+            match side {
+                Side::Floor => {
+                    let (ok, _, secs) = cycle_clients(window, floor_addr, floor_tokens.clone());
+                    floor.add(ok, secs);
+                }
+                Side::OtherFloor => {
+                    let (ok, _, secs) = cycle_clients(window, handler_addr, floor_tokens.clone());
+                    handler.add(ok, secs);
+                }
+                Side::Ours => {
+                    let (counters, cpu0) = (server.commit_counters(), server.cpu_secs());
+                    let (ok, errs, secs) = cycle_clients(window, server.addr, tokens.clone());
+                    cpu += server.cpu_secs() - cpu0;
+                    grouping.add(counters, server.commit_counters());
+                    errors += errs;
+                    ours.add(ok, secs);
+                }
+            }
+        }
+    }
     server.stop(ctx);
-    let rate = ok as f64 / secs;
-    let grouping = format!(
-        "{grouping}; floor in tiny_http's handler mode {} cycles/s ({:.2}x)",
-        num(handler_floor),
-        rate / handler_floor
+    for _ in &workers {
+        floor_server.unblock();
+    }
+    for w in workers {
+        w.join().ok();
+    }
+    drop(handler_server);
+    let note = format!(
+        "{}; {}; {}; floor in tiny_http's handler mode {} cycles/s ({:.2}x)",
+        ours.round_ratios(&floor),
+        grouping.describe(),
+        cpu_per(cpu, ours.n, "cycle"),
+        num(handler.rate()),
+        ours.rate() / handler.rate()
     );
     progress(&format!(
-        "B2: {} cycles/s ({errors} errors; {grouping})",
-        num(rate)
+        "B2: {} cycles/s against {} ({errors} errors; {note})",
+        num(ours.rate()),
+        num(floor.rate())
     ));
     Row {
         id: "B2",
         what: "notification cycle, GET+DELETE, 16 accounts".into(),
-        value: rate,
+        value: ours.rate(),
         unit: "cycles/s",
-        floor: Some(floor),
+        floor: Some(floor.rate()),
         goal: Goal::RatioAtLeast(0.5),
         note: if errors > 0 {
-            format!("{errors} cycles failed; {grouping}")
+            format!("{errors} cycles failed; {note}")
         } else {
-            grouping
+            note
         },
     }
 }
@@ -1002,18 +1132,7 @@ fn insert_queued(conn: &Connection, account: i64, prefix: &str, n: i64) {
         {
             let mut stmt = conn.prepare_cached(INSERT_REQUEST).expect("insert");
             for i in chunk {
-                stmt.execute(params![
-                    account,
-                    format!("{prefix}-{i}.com"),
-                    "create",
-                    OWNER,
-                    "queued",
-                    None::<String>,
-                    None::<i64>,
-                    None::<i64>,
-                    now
-                ])
-                .expect("a request");
+                insert_queued_row(&mut stmt, account, &format!("{prefix}-{i}.com"), now);
             }
         }
         conn.execute_batch("commit").expect("commit");
