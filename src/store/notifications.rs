@@ -107,6 +107,16 @@ pub fn oldest_unread(conn: &Connection, account_id: i64) -> Result<Option<Notifi
 /// Marks a notification read. Repeating it is harmless; another account's
 /// notification is "not found".
 pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Result<()> {
+    // The usual case, an unread notification of the account's own, is one
+    // statement; only when it changes nothing is the owner looked up.
+    let changed = conn.exec(
+        "update notifications set read_at = ?1
+         where id = ?2 and account_id = ?3 and read_at is null",
+        params![now, id, account_id],
+    )?;
+    if changed > 0 {
+        return Ok(());
+    }
     let owner: Option<i64> = conn
         .one(
             "select account_id from notifications where id = ?1",
@@ -117,10 +127,6 @@ pub fn mark_read(conn: &Connection, account_id: i64, id: i64, now: Millis) -> Re
     if owner != Some(account_id) {
         return Err(Error::not_found(format!("notification {id}")));
     }
-    conn.exec(
-        "update notifications set read_at = ?1 where id = ?2 and read_at is null",
-        params![now, id],
-    )?;
     Ok(())
 }
 
