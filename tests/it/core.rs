@@ -916,6 +916,44 @@ fn a_dependent_request_runs_after_its_dependency_and_fails_with_it() {
     assert_eq!(r["task_status"], "FAILED_INT");
 }
 
+/// A tick's later jobs stop once one finds nothing left to do; what comes
+/// due after that (a dependent whose dependency just finished) is the next
+/// tick's, and one `POST /tick` still runs them all.
+#[test]
+fn one_tick_runs_a_chain_of_dependents_and_more_orders_than_a_job_takes() {
+    let s = Server::start();
+    let (_, alice) = s.customer("alice");
+    let mut ids = vec![s.order(&alice, "chain.com", "create", owner())["id"]
+        .as_i64()
+        .unwrap()];
+    for n in 1..=10 {
+        let a = s.post(
+            "/api/v1/requests",
+            &alice,
+            json!({"domain": "chain.com", "operation": "update",
+                   "params": {"nameservers": [format!("ns{n}.example.net")]},
+                   "submit": true, "depends_on": ids.last()}),
+        );
+        assert_eq!(a.status, 201, "{}", a.text);
+        ids.push(a.json()["id"].as_i64().unwrap());
+    }
+    for n in 0..20 {
+        ids.push(
+            s.order(&alice, &format!("bulk-{n}.com"), "create", owner())["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    s.tick();
+    for id in &ids {
+        assert_eq!(s.request(&alice, *id)["state"], "finished", "request {id}");
+    }
+    assert_eq!(
+        s.get("/api/v1/domains/chain.com", &alice).json()["nameservers"],
+        json!(["ns10.example.net"])
+    );
+}
+
 #[test]
 fn exec_date_holds_a_request_until_the_clock_reaches_it() {
     let s = Server::start();
