@@ -834,7 +834,7 @@ pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<
         let who = Who::account(&caller);
         // Refuse before changing anything when the state does not allow it.
         state::transition(r.state, r.waiting_on, &Event::UpdateParams, who.actor)
-            .map_err(|e| Error::Conflict(e.message))?;
+            .map_err(|e| Error::Conflict(e.message()))?;
         let params = match body.get("params") {
             Some(p) => form::params(r.operation, Some(p))?,
             None => r.params.clone(),

@@ -232,7 +232,7 @@ fn moved(
     now: Millis,
 ) -> Result<Request> {
     let next = state::transition(before.state, before.waiting_on, event, who.actor)
-        .map_err(|r| Error::Conflict(r.message))?;
+        .map_err(|r| Error::Conflict(r.message()))?;
     let missing = match (&change.missing, next.state) {
         (Some(m), _) => m.clone(),
         (None, State::Incomplete) => before.missing.clone(),
