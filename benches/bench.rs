@@ -935,20 +935,38 @@ fn b1(ctx: &Ctx) -> Row {
         num(finished),
         num(ours.n as f64)
     );
+    rounds_row(
+        ("B1", "durable ingest, POST /requests, 16 conns", "req/s"),
+        Goal::RatioAtLeast(2.0),
+        (&ours, &floor),
+        (errors, "answers were not 201"),
+        note,
+    )
+}
+
+/// The row of a benchmark that took turns with its floor, after a progress
+/// line; `errors` of `failed` (what went wrong) lead the note.
+fn rounds_row(
+    (id, what, unit): (&'static str, &str, &'static str),
+    goal: Goal,
+    (ours, floor): (&Tally, &Tally),
+    (errors, failed): (u64, &str),
+    note: String,
+) -> Row {
     progress(&format!(
-        "B1: {} requests/s against {} ({errors} errors; {note})",
+        "{id}: {} {unit} against {} ({errors} errors; {note})",
         num(ours.rate()),
         num(floor.rate())
     ));
     Row {
-        id: "B1",
-        what: "durable ingest, POST /requests, 16 conns".into(),
+        id,
+        what: what.into(),
         value: ours.rate(),
-        unit: "req/s",
+        unit,
         floor: Some(floor.rate()),
-        goal: Goal::RatioAtLeast(2.0),
+        goal,
         note: if errors > 0 {
-            format!("{errors} answers were not 201; {note}")
+            format!("{errors} {failed}; {note}")
         } else {
             note
         },
@@ -1103,24 +1121,17 @@ fn b2(ctx: &Ctx) -> Row {
         num(handler.rate()),
         ours.rate() / handler.rate()
     );
-    progress(&format!(
-        "B2: {} cycles/s against {} ({errors} errors; {note})",
-        num(ours.rate()),
-        num(floor.rate())
-    ));
-    Row {
-        id: "B2",
-        what: "notification cycle, GET+DELETE, 16 accounts".into(),
-        value: ours.rate(),
-        unit: "cycles/s",
-        floor: Some(floor.rate()),
-        goal: Goal::RatioAtLeast(0.5),
-        note: if errors > 0 {
-            format!("{errors} cycles failed; {note}")
-        } else {
-            note
-        },
-    }
+    rounds_row(
+        (
+            "B2",
+            "notification cycle, GET+DELETE, 16 accounts",
+            "cycles/s",
+        ),
+        Goal::RatioAtLeast(0.5),
+        (&ours, &floor),
+        (errors, "cycles failed"),
+        note,
+    )
 }
 
 // ----- B3 ticker throughput -----------------------------------------------------
