@@ -463,22 +463,29 @@ impl Server {
         ticks / clock_ticks_per_sec()
     }
 
-    /// A counter from `/metrics`.
-    fn metric(&self, name: &str) -> f64 {
-        let Ok((200, body)) = self.conn().call("GET", "/metrics", Some(OPERATOR), None) else {
-            return f64::NAN;
+    /// Figures of one `/metrics` page (NaN where one is missing).
+    fn metrics<const N: usize>(&self, names: [&str; N]) -> [f64; N] {
+        let body = match self.conn().call("GET", "/metrics", Some(OPERATOR), None) {
+            Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
+            _ => String::new(),
         };
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(f64::NAN)
+        names.map(|name| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(f64::NAN)
+        })
     }
 
     fn commit_counters(&self) -> Commits {
+        let [commits, writes, syncs] = self.metrics([
+            "regdesk_db_commits_total",
+            "regdesk_db_writes_total",
+            "regdesk_db_syncs_total",
+        ]);
         Commits {
-            commits: self.metric("regdesk_db_commits_total"),
-            writes: self.metric("regdesk_db_writes_total"),
-            syncs: self.metric("regdesk_db_syncs_total"),
+            commits,
+            writes,
+            syncs,
         }
     }
 
@@ -487,9 +494,11 @@ impl Server {
     fn wait_idle(&self) {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(60) {
-            let busy = self.metric("regdesk_requests{state=\"queued\"}")
-                + self.metric("regdesk_requests{state=\"processing\"}");
-            if busy == 0.0 {
+            let [queued, processing] = self.metrics([
+                "regdesk_requests{state=\"queued\"}",
+                "regdesk_requests{state=\"processing\"}",
+            ]);
+            if queued + processing == 0.0 {
                 return;
             }
             thread::sleep(Duration::from_millis(20));
@@ -870,7 +879,7 @@ fn b1(ctx: &Ctx) -> Row {
     let window = ctx.plan.window / ctx.plan.rounds;
     let (mut floor, mut ours) = (Tally::default(), Tally::default());
     let (mut grouping, mut cpu, mut errors, mut finished) = (Commits::default(), 0.0, 0, 0.0);
-    let finished_now = || server.metric("regdesk_requests{state=\"finished\"}");
+    let finished_now = || server.metrics(["regdesk_requests{state=\"finished\"}"])[0];
     for round in 0..ctx.plan.rounds {
         for side in order(round, &[Side::Floor, Side::Ours]) {
             // Fulfilment of the last round's requests must not take from

@@ -215,6 +215,13 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// A refused event is a conflict with the request's state.
+impl From<crate::state::Refusal> for Error {
+    fn from(r: crate::state::Refusal) -> Self {
+        Error::Conflict(r.message())
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(format!("json: {e}"))

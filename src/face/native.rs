@@ -665,11 +665,13 @@ fn body_hash(req: &Req) -> String {
     hex::encode(Sha256::digest(&req.body))
 }
 
-/// What a create's write hands back: an answer already made (kept with an
-/// idempotency key, or replayed from one), or the new request and its
-/// history, made into the answer once the write is done.
+/// What a create's write hands back: an answer replayed for an idempotency
+/// key, the new request's page (made in the write to be kept with its
+/// key), or the new request and its history, made into its page once the
+/// write is done.
 enum Created {
-    Answer(u16, String, bool),
+    Replayed(u16, String),
+    Kept(Detail),
     New(Box<Request>, Vec<HistoryEntry>),
 }
 
@@ -699,8 +701,7 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
                         "this key was used with a different body",
                     ));
                 }
-                // A replay is of a request the ticker was told about.
-                return Ok(Created::Answer(status as u16, response, false));
+                return Ok(Created::Replayed(status as u16, response));
             }
         }
         check_dependency(conn, order.depends_on, &account, None)?;
@@ -733,19 +734,18 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
              values (?1, ?2, ?3, 201, ?4, ?5)",
             params![account.id, key, hash, detail.json, now],
         )?;
-        Ok(Created::Answer(201, detail.json, detail.state == State::Queued))
+        Ok(Created::Kept(detail))
     })?;
-    let (status, json, queued) = match created {
-        Created::Answer(status, json, queued) => (status, json, queued),
-        Created::New(r, history) => {
-            let detail = new_request_detail(&r, history, caller)?;
-            (201, detail.json, detail.state == State::Queued)
-        }
+    let detail = match created {
+        // The ticker was told about the request when it was made.
+        Created::Replayed(status, json) => return Ok(Resp::new(status, "application/json", json)),
+        Created::Kept(detail) => detail,
+        Created::New(r, history) => new_request_detail(&r, history, caller)?,
     };
-    if queued {
+    if detail.for_ticker() {
         app.ticker.wake();
     }
-    Ok(Resp::new(status, "application/json", json))
+    Ok(detail.resp(201))
 }
 
 pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
@@ -833,8 +833,7 @@ pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<
         only_keys(&body, &["params", "exec_date", "depends_on"])?;
         let who = Who::account(&caller);
         // Refuse before changing anything when the state does not allow it.
-        state::transition(r.state, r.waiting_on, &Event::UpdateParams, who.actor)
-            .map_err(|e| Error::Conflict(e.message()))?;
+        state::transition(r.state, r.waiting_on, &Event::UpdateParams, who.actor)?;
         let params = match body.get("params") {
             Some(p) => form::params(r.operation, Some(p))?,
             None => r.params.clone(),

@@ -231,8 +231,7 @@ fn moved(
     change: &Change,
     now: Millis,
 ) -> Result<Request> {
-    let next = state::transition(before.state, before.waiting_on, event, who.actor)
-        .map_err(|r| Error::Conflict(r.message()))?;
+    let next = state::transition(before.state, before.waiting_on, event, who.actor)?;
     let missing = match (&change.missing, next.state) {
         (Some(m), _) => m.clone(),
         (None, State::Incomplete) => before.missing.clone(),

@@ -805,6 +805,10 @@ fn idempotency_key_replays_the_same_response() {
     assert_eq!(b.status, 201);
     assert_eq!(a.json(), b.json());
     assert_eq!(
+        a.text, b.text,
+        "a replay answers the very text of the first"
+    );
+    assert_eq!(
         s.get("/api/v1/requests", &alice).json()["items"]
             .as_array()
             .unwrap()
