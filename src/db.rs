@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ const BACKGROUND_STARVED: Duration = Duration::from_millis(20);
 const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 32;
+/// How long a durable read waits for the sync of what it saw.
+const DURABLE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs inside the writer's transaction (or is told why it cannot); hands
 /// back its error if it failed (its savepoint is then rolled back) and what
@@ -101,6 +103,9 @@ struct Inner {
     /// and no later write is accepted.
     broken: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
+    /// How far commits have got (none for an in-memory database, whose
+    /// reads are writes).
+    progress: Option<Arc<Progress>>,
 }
 
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
@@ -363,6 +368,7 @@ impl Db {
             }
             Location::Memory => (None, Flusher::Inline),
         };
+        let progress = flusher.progress();
         let writer_stats = stats.clone();
         let writer = thread::Builder::new()
             .name("regdesk-writer".into())
@@ -376,6 +382,7 @@ impl Db {
                 stopped: AtomicBool::new(false),
                 broken,
                 stats,
+                progress,
             }),
         };
         Ok((db, value))
@@ -475,6 +482,23 @@ impl Db {
             pool.push(conn);
         }
         result
+    }
+
+    /// `read`, answered only once everything the read could have seen is
+    /// on disk. Readers see a commit before its sync ends; a read whose
+    /// result leaves regdesk (a webhook, a mail, a call to a registry) uses
+    /// this, so that no one outside is told of a change a power cut could
+    /// still take back.
+    pub fn read_durable<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let value = self.read(f)?;
+        if let Some(progress) = &self.inner.progress {
+            progress.wait_for_begun(&self.inner.broken)?;
+        }
+        Ok(value)
     }
 
     /// Finishes the queued writes, stops the writer and closes every
@@ -747,6 +771,8 @@ fn commit(
     flusher: &Flusher,
     failures: &mut RepeatedFailure,
 ) {
+    // Numbered before it begins: a reader may see it from then on.
+    let seq = flusher.begin();
     let (completions, commit) = batch.commit(conn);
     let commit = match commit {
         Ok(()) => {
@@ -762,7 +788,7 @@ fn commit(
     stats
         .writes
         .fetch_add(completions.len() as u64, Ordering::Relaxed);
-    flusher.answer(completions, commit);
+    flusher.answer(completions, commit, seq);
 }
 
 const BROKEN: &str =
@@ -794,6 +820,61 @@ fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()>
 struct Committed {
     completions: Vec<Completion>,
     commit: Result<()>,
+    /// Its number (`Progress::begin`).
+    seq: u64,
+}
+
+/// How far the commits have got: begun (readers may see one from then on)
+/// and synced to disk.
+#[derive(Default)]
+struct Progress {
+    begun: AtomicU64,
+    /// Every commit up to this one is on disk (or failed, with nothing to
+    /// sync).
+    synced: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Progress {
+    /// A commit is about to begin: its number.
+    fn begin(&self) -> u64 {
+        self.begun.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.synced.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every commit up to `seq` is on disk.
+    fn synced(&self, seq: u64) {
+        let mut synced = self.lock();
+        *synced = (*synced).max(seq);
+        self.changed.notify_all();
+    }
+
+    /// Waits until every commit begun so far is on disk; an error once a
+    /// sync failed (`broken`: none will be) or after `DURABLE_WAIT`.
+    fn wait_for_begun(&self, broken: &AtomicBool) -> Result<()> {
+        let target = self.begun.load(Ordering::SeqCst);
+        let deadline = Instant::now() + DURABLE_WAIT;
+        let mut synced = self.lock();
+        while *synced < target {
+            if broken.load(Ordering::SeqCst) {
+                return Err(Error::Unavailable(BROKEN.into()));
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(Error::Unavailable(
+                    "the database's commits were not synced in time".into(),
+                ));
+            };
+            synced = self
+                .changed
+                .wait_timeout(synced, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
 }
 
 /// Answers committed writes: at once when there is no file to sync (an
@@ -805,6 +886,7 @@ enum Flusher {
         /// Commits handed over and not answered yet.
         pending: Arc<AtomicUsize>,
         handle: JoinHandle<()>,
+        progress: Arc<Progress>,
     },
 }
 
@@ -823,6 +905,8 @@ impl Flusher {
         let (sender, receiver) = mpsc::channel::<Committed>();
         let pending = Arc::new(AtomicUsize::new(0));
         let answered = pending.clone();
+        let progress = Arc::new(Progress::default());
+        let synced = progress.clone();
         let handle = thread::Builder::new()
             .name("regdesk-flush".into())
             .spawn(move || {
@@ -839,9 +923,17 @@ impl Flusher {
                         }
                     }
                     let n = ready.len();
+                    let last = ready.iter().map(|c| c.seq).max().unwrap_or(0);
+                    if failure.is_none() {
+                        synced.synced(last);
+                    } else {
+                        // Durable reads waiting for these learn they never will be.
+                        synced.changed.notify_all();
+                    }
                     for Committed {
                         completions,
                         commit,
+                        ..
                     } in ready
                     {
                         let outcome = match (&failure, commit) {
@@ -862,7 +954,25 @@ impl Flusher {
             sender,
             pending,
             handle,
+            progress,
         })
+    }
+
+    /// Where durable reads learn how far commits have got (none inline:
+    /// there is no sync to wait for).
+    fn progress(&self) -> Option<Arc<Progress>> {
+        match self {
+            Flusher::Inline => None,
+            Flusher::Thread { progress, .. } => Some(progress.clone()),
+        }
+    }
+
+    /// A commit is about to begin: its number, for `answer`.
+    fn begin(&self) -> u64 {
+        match self {
+            Flusher::Inline => 0,
+            Flusher::Thread { progress, .. } => progress.begin(),
+        }
     }
 
     /// Whether no commit waits for a sync.
@@ -873,7 +983,7 @@ impl Flusher {
         }
     }
 
-    fn answer(&self, completions: Vec<Completion>, commit: Result<()>) {
+    fn answer(&self, completions: Vec<Completion>, commit: Result<()>, seq: u64) {
         match self {
             Flusher::Inline => {
                 for completion in completions {
@@ -887,6 +997,7 @@ impl Flusher {
                 if let Err(mpsc::SendError(c)) = sender.send(Committed {
                     completions,
                     commit,
+                    seq,
                 }) {
                     // The thread is gone (it only ends when told): answer
                     // without a promise of durability.
@@ -1360,7 +1471,7 @@ mod tests {
         .unwrap();
         let (answers, answered) = mpsc::channel();
         for _ in 0..3 {
-            flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+            flusher.answer(vec![recorder(&synced, &answers)], Ok(()), flusher.begin());
         }
         for _ in 0..3 {
             let (syncs, outcome) = answered.recv().unwrap();
@@ -1388,9 +1499,9 @@ mod tests {
         .unwrap();
         let synced = Arc::new(AtomicU64::new(0));
         let (answers, answered) = mpsc::channel();
-        flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+        flusher.answer(vec![recorder(&synced, &answers)], Ok(()), flusher.begin());
         let (_, first) = answered.recv().unwrap();
-        flusher.answer(vec![recorder(&synced, &answers)], Ok(()));
+        flusher.answer(vec![recorder(&synced, &answers)], Ok(()), flusher.begin());
         let (_, second) = answered.recv().unwrap();
         for outcome in [first, second] {
             match outcome {
@@ -1399,6 +1510,53 @@ mod tests {
             }
         }
         assert!(broken.load(Ordering::SeqCst));
+        flusher.stop();
+    }
+
+    /// A durable read returns only once every commit begun before it ended
+    /// is synced; after a failed sync it is refused.
+    #[test]
+    fn a_durable_read_waits_for_the_sync_of_every_commit_it_could_see() {
+        let (release, released) = mpsc::channel::<bool>();
+        let (waker, _woken) = mpsc::sync_channel(8);
+        let broken = Arc::new(AtomicBool::new(false));
+        let flusher = Flusher::start(
+            move || match released.recv() {
+                Ok(true) => Ok(()),
+                _ => Err(std::io::Error::other("the disk is gone")),
+            },
+            waker,
+            Arc::new(WriterStats::default()),
+            broken.clone(),
+        )
+        .unwrap();
+        let progress = flusher.progress().unwrap();
+        // Nothing begun: nothing to wait for.
+        progress.wait_for_begun(&broken).unwrap();
+        let waits = |progress: &Arc<Progress>| {
+            let (progress, broken) = (progress.clone(), broken.clone());
+            let (done, finished) = mpsc::channel();
+            thread::spawn(move || done.send(progress.wait_for_begun(&broken)).ok());
+            finished
+        };
+        let first = flusher.begin();
+        let waiting = waits(&progress);
+        flusher.answer(Vec::new(), Ok(()), first);
+        assert!(
+            waiting.recv_timeout(Duration::from_millis(200)).is_err(),
+            "returned before the sync"
+        );
+        release.send(true).unwrap();
+        waiting.recv().unwrap().unwrap();
+        // A commit that fails its sync: the read is refused, not answered.
+        let second = flusher.begin();
+        let waiting = waits(&progress);
+        flusher.answer(Vec::new(), Ok(()), second);
+        release.send(false).unwrap();
+        match waiting.recv().unwrap() {
+            Err(Error::Unavailable(m)) => assert!(m.contains("could not be synced"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
         flusher.stop();
     }
 

@@ -257,7 +257,7 @@ fn due(conn: &Connection, now: Millis) -> Result<Vec<Due>> {
 /// Sends every due delivery once; says how many were tried.
 fn round(db: &Db, clock: &Clock, settings: &Settings) -> Result<usize> {
     let now = clock.now();
-    let batch = db.read(move |conn| due(conn, now))?;
+    let batch = db.read_durable(move |conn| due(conn, now))?;
     let tried = batch.len();
     for d in batch {
         let headers = [

@@ -159,7 +159,7 @@ enum Outcome {
 /// Sends every due message once; says how many were tried.
 fn round(db: &Db, clock: &Clock, settings: &Settings) -> Result<usize> {
     let now = clock.now();
-    let batch = db.read(move |conn| due(conn, now))?;
+    let batch = db.read_durable(move |conn| due(conn, now))?;
     if batch.is_empty() {
         return Ok(0);
     }

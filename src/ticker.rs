@@ -200,7 +200,7 @@ impl Ticker {
     /// concurrent change wins).
     fn fulfil_external(&self, now: Millis) -> Result<usize> {
         let provider = self.provider.clone();
-        let jobs = self.db.read(move |conn| {
+        let jobs = self.db.read_durable(move |conn| {
             let Some(ext) = provider.external() else {
                 return Ok(Vec::new());
             };
