@@ -745,6 +745,7 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_changes() {
             head_lower.contains("x-content-type-options: nosniff\r\n"),
             "{head}"
         );
+        assert!(head_lower.contains("\r\nserver: regdesk\r\n"), "{head}");
         assert!(
             next.starts_with("HTTP/1.1 200 "),
             "after HEAD {path}: {next:?}"
@@ -780,6 +781,7 @@ fn a_huge_declared_body_is_refused_and_the_server_keeps_serving() {
     let n = conn.read(&mut buf).unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("\r\nServer: regdesk\r\n"), "{head}");
     // The client is told the connection ends with this answer.
     assert!(
         head.to_ascii_lowercase()

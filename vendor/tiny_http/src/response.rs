@@ -386,11 +386,12 @@ where
             self.headers.insert(0, build_date_header());
         }
 
-        // add `Server` if not in the headers
+        // add `Server` if not in the headers (regdesk patch: the server's
+        // own name, not the library's)
         if !self.headers.iter().any(|h| h.field.equiv("Server")) {
             self.headers.insert(
                 0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
+                Header::from_bytes(&b"Server"[..], &b"regdesk"[..]).unwrap(),
             );
         }
 
