@@ -85,6 +85,8 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Syncs of the WAL to disk (each covers one commit or more).
     pub syncs: AtomicU64,
+    /// Foreground writes sent and not yet taken by the writer.
+    foreground_queued: AtomicUsize,
 }
 
 /// A handle to the database, cheap to clone.
@@ -439,11 +441,29 @@ impl Db {
         if self.inner.broken.load(Ordering::SeqCst) {
             return Err(Error::Unavailable(BROKEN.into()));
         }
-        self.inner
+        let queued = &self.inner.stats.foreground_queued;
+        if priority == Priority::Foreground {
+            queued.fetch_add(1, Ordering::SeqCst);
+        }
+        if self
+            .inner
             .sender
             .send(Message::Write(job, priority))
-            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+            .is_err()
+        {
+            if priority == Priority::Foreground {
+                queued.fetch_sub(1, Ordering::SeqCst);
+            }
+            return Err(Error::Unavailable("the database writer has stopped".into()));
+        }
         Ok(rx)
+    }
+
+    /// Whether a foreground write waits for the writer: a background write
+    /// that can stop part-way (a tick job) does, so that clients' writes
+    /// wait for one of its steps rather than all of it.
+    pub fn foreground_waiting(&self) -> bool {
+        self.inner.stats.foreground_queued.load(Ordering::SeqCst) > 0
     }
 
     /// Runs `f` on a read-only connection (a snapshot of committed data). An
@@ -706,6 +726,7 @@ fn writer_loop(
         };
         match message {
             Some(Message::Write(job, Priority::Foreground)) => {
+                stats.foreground_queued.fetch_sub(1, Ordering::SeqCst);
                 open.get_or_insert_with(|| Batch::begin(&conn)).run(
                     &conn,
                     job,
@@ -1307,6 +1328,37 @@ mod tests {
     }
 
     /// A customer account written through the writer (its own commit).
+    /// A background write sees a foreground write waiting for the writer
+    /// (a tick job stops early for it), and no longer once it was taken.
+    #[test]
+    fn a_background_write_sees_a_foreground_write_wait() {
+        let db = Db::open(Location::Memory).unwrap();
+        assert!(!db.foreground_waiting());
+        let (started, running) = mpsc::channel::<()>();
+        let watcher = db.clone();
+        let background = db
+            .send(
+                move |_: &Connection| {
+                    started.send(()).ok();
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !watcher.foreground_waiting() && Instant::now() < deadline {
+                        thread::yield_now();
+                    }
+                    Ok(watcher.foreground_waiting())
+                },
+                Priority::Background,
+            )
+            .unwrap();
+        running.recv().unwrap();
+        let foreground = db
+            .send(|_: &Connection| Ok(()), Priority::Foreground)
+            .unwrap();
+        assert!(background.recv().unwrap().unwrap(), "never saw it wait");
+        foreground.recv().unwrap().unwrap();
+        assert!(!db.foreground_waiting());
+        db.close();
+    }
+
     fn add_customer(db: &Db, name: &str) -> Result<()> {
         let name = name.to_string();
         db.write(move |conn| {

@@ -136,11 +136,13 @@ impl Ticker {
             .map(|_| {
                 let provider = self.provider.clone();
                 let drained = drained.clone();
+                let db = self.db.clone();
                 move |conn: &Connection| {
                     if drained.load(Ordering::Relaxed) {
                         return Ok(TickReport::default());
                     }
-                    let job = tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH)?;
+                    let yield_to = || db.foreground_waiting();
+                    let job = tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH, &yield_to)?;
                     if job.drained {
                         drained.store(true, Ordering::Relaxed);
                     }
@@ -172,6 +174,7 @@ impl Ticker {
                     now,
                     Mode::Careful,
                     BATCH * JOBS as i64,
+                    &|| false,
                 )
             };
             for done in self.db.write_background(vec![careful])? {
@@ -379,11 +382,16 @@ enum Mode {
 fn each(
     conn: &Connection,
     mode: Mode,
+    turn: &mut Turn<'_>,
     ids: Vec<i64>,
     mut f: impl FnMut(i64) -> Result<bool>,
 ) -> Result<usize> {
     let mut done = 0;
     for id in ids {
+        if !turn.goes_on() {
+            break;
+        }
+        turn.tried += 1;
         if mode == Mode::Fast {
             done += usize::from(f(id)?);
             continue;
@@ -396,6 +404,28 @@ fn each(
     Ok(done)
 }
 
+/// Whether a job goes on to its next request. It stops once a client's
+/// write waits for the writer (`yield_to`), after one request at least;
+/// what it leaves is still due, for a later job. A job of 8 held a client's
+/// write for up to 0.7 ms, and one ran whenever the writer waited for a
+/// sync (B1: the ticker took 47% of the writer's samples in perf).
+struct Turn<'a> {
+    yield_to: &'a dyn Fn() -> bool,
+    /// Requests this job has taken up.
+    tried: usize,
+    /// It stopped early.
+    over: bool,
+}
+
+impl Turn<'_> {
+    fn goes_on(&mut self) -> bool {
+        if !self.over && self.tried > 0 && (self.yield_to)() {
+            self.over = true;
+        }
+        !self.over
+    }
+}
+
 /// What one tick job did, and whether it found less than its limit in
 /// every step (so that nothing was left due when it ended).
 struct Job {
@@ -403,25 +433,38 @@ struct Job {
     drained: bool,
 }
 
-/// One tick job: at most `limit` requests in each step.
+/// One tick job: at most `limit` requests in each step, stopping early
+/// when `yield_to` says a client's write waits (`Turn`).
 fn tick_in(
     conn: &Connection,
     provider: &dyn Provider,
     now: Millis,
     mode: Mode,
     limit: i64,
+    yield_to: &dyn Fn() -> bool,
 ) -> Result<Job> {
     let system = Who::system("ticker");
     let registry = Who::system(provider.name());
     let mut report = TickReport::default();
+    let mut turn = Turn {
+        yield_to,
+        tried: 0,
+        over: false,
+    };
     let mut drained = true;
-    let mut seen = |ids: Vec<i64>| {
+    // The ids a step's query finds (none once the job has stopped).
+    let mut step = |turn: &mut Turn<'_>, ids: &dyn Fn() -> Result<Vec<i64>>| {
+        if !turn.goes_on() {
+            drained = false;
+            return Ok(Vec::new());
+        }
+        let ids = ids()?;
         drained &= (ids.len() as i64) < limit;
-        ids
+        Ok::<_, Error>(ids)
     };
 
-    let ids = seen(due(conn, DUE_DEPENDENCY_FAILED, now, limit)?);
-    report.dependency_failed = each(conn, mode, ids, |id| {
+    let ids = step(&mut turn, &|| due(conn, DUE_DEPENDENCY_FAILED, now, limit))?;
+    report.dependency_failed = each(conn, mode, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let change = Change {
             reason: req.depends_on.map(|d| format!("request {d} failed")),
@@ -442,10 +485,10 @@ fn tick_in(
     // apart, so that a settlement that fails still leaves the claim.
     let at_once = mode == Mode::Fast && provider.external().is_none();
     let mut fulfilled_at_once = std::collections::HashSet::new();
-    let ids = seen(due_claims(conn, now, limit)?);
+    let ids = step(&mut turn, &|| due_claims(conn, now, limit))?;
     let claim =
         |before| transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now);
-    report.claimed = each(conn, mode, ids, |id| {
+    report.claimed = each(conn, mode, &mut turn, ids, |id| {
         let before = requests::load(conn, id)?;
         if !at_once {
             claimed.insert(id, claim(before)?);
@@ -484,13 +527,13 @@ fn tick_in(
     let ids = if provider.external().is_some() {
         Vec::new()
     } else {
-        seen(due(conn, DUE_FULFIL, now, limit)?)
+        step(&mut turn, &|| due(conn, DUE_FULFIL, now, limit))?
             .into_iter()
             .filter(|id| !fulfilled_at_once.contains(id))
             .collect()
     };
     report.fulfilled = fulfilled_at_once.len();
-    report.fulfilled += each(conn, mode, ids, |id| {
+    report.fulfilled += each(conn, mode, &mut turn, ids, |id| {
         let req = match claimed.remove(&id) {
             Some(req) => req,
             None => requests::load(conn, id)?,
@@ -499,12 +542,13 @@ fn tick_in(
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
 
-    let ids = seen(due(conn, DUE_WAIT_OVER, now, limit)?);
-    report.waits_ended = each(conn, mode, ids, |id| {
+    let ids = step(&mut turn, &|| due(conn, DUE_WAIT_OVER, now, limit))?;
+    report.waits_ended = each(conn, mode, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
         settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
     })?;
+    let drained = drained && !turn.over;
     Ok(Job { report, drained })
 }
 
@@ -815,7 +859,7 @@ mod tests {
         let (conn, owner, who) = database_with_owner();
         for (i, mode) in [Mode::Fast, Mode::Careful].into_iter().enumerate() {
             let r = submitted_order(&conn, &owner, &who, &format!("down-{i}.com"), 1_000);
-            tick_in(&conn, &OneAttempt, 2_000, mode, BATCH).unwrap();
+            tick_in(&conn, &OneAttempt, 2_000, mode, BATCH, &|| false).unwrap();
             let r = requests::load(&conn, r.id).unwrap();
             assert_eq!((r.state, r.attempts), (State::Limbo, 1), "{mode:?}");
             let to: Vec<String> = requests::history(&conn, r.id)
@@ -825,6 +869,38 @@ mod tests {
                 .collect();
             assert_eq!(to, ["new", "queued", "processing", "limbo"], "{mode:?}");
         }
+    }
+
+    /// A job stops before its next request once a client's write waits,
+    /// after one request at least, and says it left work due; the next
+    /// job takes up the rest.
+    #[test]
+    fn a_job_stops_for_a_waiting_client_after_one_request_and_leaves_the_rest_due() {
+        use crate::registry::simulated::Simulated;
+
+        let (conn, owner, who) = database_with_owner();
+        let ids: Vec<i64> = (0..5)
+            .map(|i| submitted_order(&conn, &owner, &who, &format!("wait-{i}.com"), 1_000).id)
+            .collect();
+        let finished = || {
+            ids.iter()
+                .filter(|&&id| requests::load(&conn, id).unwrap().state == State::Finished)
+                .count()
+        };
+        let asked = std::cell::Cell::new(0);
+        let client_waits = || {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let job = tick_in(&conn, &Simulated, 2_000, Mode::Fast, BATCH, &client_waits).unwrap();
+        assert_eq!((job.report.claimed, job.drained), (1, false));
+        assert_eq!(finished(), 1);
+        assert_eq!(asked.get(), 1, "asked again after it stopped");
+        // No client waiting: the next job does the other four and leaves
+        // nothing due.
+        let job = tick_in(&conn, &Simulated, 2_000, Mode::Fast, BATCH, &|| false).unwrap();
+        assert_eq!((job.report.claimed, job.drained), (4, true));
+        assert_eq!(finished(), 5);
     }
 
     #[test]
@@ -840,7 +916,7 @@ mod tests {
         {
             let t = 1_000 * (i as i64 + 1);
             let r = submitted_order(&conn, &owner, &who, &format!("order-{i}.com"), t);
-            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH)
+            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH, &|| false)
                 .unwrap()
                 .report;
             assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");
