@@ -879,6 +879,9 @@ fn b1(ctx: &Ctx) -> Row {
     let window = ctx.plan.window / ctx.plan.rounds;
     let (mut floor, mut ours) = (Tally::default(), Tally::default());
     let (mut grouping, mut cpu, mut errors, mut finished) = (Commits::default(), 0.0, 0, 0.0);
+    // Time from the end of each of our rounds to the last of its requests
+    // finished.
+    let mut backlog = 0.0;
     let finished_now = || server.metrics(["regdesk_requests{state=\"finished\"}"])[0];
     for round in 0..ctx.plan.rounds {
         for side in order(round, &[Side::Floor, Side::Ours]) {
@@ -928,6 +931,9 @@ fn b1(ctx: &Ctx) -> Row {
             cpu += server.cpu_secs() - cpu0;
             grouping.add(counters, server.commit_counters());
             finished += finished_now() - finished0;
+            let t0 = Instant::now();
+            server.wait_idle();
+            backlog += t0.elapsed().as_secs_f64();
             errors += errs;
             ours.add(ok, secs);
         }
@@ -937,12 +943,15 @@ fn b1(ctx: &Ctx) -> Row {
     server.stop(ctx);
     // Fulfilment yields to clients' writes but must not stop.
     let note = format!(
-        "{}; {}; {}; {} of the {} fulfilled within the rounds",
+        "{}; {}; {}; {} of the {} fulfilled within the rounds, all {:.2} s after them \
+         on average ({} req/s sent and finished)",
         ours.round_ratios(&floor),
         grouping.describe(),
         cpu_per(cpu, ours.n, "request"),
         num(finished),
-        num(ours.n as f64)
+        num(ours.n as f64),
+        backlog / ctx.plan.rounds as f64,
+        num(ours.n as f64 / (ours.secs + backlog))
     );
     rounds_row(
         ("B1", "durable ingest, POST /requests, 16 conns", "req/s"),
