@@ -873,6 +873,13 @@ impl Progress {
         self.changed.notify_all();
     }
 
+    /// A sync failed: the durable reads waiting learn that none will be
+    /// answered (they look at `broken`).
+    fn failed(&self) {
+        let _synced = self.lock();
+        self.changed.notify_all();
+    }
+
     /// Waits until every commit begun so far is on disk; an error once a
     /// sync failed (`broken`: none will be) or after `DURABLE_WAIT`.
     fn wait_for_begun(&self, broken: &AtomicBool) -> Result<()> {
@@ -927,7 +934,7 @@ impl Flusher {
         let pending = Arc::new(AtomicUsize::new(0));
         let answered = pending.clone();
         let progress = Arc::new(Progress::default());
-        let synced = progress.clone();
+        let commits = progress.clone();
         let handle = thread::Builder::new()
             .name("regdesk-flush".into())
             .spawn(move || {
@@ -946,10 +953,9 @@ impl Flusher {
                     let n = ready.len();
                     let last = ready.iter().map(|c| c.seq).max().unwrap_or(0);
                     if failure.is_none() {
-                        synced.synced(last);
+                        commits.synced(last);
                     } else {
-                        // Durable reads waiting for these learn they never will be.
-                        synced.changed.notify_all();
+                        commits.failed();
                     }
                     for Committed {
                         completions,
@@ -1327,7 +1333,6 @@ mod tests {
         db.close();
     }
 
-    /// A customer account written through the writer (its own commit).
     /// A background write sees a foreground write waiting for the writer
     /// (a tick job stops early for it), and no longer once it was taken.
     #[test]
@@ -1359,6 +1364,7 @@ mod tests {
         db.close();
     }
 
+    /// A customer account written through the writer (its own commit).
     fn add_customer(db: &Db, name: &str) -> Result<()> {
         let name = name.to_string();
         db.write(move |conn| {
