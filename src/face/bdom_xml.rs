@@ -331,35 +331,6 @@ fn domain_name(text: &str) -> Result<String, TaskPathError> {
 // ---------------------------------------------------------------------------
 // Delete bodies.
 
-/// Why a delete body was refused; the message names the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskXmlError {
-    /// A sentence naming the problem, e.g. `<task_id> "x" is not an xs:int`.
-    pub message: String,
-}
-
-impl TaskXmlError {
-    fn new(message: impl Into<String>) -> TaskXmlError {
-        TaskXmlError {
-            message: message.into(),
-        }
-    }
-}
-
-impl From<XmlError> for TaskXmlError {
-    fn from(e: XmlError) -> TaskXmlError {
-        TaskXmlError::new(e.message)
-    }
-}
-
-impl fmt::Display for TaskXmlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for TaskXmlError {}
-
 /// Validates a delete body against `Task.xsd` (seed 004, example 6.1) and
 /// returns its task ids in document order, repeats included. A `<request>`
 /// without `<delete>` is valid and yields an empty list.
@@ -367,10 +338,10 @@ impl std::error::Error for TaskXmlError {}
 /// Allowed on `<request>`: namespace declarations (`xmlns`, `xmlns:*`) and
 /// the `xsi:schemaLocation`/`xsi:noNamespaceSchemaLocation` hints, which are
 /// never fetched. Comments and processing instructions are ignored.
-pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
+pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, XmlError> {
     let root = read_tree(body, Doctype::Refused)?;
     if root.name != "request" {
-        return Err(TaskXmlError::new(format!(
+        return Err(XmlError::new(format!(
             "unexpected root element <{}>, expected <request>",
             root.name
         )));
@@ -381,7 +352,7 @@ pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
             || key == "xsi:schemaLocation"
             || key == "xsi:noNamespaceSchemaLocation";
         if !allowed {
-            return Err(TaskXmlError::new(format!(
+            return Err(XmlError::new(format!(
                 "unexpected attribute {key} on <request>"
             )));
         }
@@ -390,9 +361,9 @@ pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
     for child in child_elements(root)? {
         match child.name.as_str() {
             "delete" if delete.is_none() => delete = Some(child),
-            "delete" => return Err(TaskXmlError::new("more than one <delete> in <request>")),
+            "delete" => return Err(XmlError::new("more than one <delete> in <request>")),
             other => {
-                return Err(TaskXmlError::new(format!(
+                return Err(XmlError::new(format!(
                     "unexpected element <{other}> in <request> (only <delete> is allowed)"
                 )));
             }
@@ -405,7 +376,7 @@ pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
     let mut ids = Vec::new();
     for task in child_elements(delete)? {
         if task.name != "task_id" {
-            return Err(TaskXmlError::new(format!(
+            return Err(XmlError::new(format!(
                 "unexpected element <{}> in <delete> (only <task_id> is allowed)",
                 task.name
             )));
@@ -414,14 +385,14 @@ pub fn parse_delete_body(body: &[u8]) -> Result<Vec<i64>, TaskXmlError> {
         ids.push(xs_int(task)?);
     }
     if ids.is_empty() {
-        return Err(TaskXmlError::new("<delete> needs at least one <task_id>"));
+        return Err(XmlError::new("<delete> needs at least one <task_id>"));
     }
     Ok(ids)
 }
 
-fn no_attributes(element: &Element) -> Result<(), TaskXmlError> {
+fn no_attributes(element: &Element) -> Result<(), XmlError> {
     match element.attrs.first() {
-        Some((key, _)) => Err(TaskXmlError::new(format!(
+        Some((key, _)) => Err(XmlError::new(format!(
             "unexpected attribute {key} on <{}>",
             element.name
         ))),
@@ -431,13 +402,13 @@ fn no_attributes(element: &Element) -> Result<(), TaskXmlError> {
 
 /// The content of a `<task_id>` as an `xs:int`: whitespace collapsed, an
 /// optional sign, digits, within the 32-bit range.
-fn xs_int(element: Element) -> Result<i64, TaskXmlError> {
+fn xs_int(element: Element) -> Result<i64, XmlError> {
     let mut text = String::new();
     for child in element.children {
         match child {
             Node::Text(t) => text.push_str(&t),
             Node::Element(e) => {
-                return Err(TaskXmlError::new(format!(
+                return Err(XmlError::new(format!(
                     "unexpected element <{}> in <task_id>",
                     e.name
                 )));
@@ -446,7 +417,7 @@ fn xs_int(element: Element) -> Result<i64, TaskXmlError> {
     }
     let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
-    let not_int = || TaskXmlError::new(format!("<task_id> {trimmed:?} is not an xs:int"));
+    let not_int = || XmlError::new(format!("<task_id> {trimmed:?} is not an xs:int"));
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_int());
     }
@@ -456,7 +427,7 @@ fn xs_int(element: Element) -> Result<i64, TaskXmlError> {
         .and_then(|n| i32::try_from(n).ok());
     match value {
         Some(n) => Ok(i64::from(n)),
-        None => Err(TaskXmlError::new(format!(
+        None => Err(XmlError::new(format!(
             "<task_id> {trimmed} is outside the xs:int range"
         ))),
     }

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
-use std::fmt;
 use std::io;
 
 use super::xml_tree::{child_elements, read_tree, Doctype, Element, Node, XmlError};
@@ -155,35 +154,6 @@ impl From<bool> for XcpValue {
     }
 }
 
-/// Why an XCP body was refused; the message names the problem for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XcpParseError {
-    /// A sentence naming the problem, e.g. `missing item "action"`.
-    pub message: String,
-}
-
-impl XcpParseError {
-    fn new(message: impl Into<String>) -> XcpParseError {
-        XcpParseError {
-            message: message.into(),
-        }
-    }
-}
-
-impl From<XmlError> for XcpParseError {
-    fn from(e: XmlError) -> XcpParseError {
-        XcpParseError::new(e.message)
-    }
-}
-
-impl fmt::Display for XcpParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for XcpParseError {}
-
 /// A parsed XCP request: the top-level `dt_assoc` of the `data_block`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XcpRequest {
@@ -220,19 +190,19 @@ pub struct XcpResponse {
 
 /// Parses an `OPS_envelope` and returns the top `dt_assoc` of its
 /// `data_block`, whatever its items (request or response).
-pub fn parse_envelope(body: &[u8]) -> Result<XcpValue, XcpParseError> {
+pub fn parse_envelope(body: &[u8]) -> Result<XcpValue, XmlError> {
     let root = read_tree(body, Doctype::ExternalOnly)?;
     envelope_to_value(root)
 }
 
 /// Parses an XCP request: the envelope, then the `protocol`, `action`,
 /// `object` and `attributes` items; action and object are required.
-pub fn parse_request(body: &[u8]) -> Result<XcpRequest, XcpParseError> {
+pub fn parse_request(body: &[u8]) -> Result<XcpRequest, XmlError> {
     let top = match parse_envelope(body)? {
         XcpValue::Assoc(items) => items,
         // parse_envelope only ever returns an Assoc.
         XcpValue::Scalar(_) | XcpValue::Array(_) => {
-            return Err(XcpParseError::new("data_block must hold a dt_assoc"));
+            return Err(XmlError::new("data_block must hold a dt_assoc"));
         }
     };
     let mut protocol = None;
@@ -249,8 +219,8 @@ pub fn parse_request(body: &[u8]) -> Result<XcpRequest, XcpParseError> {
             _ => other.push((key, value)),
         }
     }
-    let action = action.ok_or_else(|| XcpParseError::new("missing item \"action\""))?;
-    let object = object.ok_or_else(|| XcpParseError::new("missing item \"object\""))?;
+    let action = action.ok_or_else(|| XmlError::new("missing item \"action\""))?;
+    let object = object.ok_or_else(|| XmlError::new("missing item \"object\""))?;
     Ok(XcpRequest {
         protocol: protocol.unwrap_or_default(),
         action,
@@ -261,30 +231,30 @@ pub fn parse_request(body: &[u8]) -> Result<XcpRequest, XcpParseError> {
 }
 
 /// A scalar item that must hold a word: trimmed, upper-cased, not empty.
-fn required_word(key: &str, value: XcpValue) -> Result<String, XcpParseError> {
+fn required_word(key: &str, value: XcpValue) -> Result<String, XmlError> {
     match value {
         XcpValue::Scalar(text) => {
             let word = text.trim();
             if word.is_empty() {
-                Err(XcpParseError::new(format!("empty item \"{key}\"")))
+                Err(XmlError::new(format!("empty item \"{key}\"")))
             } else {
                 Ok(word.to_ascii_uppercase())
             }
         }
-        XcpValue::Assoc(_) | XcpValue::Array(_) => Err(XcpParseError::new(format!(
-            "item \"{key}\" must be a scalar"
-        ))),
+        XcpValue::Assoc(_) | XcpValue::Array(_) => {
+            Err(XmlError::new(format!("item \"{key}\" must be a scalar")))
+        }
     }
 }
 
 /// The `attributes` item must be a `dt_assoc`; an empty scalar counts as an
 /// empty one, since some clients send `<item key="attributes"/>`.
-fn attributes_value(value: XcpValue) -> Result<XcpValue, XcpParseError> {
+fn attributes_value(value: XcpValue) -> Result<XcpValue, XmlError> {
     match value {
         XcpValue::Assoc(_) => Ok(value),
         XcpValue::Scalar(text) if text.trim().is_empty() => Ok(XcpValue::Assoc(Vec::new())),
         XcpValue::Scalar(_) | XcpValue::Array(_) => {
-            Err(XcpParseError::new("item \"attributes\" must be a dt_assoc"))
+            Err(XmlError::new("item \"attributes\" must be a dt_assoc"))
         }
     }
 }
@@ -415,28 +385,28 @@ fn key_attribute(key: &str) -> Attribute<'_> {
 // Reading: bytes → element tree → XcpValue.
 
 /// The one child element named `want` of `parent`, nothing else allowed.
-fn only_child(parent: Element, want: &str) -> Result<Element, XcpParseError> {
+fn only_child(parent: Element, want: &str) -> Result<Element, XmlError> {
     let parent_name = parent.name.clone();
     let mut children = child_elements(parent)?.into_iter();
     match (children.next(), children.next()) {
         (Some(child), None) if child.name == want => Ok(child),
-        (Some(child), None) => Err(XcpParseError::new(format!(
+        (Some(child), None) => Err(XmlError::new(format!(
             "unexpected element <{}> in <{parent_name}>, expected <{want}>",
             child.name
         ))),
-        (None, _) => Err(XcpParseError::new(format!(
+        (None, _) => Err(XmlError::new(format!(
             "missing <{want}> in <{parent_name}>"
         ))),
-        (Some(_), Some(extra)) => Err(XcpParseError::new(format!(
+        (Some(_), Some(extra)) => Err(XmlError::new(format!(
             "unexpected element <{}> in <{parent_name}>, expected one <{want}>",
             extra.name
         ))),
     }
 }
 
-fn envelope_to_value(root: Element) -> Result<XcpValue, XcpParseError> {
+fn envelope_to_value(root: Element) -> Result<XcpValue, XmlError> {
     if root.name != "OPS_envelope" {
-        return Err(XcpParseError::new(format!(
+        return Err(XmlError::new(format!(
             "unexpected element <{}>, expected <OPS_envelope>",
             root.name
         )));
@@ -451,35 +421,35 @@ fn envelope_to_value(root: Element) -> Result<XcpValue, XcpParseError> {
             }
             "body" if body.is_none() => body = Some(child),
             "header" | "body" => {
-                return Err(XcpParseError::new(format!(
+                return Err(XmlError::new(format!(
                     "more than one <{}> in <OPS_envelope>",
                     child.name
                 )));
             }
             other => {
-                return Err(XcpParseError::new(format!(
+                return Err(XmlError::new(format!(
                     "unexpected element <{other}> in <OPS_envelope>"
                 )));
             }
         }
     }
-    let body = body.ok_or_else(|| XcpParseError::new("missing <body> in <OPS_envelope>"))?;
+    let body = body.ok_or_else(|| XmlError::new("missing <body> in <OPS_envelope>"))?;
     let data_block = only_child(body, "data_block")?;
     let top = only_child(data_block, "dt_assoc")?;
     container_to_value(top)
 }
 
 /// The header holds at most a `<version>` with text; its value is not checked.
-fn check_header(header: Element) -> Result<(), XcpParseError> {
+fn check_header(header: Element) -> Result<(), XmlError> {
     for child in child_elements(header)? {
         if child.name != "version" {
-            return Err(XcpParseError::new(format!(
+            return Err(XmlError::new(format!(
                 "unexpected element <{}> in <header>",
                 child.name
             )));
         }
         if child.children.iter().any(|c| matches!(c, Node::Element(_))) {
-            return Err(XcpParseError::new("<version> must hold text only"));
+            return Err(XmlError::new("<version> must hold text only"));
         }
     }
     Ok(())
@@ -487,7 +457,7 @@ fn check_header(header: Element) -> Result<(), XcpParseError> {
 
 /// Converts a `dt_assoc`, `dt_array` or `dt_scalar`. Recursion is bounded
 /// by the tree's depth, itself at most `MAX_DEPTH`.
-fn container_to_value(element: Element) -> Result<XcpValue, XcpParseError> {
+fn container_to_value(element: Element) -> Result<XcpValue, XmlError> {
     match element.name.as_str() {
         "dt_scalar" => scalar_text(element).map(XcpValue::Scalar),
         "dt_assoc" | "dt_array" => {
@@ -496,7 +466,7 @@ fn container_to_value(element: Element) -> Result<XcpValue, XcpParseError> {
             let mut items: Vec<(String, XcpValue)> = Vec::new();
             for item in child_elements(element)? {
                 if item.name != "item" {
-                    return Err(XcpParseError::new(format!(
+                    return Err(XmlError::new(format!(
                         "unexpected element <{}> in <{tag}>",
                         item.name
                     )));
@@ -507,10 +477,10 @@ fn container_to_value(element: Element) -> Result<XcpValue, XcpParseError> {
                     .find(|(k, _)| k == "key")
                     .map(|(_, v)| v.clone())
                     .ok_or_else(|| {
-                        XcpParseError::new(format!("<item> without a key attribute in <{tag}>"))
+                        XmlError::new(format!("<item> without a key attribute in <{tag}>"))
                     })?;
                 if is_assoc && items.iter().any(|(k, _)| *k == key) {
-                    return Err(XcpParseError::new(format!(
+                    return Err(XmlError::new(format!(
                         "duplicate key \"{key}\" in <dt_assoc>"
                     )));
                 }
@@ -523,34 +493,34 @@ fn container_to_value(element: Element) -> Result<XcpValue, XcpParseError> {
                 XcpValue::Array(items)
             })
         }
-        other => Err(XcpParseError::new(format!("unexpected element <{other}>"))),
+        other => Err(XmlError::new(format!("unexpected element <{other}>"))),
     }
 }
 
 /// An item holds either text or exactly one container.
-fn item_to_value(item: Element, key: &str) -> Result<XcpValue, XcpParseError> {
+fn item_to_value(item: Element, key: &str) -> Result<XcpValue, XmlError> {
     if !item.children.iter().any(|c| matches!(c, Node::Element(_))) {
         return scalar_text(item).map(XcpValue::Scalar);
     }
     let mut children = child_elements(item)
-        .map_err(|_| XcpParseError::new(format!("item \"{key}\" mixes text and elements")))?
+        .map_err(|_| XmlError::new(format!("item \"{key}\" mixes text and elements")))?
         .into_iter();
     match (children.next(), children.next()) {
         (Some(only), None) => container_to_value(only),
-        _ => Err(XcpParseError::new(format!(
+        _ => Err(XmlError::new(format!(
             "item \"{key}\" must hold one dt_assoc, dt_array or dt_scalar"
         ))),
     }
 }
 
 /// The text of an element that must not hold elements.
-fn scalar_text(element: Element) -> Result<String, XcpParseError> {
+fn scalar_text(element: Element) -> Result<String, XmlError> {
     let mut text = String::new();
     for child in element.children {
         match child {
             Node::Text(t) => text.push_str(&t),
             Node::Element(e) => {
-                return Err(XcpParseError::new(format!(
+                return Err(XmlError::new(format!(
                     "unexpected element <{}> in <{}>",
                     e.name, element.name
                 )));

@@ -18,7 +18,9 @@ use crate::error::quoted;
 /// The deepest element nesting a parsed body may have.
 pub const MAX_DEPTH: usize = 32;
 
-/// Why a body is not XML this reader accepts: a sentence naming the problem.
+/// Why a body was refused, by this reader or by the face that reads it (an
+/// XCP envelope, a task-face delete body): a sentence naming the problem,
+/// e.g. `missing item "action"` or `<task_id> "x" is not an xs:int`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmlError {
     pub message: String,
@@ -37,6 +39,8 @@ impl fmt::Display for XmlError {
         f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for XmlError {}
 
 /// What a document type declaration may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
