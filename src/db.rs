@@ -78,7 +78,8 @@ pub enum Location {
     Memory,
 }
 
-/// Counters of the writer, for `/metrics` and the benchmarks.
+/// Counters of the writer, for `/metrics` and the benchmarks, and the
+/// foreground writes waiting for it (for `Db::foreground_waiting`).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub commits: AtomicU64,
