@@ -180,7 +180,9 @@ fn trickler(every: Duration) -> (String, Inbox<()>) {
             let tx = tx.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
-                stream.read(&mut buf).ok();
+                if stream.read(&mut buf).unwrap_or(0) == 0 {
+                    return;
+                }
                 tx.send(()).ok();
                 let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
                 for byte in head.iter().chain([b'x'; 100_000].iter()) {
