@@ -85,6 +85,8 @@ pub struct Outbox {
     jobs: Mutex<Option<Sender<Job>>>,
     /// Sends tried since the start.
     tried: AtomicUsize,
+    /// A failure that repeats (a full disk) is logged once.
+    failures: Mutex<RepeatedFailure>,
     bell: Doorbell,
 }
 
@@ -105,6 +107,7 @@ impl Outbox {
             freed: Condvar::new(),
             jobs: Mutex::new(None),
             tried: AtomicUsize::new(0),
+            failures: Mutex::new(RepeatedFailure::new(module_path!())),
             bell: Doorbell::new(),
         }))
     }
@@ -161,20 +164,29 @@ impl Outbox {
     }
 
     fn thread_loop(self: Arc<Self>) {
-        let mut failures = RepeatedFailure::new(module_path!());
         while !self.bell.stopped() {
             // Like the ticker, it rests while the test clock is frozen;
             // `run_until_idle` sends then.
             if !self.clock.is_frozen() {
-                match self.dispatch() {
-                    Ok(_) => failures.succeeded(format_args!("the outbox works")),
-                    Err(Error::Unavailable(_)) => {}
-                    Err(e) => {
-                        failures.failed("the outbox", &e);
-                    }
-                }
+                let dispatched = self.dispatch().map(|_| 0);
+                self.note(dispatched);
             }
             self.bell.wait(self.interval);
+        }
+    }
+
+    /// Counts the sends tried, or logs a failure (once while it repeats).
+    fn note(&self, result: Result<usize>) {
+        let mut failures = lock(&self.failures);
+        match result {
+            Ok(n) => {
+                self.tried.fetch_add(n, Ordering::SeqCst);
+                failures.succeeded(format_args!("the outbox works"));
+            }
+            Err(Error::Unavailable(_)) => {}
+            Err(e) => {
+                failures.failed("the outbox", &e);
+            }
         }
     }
 
@@ -255,13 +267,7 @@ impl Outbox {
                 None => Ok(0),
             },
         };
-        match sent {
-            Ok(n) => {
-                self.tried.fetch_add(n, Ordering::SeqCst);
-            }
-            Err(Error::Unavailable(_)) => {}
-            Err(e) => log::warn!("outbox: {e}"),
-        }
+        self.note(sent);
     }
 
     /// Waits until no send is in flight; says whether there was one.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::clock::{self, Millis};
 use crate::error::{Error, Result};
+use crate::store::accounts::ser_time;
 use crate::store::notifications;
 use crate::store::Cached;
 
@@ -23,10 +24,6 @@ pub struct Endpoint {
     pub created_at: Millis,
     #[serde(serialize_with = "ser_time")]
     pub updated_at: Millis,
-}
-
-fn ser_time<S: serde::Serializer>(ms: &Millis, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&clock::format(*ms))
 }
 
 fn ser_opt_time<S: serde::Serializer>(
@@ -196,7 +193,7 @@ pub struct Due {
 /// The first pending delivery of each endpoint, when it is due: a later
 /// delivery waits for the earlier ones of its endpoint, so that each
 /// receiver gets its notifications in order. Reads every pending row once
-/// (through the partial index of pending deliveries).
+/// per call, so its cost grows with the backlog, not with the log.
 pub(crate) const HEADS: &str = "select d.id, d.account_id
      from (select account_id, min(id) as head from webhook_deliveries
            where state = 'pending' group by account_id) h
