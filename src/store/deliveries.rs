@@ -193,9 +193,12 @@ pub struct Due {
 /// The first pending delivery of each endpoint, when it is due: a later
 /// delivery waits for the earlier ones of its endpoint, so that each
 /// receiver gets its notifications in order. Reads every pending row once
-/// per call, so its cost grows with the backlog, not with the log.
+/// per call, so its cost grows with the backlog, not with the log. (The
+/// index is named: the planner preferred `webhook_deliveries_account`,
+/// which reads the whole log.)
 pub(crate) const HEADS: &str = "select d.id, d.account_id
-     from (select account_id, min(id) as head from webhook_deliveries
+     from (select account_id, min(id) as head
+           from webhook_deliveries indexed by webhook_deliveries_due
            where state = 'pending' group by account_id) h
      join webhook_deliveries d on d.id = h.head
      where d.next_attempt_at <= ?1
