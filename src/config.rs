@@ -157,8 +157,8 @@ pub struct Config {
     /// at each attempt, with jitter, at most an hour.
     #[arg(long, env = "REGDESK_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     pub webhook_retry_base_ms: u64,
-    /// How long an outgoing webhook may take to connect, and to answer (1
-    /// ms to an hour).
+    /// How long an outgoing webhook may take as a whole: name lookup,
+    /// connect and the complete answer (1 ms to an hour).
     #[arg(long, env = "REGDESK_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
     /// Tries of a notification webhook delivery before it is marked failed.
