@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::error::{Error, Result};
-use crate::mail;
-use crate::registry::webhook;
+use lettre::message::Mailbox;
+
+use crate::error::{quoted, Error, Result};
 use crate::store::accounts::{self, MAX_TOKEN};
 
 #[derive(Debug, Parser)]
@@ -157,13 +157,18 @@ pub struct Config {
     /// at each attempt, with jitter, at most an hour.
     #[arg(long, env = "REGDESK_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
     pub webhook_retry_base_ms: u64,
-    /// How long an outgoing webhook may take to connect, and to answer (1
-    /// ms to an hour).
+    /// How long an outgoing webhook may take as a whole: name lookup,
+    /// connect and the complete answer (1 ms to an hour).
     #[arg(long, env = "REGDESK_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
     /// Tries of a notification webhook delivery before it is marked failed.
     #[arg(long, env = "REGDESK_DELIVERY_MAX_ATTEMPTS", default_value_t = 15)]
     pub delivery_max_attempts: i64,
+    /// Let customers' notification webhooks reach loopback, private and
+    /// other non-public addresses (test harnesses whose receiver runs on
+    /// the same machine).
+    #[arg(long, env = "REGDESK_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
     /// Send the mail outbox through this server: smtp://HOST[:PORT] (no TLS).
     #[arg(long, env = "REGDESK_SMTP_URL")]
     pub smtp_url: Option<String>,
@@ -196,12 +201,12 @@ impl Config {
         attempts("delivery_max_attempts", self.delivery_max_attempts)?;
         attempts("mail_max_attempts", self.mail_max_attempts)?;
         if let Some(url) = &self.webhook_url {
-            webhook::check_url("webhook_url", url)?;
+            check_http_url("webhook_url", url)?;
         }
         if let Some(url) = &self.smtp_url {
-            mail::parse_url(url)?;
+            smtp_url(url)?;
         }
-        mail::parse_from(&self.mail_from)?;
+        mail_from(&self.mail_from)?;
         if let Some(token) = &self.operator_token {
             operator_token(token)?;
         }
@@ -229,6 +234,7 @@ impl Config {
             webhook_retry_base_ms: 1000,
             webhook_timeout_ms: 10_000,
             delivery_max_attempts: 15,
+            allow_private_webhooks: false,
             smtp_url: None,
             mail_from: "regdesk@localhost".into(),
             mail_max_attempts: 15,
@@ -280,4 +286,175 @@ fn operator_token(token: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+// ----- outgoing addresses: leaf checks the senders use as well --------------------
+
+/// Checks a webhook URL given in `field`: plain `http://` with a host.
+pub fn check_http_url(field: &str, url: &str) -> Result<()> {
+    // Measured as given, in characters (as the API document counts), then
+    // trimmed.
+    if url.chars().count() > 2000 {
+        return Err(Error::invalid(field, "longer than 2000 characters"));
+    }
+    let url = url.trim();
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        let why = if url.starts_with("https://") {
+            "https is not supported; give an http:// URL (put a TLS proxy in front if needed)"
+        } else {
+            "must be an http:// URL"
+        };
+        Error::invalid(field, why)
+    })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || host.contains(char::is_whitespace) {
+        return Err(Error::invalid(field, "names no host"));
+    }
+    // What the sender will parse: a URL it cannot read would fail every
+    // delivery, so it is refused here.
+    match url::Url::parse(url) {
+        Ok(parsed) => match parsed.host() {
+            Some(url::Host::Domain(name)) if !host_name(name) => Err(Error::invalid(
+                field,
+                format!("{} is not a host name", quoted(name)),
+            )),
+            Some(_) => Ok(()),
+            None => Err(Error::invalid(field, "names no host")),
+        },
+        Err(e) => Err(Error::invalid(field, format!("is not a URL: {e}"))),
+    }
+}
+
+/// Whether `name` is a host name DNS can look up: dot-separated labels of
+/// letters, digits, hyphens and underscores, no label empty or starting or
+/// ending with a hyphen (one dot may end it).
+fn host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Where `smtp://HOST[:PORT]` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `smtp://HOST[:PORT]` (port 25 by default; plain SMTP, no TLS).
+pub fn smtp_url(url: &str) -> Result<Smtp> {
+    let field = "smtp_url";
+    let rest = url.trim().strip_prefix("smtp://").ok_or_else(|| {
+        Error::invalid(field, format!("{url:?} is not an smtp://HOST[:PORT] URL"))
+    })?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err(Error::invalid(
+            field,
+            "give only smtp://HOST[:PORT] (no path, no credentials)",
+        ));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| Error::invalid(field, "an IPv6 address needs its closing ]"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(Error::invalid(field, "names no host"));
+    }
+    let port = match port {
+        None => 25,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::invalid(field, format!("{p:?} is not a port")))?,
+    };
+    Ok(Smtp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parses the sender address given in `--mail-from`.
+pub fn mail_from(from: &str) -> Result<Mailbox> {
+    from.parse::<Mailbox>()
+        .map_err(|e| Error::invalid("mail_from", format!("{from:?} is not an address: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls() {
+        let u = |url: &str| check_http_url("u", url);
+        assert!(u("http://127.0.0.1:9/x").is_ok());
+        assert!(u("https://example.net/").is_err());
+        assert!(u("http://").is_err());
+        assert!(u("ftp://x").is_err());
+        // Hosts the sender could not parse are refused up front.
+        assert!(u("http://[").is_err());
+        assert!(u("http://[::1/x").is_err());
+        assert!(u("http://exa mple.net/").is_err());
+        assert!(u("http://[::1]:9/x").is_ok());
+        assert!(u("http://hooks.example.net:8080/in?x=1").is_ok());
+        assert!(u("http://hooks.example.net./in").is_ok());
+        for bad in [
+            "http://a*b.example/",
+            "http://-a.example/",
+            "http://a..b/",
+            "http://a.b../x",
+        ] {
+            assert!(u(bad).is_err(), "{bad}");
+        }
+        // 2,000 characters as given: leading spaces count, and a character
+        // of two bytes counts once.
+        let long = |pad: &str, n: usize| format!("{pad}http://h.example/{}", "é".repeat(n));
+        assert!(u(&long("", 2000 - 17)).is_ok());
+        assert!(u(&long("", 2001 - 17)).is_err());
+        assert!(u(&long("  ", 1999 - 17)).is_err());
+    }
+
+    #[test]
+    fn smtp_urls() {
+        let ok = |url: &str, host: &str, port: u16| {
+            assert_eq!(
+                smtp_url(url).unwrap(),
+                Smtp {
+                    host: host.into(),
+                    port
+                },
+                "{url}"
+            )
+        };
+        ok("smtp://mail.example.net", "mail.example.net", 25);
+        ok("smtp://127.0.0.1:2525", "127.0.0.1", 2525);
+        ok("smtp://127.0.0.1:2525/", "127.0.0.1", 2525);
+        ok("smtp://[::1]:2525", "::1", 2525);
+        for bad in [
+            "http://x",
+            "smtp://",
+            "smtp://:25",
+            "smtp://h:0",
+            "smtp://h:99999",
+            "smtp://u:p@h",
+            "smtp://h/x",
+        ] {
+            let e = smtp_url(bad).unwrap_err();
+            assert_eq!(e.field(), Some("smtp_url"), "{bad}");
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! How a background thread (the ticker, the webhook and mail senders) is
-//! asked to work now rather than at its next interval, and told to stop.
+//! How a background thread (the ticker, the outbox) is asked to work now
+//! rather than at its next interval, and told to stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};

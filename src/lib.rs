@@ -20,9 +20,8 @@ pub mod store;
 pub mod registry;
 pub mod ticker;
 
-pub mod delivery;
 pub mod doorbell;
-pub mod mail;
+pub mod outbox;
 
 pub mod face;
 pub mod http;
@@ -56,7 +55,7 @@ pub struct App {
     pub ready: AtomicBool,
     pub started: Instant,
     /// The senders of notification webhooks and mail.
-    pub outboxes: Vec<Arc<delivery::Worker>>,
+    pub outbox: Arc<outbox::Outbox>,
     /// Who holds which API token, remembered.
     pub tokens: accounts::TokenCache,
 }
@@ -73,11 +72,7 @@ impl App {
     /// Sends every due notification webhook and mail now (the test clock's
     /// ticks do this before they answer).
     pub fn send_due(&self) -> Result<usize> {
-        let mut sent = 0;
-        for outbox in &self.outboxes {
-            sent += outbox.run_until_idle()?;
-        }
-        Ok(sent)
+        self.outbox.run_until_idle()
     }
 }
 
@@ -102,9 +97,7 @@ impl Handle {
         self.http.stop();
         self.app.ticker.stop();
         self.ticker_thread.join().ok();
-        for outbox in &self.app.outboxes {
-            outbox.stop();
-        }
+        self.app.outbox.stop();
         for thread in self.outbox_threads {
             thread.join().ok();
         }
@@ -161,8 +154,6 @@ pub fn start(config: Config) -> Result<Handle> {
         ProviderKind::Webhook => Some(registry::webhook::Webhook::from_config(&config)?),
         _ => None,
     };
-    let deliveries = delivery::Settings::from_config(&config);
-    let smtp = mail::Settings::from_config(&config)?;
     let location = if config.memory {
         Location::Memory
     } else {
@@ -184,15 +175,7 @@ pub fn start(config: Config) -> Result<Handle> {
         },
     };
     let interval = Duration::from_millis(config.tick_interval_ms);
-    let mut outboxes = vec![delivery::worker(
-        db.clone(),
-        clock.clone(),
-        deliveries,
-        interval,
-    )];
-    if let Some(smtp) = smtp {
-        outboxes.push(mail::worker(db.clone(), clock.clone(), smtp, interval));
-    }
+    let outbox = outbox::Outbox::new(db.clone(), clock.clone(), &config)?;
     let ticker = Arc::new(Ticker::new(db.clone(), clock.clone(), provider, interval));
     let demo_tokens = if config.demo {
         demo::seed(&db, &clock, &ticker)?
@@ -207,21 +190,15 @@ pub fn start(config: Config) -> Result<Handle> {
         ready: AtomicBool::new(false),
         started: Instant::now(),
         config: config.clone(),
-        outboxes,
+        outbox,
         tokens: accounts::TokenCache::default(),
     });
     let http = HttpServer::start(&config.listen, workers, app.clone())?;
-    // The ticker and the outboxes start once the server listens: their
-    // first passes (recovering claimed work, finding what is due) open read
-    // connections and compile the schema, on the same two cores as the
-    // start itself (callgrind, a start on a new database: 3.1 of its 8.0
-    // million instructions).
+    // The ticker and the outbox start once the server listens: their first
+    // passes (recovering claimed work, finding what is due) open read
+    // connections and compile the schema, which would slow the start.
     let ticker_thread = ticker.spawn()?;
-    let outbox_threads = app
-        .outboxes
-        .iter()
-        .map(|outbox| outbox.spawn())
-        .collect::<Result<Vec<_>>>()?;
+    let outbox_threads = app.outbox.spawn()?;
     app.ready.store(true, Ordering::SeqCst);
     Ok(Handle {
         addr: http.addr,

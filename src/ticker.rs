@@ -33,8 +33,7 @@ use crate::store::transition::{self, Change, Who};
 pub const BATCH: i64 = 8;
 /// Write jobs one tick sends the writer.
 const JOBS: usize = 32;
-/// Fulfilment attempts before an unexpected error sends a request to limbo.
-pub const MAX_ATTEMPTS: i64 = 3;
+pub use crate::registry::MAX_ATTEMPTS;
 /// Requests sent to an external provider per tick: each is an HTTP call.
 const EXTERNAL_BATCH: i64 = 16;
 /// Ticks per `run_until_idle` at most, so that it always returns.

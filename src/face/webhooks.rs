@@ -4,13 +4,13 @@
 
 use serde_json::json;
 
-use crate::delivery;
 use crate::error::{Error, Result};
 use crate::face::native::{after, body_object, limit, opt_str};
 use crate::http::{Req, Resp};
+use crate::outbox::webhooks::check_endpoint;
 use crate::random;
-use crate::registry::webhook;
 use crate::store::accounts::Account;
+use crate::store::deliveries;
 use crate::App;
 
 /// Secrets given by the caller are at least this long.
@@ -28,7 +28,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         return Err(Error::invalid(k.as_str(), "unknown field"));
     }
     let url = opt_str(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
-    webhook::check_url("url", &url)?;
+    check_endpoint(&url, app.config.allow_private_webhooks)?;
     let given = opt_str(&body, "secret")?;
     if let Some(s) = &given {
         let n = s.chars().count();
@@ -46,7 +46,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let (account, now, url) = (caller.id, app.clock.now(), url.trim().to_string());
     let endpoint = app
         .db
-        .write(move |conn| delivery::put_endpoint(conn, account, &url, &secret, now))?;
+        .write(move |conn| deliveries::put_endpoint(conn, account, &url, &secret, now))?;
     let mut v = serde_json::to_value(&endpoint)?;
     if let Some(secret) = generated {
         v["secret"] = json!(secret);
@@ -57,7 +57,10 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 /// `GET /webhook`: the caller's endpoint, without its secret.
 pub fn get(app: &App, caller: &Account) -> Result<Resp> {
     let account = caller.id;
-    match app.db.read(move |conn| delivery::endpoint(conn, account))? {
+    match app
+        .db
+        .read(move |conn| deliveries::endpoint(conn, account))?
+    {
         Some(endpoint) => Ok(Resp::json(200, &endpoint)),
         None => Err(Error::not_found("webhook (none is set)")),
     }
@@ -68,7 +71,7 @@ pub fn get(app: &App, caller: &Account) -> Result<Resp> {
 pub fn delete(app: &App, caller: &Account) -> Result<Resp> {
     let (account, now) = (caller.id, app.clock.now());
     app.db
-        .write(move |conn| delivery::delete_endpoint(conn, account, now))?;
+        .write(move |conn| deliveries::delete_endpoint(conn, account, now))?;
     Ok(Resp::empty(204))
 }
 
@@ -88,7 +91,7 @@ pub fn deliveries(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let (limit, after) = (limit(req)?, after(req)?);
     let account = caller.id;
     let value = app.db.read(move |conn| {
-        let (items, next) = delivery::list(conn, account, state.as_deref(), after, limit)?;
+        let (items, next) = deliveries::list(conn, account, state.as_deref(), after, limit)?;
         Ok(json!({ "items": items, "next": next.map(|n| n.to_string()) }))
     })?;
     Ok(Resp::json(200, &value))

@@ -12,6 +12,10 @@ use crate::error::Result;
 use crate::state::{Failure, WaitingOn};
 use crate::store::requests::Request;
 
+/// Fulfilment attempts before an unexpected error sends a request to limbo,
+/// unless the provider says otherwise.
+pub const MAX_ATTEMPTS: i64 = 3;
+
 /// A provider's answer for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -56,7 +60,7 @@ pub trait Provider: Send + Sync {
     /// Fulfilment attempts before an unexpected error sends a request to
     /// limbo.
     fn max_attempts(&self) -> i64 {
-        crate::ticker::MAX_ATTEMPTS
+        MAX_ATTEMPTS
     }
 
     /// A provider that calls out of the process. The ticker then never calls

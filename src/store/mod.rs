@@ -3,6 +3,7 @@
 //! writer's transaction.
 
 pub mod accounts;
+pub mod deliveries;
 pub mod domains;
 pub mod notifications;
 pub mod order_events;

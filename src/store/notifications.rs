@@ -79,7 +79,7 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result
     let id = conn.last_insert_rowid();
     // Pushed to the account's webhook, if any; queued in this transaction so
     // that the push is never lost.
-    crate::delivery::enqueue(conn, n.account_id, id, now)?;
+    super::deliveries::enqueue(conn, n.account_id, id, now)?;
     Ok(id)
 }
 

@@ -13,5 +13,6 @@ mod isolation;
 mod mail;
 mod opensrs;
 mod ops;
+mod outbound;
 mod storage;
 mod webhook;
