@@ -7,7 +7,6 @@ use crate::store::{in_savepoint, Cached};
 use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -19,10 +18,9 @@ use crate::registry::simulated::{self, Rule};
 use crate::state::{self, Event, Failure, Operation, Resolution, State, WaitingOn};
 use crate::store::accounts::{self, Account, NewAccount, Role};
 use crate::store::domains;
-use crate::store::notifications::{self, Notification, ReadStatus};
-use crate::store::requests::{
-    self, Annotation, Filter, HistoryEntry, InvoiceItem, NewRequest, Request,
-};
+use crate::store::notifications::{self, ReadStatus};
+use crate::store::requests::{self, Filter, HistoryEntry, NewRequest, Request};
+use crate::store::view::{new_request_detail, request_detail, requests_json, requests_page, Detail};
 use crate::store::transition::{self, Change, Who};
 use crate::App;
 
@@ -227,117 +225,6 @@ fn account_scope(asked: Option<i64>, caller: &Account) -> Result<Option<i64>> {
 
 // ----- output --------------------------------------------------------------
 
-/// A request as the API shows it, borrowed from its row: written out as it
-/// is for lists and for a request's own page (`detail_of`, which adds the
-/// four fields lists leave out), or made a `Value` by `request_json`. The
-/// fields are in alphabetical order, the order a `Value`'s map keeps, so
-/// all give the same text. (Lists built a `Value` per row, cloning its
-/// params, and dropped it after writing: half of a list's time, perf B5;
-/// a request's page was a `Value` too, a sixth of the connection threads'
-/// time during ingest, perf B1.)
-#[derive(Serialize)]
-struct RequestView<'a> {
-    account_id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allowed_actions: Option<Vec<&'static str>>,
-    annotations: Vec<&'a Annotation>,
-    attempts: i64,
-    created_at: String,
-    depends_on: Option<i64>,
-    domain: &'a str,
-    exec_date: Option<String>,
-    failure: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    history: Option<Vec<HistoryEntry>>,
-    id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invoice_items: Option<Vec<InvoiceItem>>,
-    last_error: Option<&'a str>,
-    missing: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notifications: Option<Vec<Notification>>,
-    operation: &'static str,
-    order_status: &'static str,
-    params: &'a Value,
-    state: &'static str,
-    task_status: &'static str,
-    updated_at: String,
-    wait_until: Option<String>,
-    waiting_on: Option<&'static str>,
-}
-
-impl<'a> RequestView<'a> {
-    fn new(r: &'a Request, annotations: Vec<&'a Annotation>) -> RequestView<'a> {
-        RequestView {
-            account_id: r.account_id,
-            allowed_actions: None,
-            annotations,
-            attempts: r.attempts,
-            created_at: clock::format(r.created_at),
-            depends_on: r.depends_on,
-            domain: &r.domain,
-            exec_date: r.exec_date.map(clock::format),
-            failure: r.failure.map(Failure::as_str),
-            history: None,
-            id: r.id,
-            invoice_items: None,
-            last_error: r.last_error.as_deref(),
-            missing: &r.missing,
-            notifications: None,
-            operation: r.operation.as_str(),
-            order_status: state::order_status(r.state, r.waiting_on, r.failure),
-            params: &r.params,
-            state: r.state.as_str(),
-            task_status: state::task_status(r.state, r.waiting_on, r.failure),
-            updated_at: clock::format(r.updated_at),
-            wait_until: r.wait_until.map(clock::format),
-            waiting_on: r.waiting_on.map(WaitingOn::as_str),
-        }
-    }
-}
-
-/// A request as the API shows it.
-pub fn request_json(r: &Request, annotations: Vec<&Annotation>) -> Value {
-    view_value(RequestView::new(r, annotations))
-}
-
-fn view_value(view: RequestView<'_>) -> Value {
-    serde_json::to_value(&view).unwrap_or_else(|e| {
-        // A view holds only strings, numbers and JSON values.
-        log::error!("request {} as JSON: {e}", view.id);
-        Value::Null
-    })
-}
-
-/// A page of requests with their annotations.
-fn requests_json(conn: &Connection, rows: &[Request]) -> Result<Vec<Value>> {
-    with_views(conn, rows, |views| {
-        Ok(views.into_iter().map(view_value).collect())
-    })
-}
-
-/// Calls `f` with the views of `rows` and their annotations.
-fn with_views<T>(
-    conn: &Connection,
-    rows: &[Request],
-    f: impl FnOnce(Vec<RequestView<'_>>) -> Result<T>,
-) -> Result<T> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let notes = requests::annotations(conn, &ids)?;
-    let views = rows
-        .iter()
-        .map(|r| {
-            let mine = notes
-                .iter()
-                .filter(|(id, _)| *id == r.id)
-                .map(|(_, a)| a)
-                .collect();
-            RequestView::new(r, mine)
-        })
-        .collect();
-    f(views)
-}
-
 /// A request created in this transaction and its history as written are
 /// all its answer needs: nothing else hangs off it (only processing
 /// charges, only finished or failed requests notify, and only a send-back
@@ -359,67 +246,8 @@ fn check_new_request(
     Ok(())
 }
 
-/// A request's own page, written out: its view with its history, invoice
-/// items and notifications, and the actions the caller may take (`GET
-/// /requests/{id}`, and the answer to every change of a request).
-#[derive(Debug, PartialEq)]
-struct Detail {
-    state: State,
-    json: String,
-}
-
-impl Detail {
-    fn resp(self, status: u16) -> Resp {
-        Resp::new(status, "application/json", self.json)
-    }
-
-    /// Whether the ticker has work in it now.
-    fn for_ticker(&self) -> bool {
-        matches!(self.state, State::Queued | State::Processing)
-    }
-}
-
-/// The answer to a create: `request_detail` of a request just made (see
-/// `check_new_request`). Made outside the writer thread when it can be
-/// (building its JSON was 6% of the writer's time during ingest, perf B1).
-fn new_request_detail(r: &Request, history: Vec<HistoryEntry>, caller: &Account) -> Result<Detail> {
-    detail_of(r, Vec::new(), caller, history, Vec::new(), Vec::new())
-}
-
-/// A request with everything that hangs off it, as `GET /requests/{id}` shows it.
-fn request_detail(conn: &Connection, r: &Request, caller: &Account) -> Result<Detail> {
-    let notes = requests::annotations(conn, &[r.id])?;
-    detail_of(
-        r,
-        notes.iter().map(|(_, a)| a).collect(),
-        caller,
-        requests::history(conn, r.id)?,
-        requests::invoice_items(conn, r.id)?,
-        notifications::for_request(conn, r.id)?,
-    )
-}
-
-/// `r`'s page from what hangs off it.
-fn detail_of(
-    r: &Request,
-    annotations: Vec<&Annotation>,
-    caller: &Account,
-    history: Vec<HistoryEntry>,
-    invoice_items: Vec<InvoiceItem>,
-    notifications: Vec<Notification>,
-) -> Result<Detail> {
-    let who = Who::account(caller);
-    let view = RequestView {
-        allowed_actions: Some(state::allowed_actions(r.state, r.waiting_on, who.actor)),
-        history: Some(history),
-        invoice_items: Some(invoice_items),
-        notifications: Some(notifications),
-        ..RequestView::new(r, annotations)
-    };
-    Ok(Detail {
-        state: r.state,
-        json: serde_json::to_string(&view)?,
-    })
+fn resp(detail: Detail, status: u16) -> Resp {
+    Resp::new(status, "application/json", detail.json)
 }
 
 // ----- accounts ------------------------------------------------------------
@@ -746,7 +574,7 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     if detail.for_ticker() {
         app.ticker.wake();
     }
-    Ok(detail.resp(201))
+    Ok(resp(detail, 201))
 }
 
 pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
@@ -754,15 +582,11 @@ pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let (after, limit) = (after(req)?, limit(req)?);
     app.db.read(move |conn| {
         let (rows, next) = requests::list(conn, &f, after, limit)?;
-        with_views(conn, &rows, |items| {
-            #[derive(Serialize)]
-            struct Page<'a> {
-                items: Vec<RequestView<'a>>,
-                next: Option<String>,
-            }
-            let next = next.map(|n| n.to_string());
-            Ok(Resp::json(200, &Page { items, next }))
-        })
+        Ok(Resp::new(
+            200,
+            "application/json",
+            requests_page(conn, &rows, next)?,
+        ))
     })
 }
 
@@ -822,7 +646,7 @@ pub fn get_request(app: &App, id: i64, caller: &Account) -> Result<Resp> {
         let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
         request_detail(conn, &r, &caller)
     })?;
-    Ok(detail.resp(200))
+    Ok(resp(detail, 200))
 }
 
 pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<Resp> {
@@ -866,7 +690,7 @@ pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<
         let r = transition::apply(conn, id, Event::UpdateParams, &who, change, now)?;
         request_detail(conn, &r, &caller)
     })?;
-    Ok(detail.resp(200))
+    Ok(resp(detail, 200))
 }
 
 /// Actions only operators may take.
@@ -1051,7 +875,7 @@ pub fn action(app: &App, req: &Req, id: i64, action: &str, caller: &Account) -> 
     if detail.for_ticker() {
         app.ticker.wake();
     }
-    Ok(detail.resp(200))
+    Ok(resp(detail, 200))
 }
 
 pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
@@ -1271,7 +1095,7 @@ pub fn order_domain(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         request_detail(conn, &r, &caller)
     })?;
     app.ticker.wake();
-    Ok(detail.resp(202))
+    Ok(resp(detail, 202))
 }
 
 // ----- notifications and events ---------------------------------------------
@@ -1489,138 +1313,5 @@ pub fn readyz(app: &App) -> Resp {
         )
     } else {
         Resp::json(503, &json!({ "status": "starting" }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A request written out directly (lists) reads exactly as the map the
-    /// API built before, every optional field set and unset.
-    #[test]
-    fn a_request_view_writes_the_text_of_the_map_it_replaced() {
-        let full = Request {
-            id: 7,
-            account_id: 3,
-            domain: "example.com".into(),
-            operation: Operation::Create,
-            params: json!({"period": 2, "contacts": {"owner": {"name": "A \"B\""}}}),
-            state: State::Limbo,
-            waiting_on: Some(WaitingOn::Registry),
-            failure: Some(Failure::Registry),
-            missing: vec!["contacts.owner.email".into()],
-            exec_date: Some(86_400_000),
-            depends_on: Some(5),
-            attempts: 2,
-            next_attempt_at: Some(1),
-            wait_until: Some(90_000_000),
-            last_error: Some("registry said <no>".into()),
-            created_at: 1_000,
-            updated_at: 2_000,
-        };
-        let bare = Request {
-            waiting_on: None,
-            failure: None,
-            missing: Vec::new(),
-            exec_date: None,
-            depends_on: None,
-            wait_until: None,
-            last_error: None,
-            state: State::Queued,
-            ..full.clone()
-        };
-        let note = Annotation {
-            actor: "operator:root".into(),
-            text: "checked \u{e9}".into(),
-            at: 3_000,
-        };
-        let opt_time = |ms: Option<Millis>| {
-            ms.map(|t| Value::String(clock::format(t)))
-                .unwrap_or(Value::Null)
-        };
-        for (r, notes) in [(&full, vec![&note]), (&bare, vec![])] {
-            let map = json!({
-                "id": r.id,
-                "account_id": r.account_id,
-                "domain": r.domain,
-                "operation": r.operation.as_str(),
-                "params": r.params,
-                "state": r.state.as_str(),
-                "waiting_on": r.waiting_on.map(WaitingOn::as_str),
-                "failure": r.failure.map(Failure::as_str),
-                "missing": r.missing,
-                "annotations": notes,
-                "exec_date": opt_time(r.exec_date),
-                "depends_on": r.depends_on,
-                "attempts": r.attempts,
-                "last_error": r.last_error,
-                "wait_until": opt_time(r.wait_until),
-                "order_status": state::order_status(r.state, r.waiting_on, r.failure),
-                "task_status": state::task_status(r.state, r.waiting_on, r.failure),
-                "created_at": clock::format(r.created_at),
-                "updated_at": clock::format(r.updated_at),
-            });
-            let direct =
-                serde_json::to_string(&RequestView::new(r, notes.clone())).expect("a view as JSON");
-            assert_eq!(direct, map.to_string());
-            assert_eq!(request_json(r, notes.clone()), map);
-
-            // A request's page: the map with history, invoice items,
-            // notifications and actions put in, as it was built before (the
-            // same fields and values; an entry of those lists now keeps its
-            // fields in the order `GET /notification` shows them).
-            let history = vec![HistoryEntry {
-                id: 11,
-                from: Some("new".into()),
-                to: r.state.as_str().into(),
-                event: "submit".into(),
-                actor: "customer:3".into(),
-                reason: None,
-                at: 1_500,
-            }];
-            let items = vec![InvoiceItem {
-                id: 12,
-                request_id: r.id,
-                kind: "charge".into(),
-                description: "create example.com, 2 years".into(),
-                amount_cents: 2_400,
-                created_at: 1_600,
-            }];
-            let told = vec![Notification {
-                id: 13,
-                account_id: r.account_id,
-                kind: "domain".into(),
-                action: "create".into(),
-                status: "success".into(),
-                message: "the domain is registered".into(),
-                domain: r.domain.clone(),
-                request_id: Some(r.id),
-                created_at: 1_700,
-                read_at: None,
-            }];
-            let caller = Account {
-                id: 1,
-                name: "root".into(),
-                email: "root@example.net".into(),
-                role: Role::Operator,
-                review_limit_cents: 0,
-                review_all: false,
-                created_at: 0,
-            };
-            let mut page = map.clone();
-            page["history"] = serde_json::to_value(&history).expect("history");
-            page["invoice_items"] = serde_json::to_value(&items).expect("items");
-            page["notifications"] = serde_json::to_value(&told).expect("notifications");
-            page["allowed_actions"] = json!(state::allowed_actions(
-                r.state,
-                r.waiting_on,
-                state::Actor::Operator
-            ));
-            let detail = detail_of(r, notes, &caller, history, items, told).expect("a page");
-            let read: Value = serde_json::from_str(&detail.json).expect("a page as JSON");
-            assert_eq!(read, page);
-            assert_eq!(detail.state, r.state);
-        }
     }
 }

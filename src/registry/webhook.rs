@@ -15,10 +15,10 @@ use super::{External, Provider, Verdict};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::error::{quoted, Error, Result};
-use crate::face::native;
 use crate::random;
 use crate::state::{Failure, WaitingOn};
-use crate::store::requests::{self, Request};
+use crate::store::requests::Request;
+use crate::store::view;
 
 /// The header carrying `t=UNIX,v1=HEX`.
 pub const SIGNATURE_HEADER: &str = "X-Regdesk-Signature";
@@ -245,8 +245,7 @@ impl External for Webhook {
     /// stays the same across retries of one round of processing (the id of
     /// the transition that entered processing), so receivers can dedupe.
     fn prepare(&self, conn: &Connection, req: &Request, _now: Millis) -> Result<Value> {
-        let notes = requests::annotations(conn, &[req.id])?;
-        let request = native::request_json(req, notes.iter().map(|(_, a)| a).collect());
+        let request = view::request_json_read(conn, req)?;
         let entered: Option<i64> = conn
             .query_row(
                 "select max(id) from transitions where request_id = ?1 and to_state = 'processing'

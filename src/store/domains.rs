@@ -15,23 +15,20 @@ use crate::state::Operation;
 
 use super::requests::Request;
 
-#[derive(Debug, Clone, Serialize)]
+/// A domain of the portfolio; its JSON shape is in `store::view`.
+#[derive(Debug, Clone)]
 pub struct Domain {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
     pub status: String,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub expires_at: Millis,
     pub transfer_lock: bool,
     pub privacy: bool,
-    #[serde(skip)]
     pub auth_code: String,
     pub contacts: Value,
     pub nameservers: Value,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub created_at: Millis,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub updated_at: Millis,
 }
 

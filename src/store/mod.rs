@@ -8,6 +8,7 @@ pub mod notifications;
 pub mod order_events;
 pub mod requests;
 pub mod transition;
+pub mod view;
 
 use std::str::FromStr;
 
