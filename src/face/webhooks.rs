@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::delivery;
 use crate::error::{Error, Result};
-use crate::face::native::{after, body_object, limit, opt_str};
+use crate::face::json_args::{after, body_object, limit, opt_str};
 use crate::http::{Req, Resp};
 use crate::random;
 use crate::registry::webhook;

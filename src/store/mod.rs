@@ -3,7 +3,9 @@
 //! writer's transaction.
 
 pub mod accounts;
+pub mod admin;
 pub mod domains;
+pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;

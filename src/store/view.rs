@@ -103,36 +103,30 @@ fn view_value(view: RequestView<'_>) -> Value {
     })
 }
 
-/// A page of requests with their annotations.
-pub fn requests_json(conn: &Connection, rows: &[Request]) -> Result<Vec<Value>> {
-    with_views(conn, rows, |views| {
-        Ok(views.into_iter().map(view_value).collect())
-    })
+/// Requests with their annotations (read with them), as the API lists them.
+pub fn requests_json(rows: &[Request], notes: &[(i64, Annotation)]) -> Vec<Value> {
+    views(rows, notes).into_iter().map(view_value).collect()
 }
 
 /// A page of requests written out: `{"items": [...], "next": "..."}`.
-pub fn requests_page(conn: &Connection, rows: &[Request], next: Option<i64>) -> Result<String> {
-    with_views(conn, rows, |items| {
-        #[derive(Serialize)]
-        struct Page<'a> {
-            items: Vec<RequestView<'a>>,
-            next: Option<String>,
-        }
-        let next = next.map(|n| n.to_string());
-        Ok(serde_json::to_string(&Page { items, next })?)
-    })
+pub fn requests_page(
+    rows: &[Request],
+    notes: &[(i64, Annotation)],
+    next: Option<i64>,
+) -> Result<String> {
+    #[derive(Serialize)]
+    struct Page<'a> {
+        items: Vec<RequestView<'a>>,
+        next: Option<String>,
+    }
+    let items = views(rows, notes);
+    let next = next.map(|n| n.to_string());
+    Ok(serde_json::to_string(&Page { items, next })?)
 }
 
-/// Calls `f` with the views of `rows` and their annotations.
-fn with_views<T>(
-    conn: &Connection,
-    rows: &[Request],
-    f: impl FnOnce(Vec<RequestView<'_>>) -> Result<T>,
-) -> Result<T> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let notes = requests::annotations(conn, &ids)?;
-    let views = rows
-        .iter()
+/// The views of `rows`, each with its annotations of `notes`.
+fn views<'a>(rows: &'a [Request], notes: &'a [(i64, Annotation)]) -> Vec<RequestView<'a>> {
+    rows.iter()
         .map(|r| {
             let mine = notes
                 .iter()
@@ -141,8 +135,7 @@ fn with_views<T>(
                 .collect();
             RequestView::new(r, mine)
         })
-        .collect();
-    f(views)
+        .collect()
 }
 
 /// A request's own page, written out: its view with its history, invoice
