@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::store::accounts::{self, Account, NewAccount};
+use crate::store::Connection;
 use crate::App;
 
 use super::require_operator;
@@ -50,7 +51,7 @@ pub fn require(app: &App, id: i64) -> Result<()> {
 }
 
 /// `require` in a transaction.
-pub(crate) fn exists(conn: &rusqlite::Connection, id: i64) -> Result<()> {
+pub(crate) fn exists(conn: &Connection, id: i64) -> Result<()> {
     accounts::get(conn, id)
         .map(|_| ())
         .map_err(|_| Error::not_found(format!("user {id}")))

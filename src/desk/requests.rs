@@ -2,7 +2,6 @@
 //! on a request, a registry's event, bulk actions, cancelling pending and
 //! scheduled requests, and the lists, all with one `Filter`.
 
-use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::clock::Millis;
@@ -11,11 +10,11 @@ use crate::form;
 use crate::state::{self, Action, Event, Operation, Resolution, State};
 use crate::store::accounts::{self, Account};
 use crate::store::idempotency;
-use crate::store::in_savepoint;
 use crate::store::order_events::ORDER_OPERATIONS;
 use crate::store::requests::{self, Annotation, HistoryEntry, NewRequest, Request};
 use crate::store::transition::{self, Change, Who};
 use crate::store::view::{self, Detail};
+use crate::store::{in_savepoint, Connection};
 use crate::App;
 
 pub use crate::store::requests::Filter;

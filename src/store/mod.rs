@@ -16,6 +16,11 @@ use std::str::FromStr;
 
 use rusqlite::Row;
 
+/// The connection a transaction runs on: the desk hands it from one store
+/// function to the next, so that a use case's reads and writes share the
+/// transaction, without touching SQL itself.
+pub use rusqlite::Connection;
+
 use crate::error::{Error, Result};
 
 // Rows are read by column position, in the order of each module's
