@@ -446,7 +446,7 @@ fn on_request(
 pub enum Targets {
     Ids(Vec<i64>),
     /// The first `MAX_BULK` matching.
-    Matching(Filter),
+    Matching(Box<Filter>),
 }
 
 /// What a bulk action did: the requests it moved, and each refusal.

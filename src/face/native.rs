@@ -423,7 +423,7 @@ fn targets(body: &Map<String, Value>, caller: &Account) -> Result<Targets> {
                 };
                 q.query.push((k.clone(), v));
             }
-            Ok(Targets::Matching(filter(&q, caller)?))
+            Ok(Targets::Matching(Box::new(filter(&q, caller)?)))
         }
         (None, _) => Err(Error::invalid("ids", "give ids or a filter")),
     }
