@@ -230,9 +230,8 @@ pub fn start(config: Config) -> Result<Handle> {
     let http = HttpServer::start(&config.listen, workers, app.clone())?;
     // The ticker and the outboxes start once the server listens: their
     // first passes (recovering claimed work, finding what is due) open read
-    // connections and compile the schema, on the same two cores as the
-    // start itself (callgrind, a start on a new database: 3.1 of its 8.0
-    // million instructions).
+    // connections and compile the schema, on the same cores as the start
+    // itself, which would otherwise wait for them.
     let ticker_thread = ticker.spawn()?;
     let outbox_threads = app
         .outboxes

@@ -80,7 +80,7 @@ pub(crate) fn literal(value: &str) -> String {
 
 /// `execute` and `query_row` through the connection's statement cache: the
 /// hot paths run the same few statements thousands of times a second, and
-/// compiling them each time was a third of the writer's time.
+/// compiling them each time was a large part of the writer's time.
 pub trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>

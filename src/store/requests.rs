@@ -328,8 +328,8 @@ pub fn list(
     let mut where_ = filter.sql(&mut args);
     if let Some(after) = after {
         // With a domain prefix the domain index must serve the range: given a
-        // bare rowid bound, SQLite walked the table backwards from the cursor
-        // (B5: later pages p99 22 ms at 1M requests). `+id` keeps it off.
+        // bare rowid bound, SQLite walked the table backwards from the cursor,
+        // slowing later pages of a large desk. `+id` keeps it off.
         if filter.domain_prefix.is_some() {
             where_.push_str(" and +id < ?");
         } else {
@@ -338,8 +338,7 @@ pub fn list(
         args.push(SqlValue::Integer(after));
     }
     // The page's ids first, from an index alone, then their rows: given a
-    // range of domains, SQLite read every matching row whole to sort them
-    // (B5, domain prefix at 1M requests: p50 8.4 ms; ids first: about 1 ms).
+    // range of domains, SQLite read every matching row whole to sort them.
     // The largest page is written into the SQL and the page cut short
     // here: a bound `limit ?` made SQLite compile the statement again on
     // every call.

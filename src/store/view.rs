@@ -21,7 +21,7 @@ use crate::store::requests::{self, Annotation, HistoryEntry, InvoiceItem, Reques
 /// four fields lists leave out), or made a `Value` by `request_json`. The
 /// fields are in alphabetical order, the order a `Value`'s map keeps, so
 /// all give the same text. (Lists built a `Value` per row, cloning its
-/// params, and dropped it after writing: half of a list's time.)
+/// params, only to drop it after writing.)
 #[derive(Serialize)]
 pub struct RequestView<'a> {
     account_id: i64,
