@@ -108,7 +108,7 @@ fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
         exec_date: o.exec_date,
         depends_on: None,
     };
-    let (r, _) = desk::requests::open(conn, &owner, &new, o.submit, now)?;
+    let (r, _) = desk::orders::open(conn, &owner, &new, o.submit, now)?;
     Ok(r.id)
 }
 

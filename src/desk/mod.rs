@@ -7,6 +7,8 @@
 pub mod accounts;
 pub mod admin;
 pub mod feed;
+pub mod filter;
+pub mod orders;
 pub mod requests;
 
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@
 use base64::Engine as _;
 
 use crate::clock;
-use crate::desk::{self, requests::Filter};
+use crate::desk::{self, filter::Filter};
 use crate::error::{Error, Result};
 use crate::face::bdom_xml::{
     self, parse_delete_body, parse_task_path, write_error, write_message, write_scheduled,
@@ -200,7 +200,7 @@ fn path_filter(path: &TaskPath) -> Filter {
 /// empty list.
 fn status(app: &App, path: TaskPath) -> Result<Resp> {
     desk::accounts::require(app, path.user_id)?;
-    let listed = desk::requests::list(app, path_filter(&path), None, MAX_TASKS)?;
+    let listed = desk::filter::list(app, path_filter(&path), None, MAX_TASKS)?;
     let mut rows = listed.rows;
     rows.reverse();
     if let (Some(id), true) = (path.task_id, rows.is_empty()) {
@@ -215,10 +215,10 @@ fn status(app: &App, path: TaskPath) -> Result<Resp> {
 }
 
 /// `GET …/scheduled/…`: queued requests whose exec date is still ahead,
-/// soonest first (at most `desk::requests::MAX_SCHEDULED`).
+/// soonest first (at most `desk::filter::MAX_SCHEDULED`).
 fn scheduled(app: &App, path: TaskPath) -> Result<Resp> {
     desk::accounts::require(app, path.user_id)?;
-    let listed = desk::requests::scheduled(app, path_filter(&path))?;
+    let listed = desk::filter::scheduled(app, path_filter(&path))?;
     let rows: Vec<ScheduledRow> = listed.rows.iter().map(scheduled_row).collect();
     Ok(xml(200, write_scheduled(&rows)))
 }

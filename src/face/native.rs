@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{self, DAY};
 use crate::desk::feed::NameLookup;
-use crate::desk::requests::{
-    Act, Created, Filter, Idempotency, NewOrder, Patch, RegistryEvent, Targets,
-};
-use crate::desk::{self, requests as desk_requests};
+use crate::desk::filter::Filter;
+use crate::desk::orders::{Created, Idempotency, NewOrder, Pending};
+use crate::desk::requests::{Act, Patch, RegistryEvent, Targets};
+use crate::desk::{self, filter, orders, requests};
 use crate::error::{quoted, Error, Result};
 use crate::face::json_args::{
     after, body_object, limit, list_of, only_keys, opt_bool, opt_i64, opt_str, query_i64, req_str,
@@ -29,7 +29,7 @@ use crate::store::view::{self, Detail};
 use crate::App;
 
 /// The submit every face and the demo share, where the ticker's tests find it.
-pub use crate::desk::requests::submit;
+pub use crate::desk::orders::submit;
 
 /// Rows in one CSV export at most.
 pub const MAX_EXPORT: i64 = 100_000;
@@ -57,7 +57,7 @@ fn internal_status(name: &str, raw: Option<&str>) -> Result<Vec<State>> {
 }
 
 /// The request filter of a query string. Customers only ever see their own.
-pub fn filter(req: &Req, caller: &Account) -> Result<Filter> {
+pub fn query_filter(req: &Req, caller: &Account) -> Result<Filter> {
     let mut f = Filter {
         states: list_of("state", req.query("state"), "state")?,
         not_states: list_of("not_state", req.query("not_state"), "state")?,
@@ -178,7 +178,7 @@ fn order(body: &Map<String, Value>) -> Result<NewOrder> {
     let exec_date = opt_str(body, "exec_date")?
         .map(|d| clock::parse("exec_date", &d))
         .transpose()?;
-    desk_requests::schedulable(operation, exec_date)?;
+    orders::schedulable(operation, exec_date)?;
     let depends_on = opt_i64(body, "depends_on")?;
     if depends_on.is_some_and(|d| d <= 0) {
         return Err(Error::invalid("depends_on", "must be a request id"));
@@ -211,15 +211,15 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         key,
         body_hash: hex::encode(Sha256::digest(&req.body)),
     });
-    match desk_requests::create_keyed(app, caller, order, key)? {
+    match orders::create_keyed(app, caller, order, key)? {
         Created::Replayed(status, json) => Ok(Resp::new(status, "application/json", json)),
         Created::Made(_, detail) => Ok(resp(detail, 201)),
     }
 }
 
 pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
-    let f = filter(req, caller)?;
-    let page = desk_requests::list(app, f, after(req)?, limit(req)?)?;
+    let f = query_filter(req, caller)?;
+    let page = filter::list(app, f, after(req)?, limit(req)?)?;
     let json = view::requests_page(&page.rows, &page.notes, page.next)?;
     Ok(Resp::new(200, "application/json", json))
 }
@@ -235,8 +235,8 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn export_csv(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
-    let f = filter(req, caller)?;
-    let rows = desk_requests::export(app, f, MAX_EXPORT)?;
+    let f = query_filter(req, caller)?;
+    let rows = filter::export(app, f, MAX_EXPORT)?;
     let mut out = String::from(
         "id,state,operation,domain,account_id,waiting_on,failure,created_at,updated_at\n",
     );
@@ -263,12 +263,12 @@ pub fn export_csv(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 }
 
 pub fn get_request(app: &App, id: i64, caller: &Account) -> Result<Resp> {
-    Ok(resp(desk_requests::get(app, caller, id)?, 200))
+    Ok(resp(filter::get(app, caller, id)?, 200))
 }
 
 pub fn patch_request(app: &App, req: &Req, id: i64, caller: &Account) -> Result<Resp> {
     let body = body_object(req)?;
-    let detail = desk_requests::patch(app, caller, id, move || {
+    let detail = requests::patch(app, caller, id, move || {
         only_keys(&body, &["params", "exec_date", "depends_on"])?;
         let exec_date = match body.get("exec_date") {
             Some(Value::Null) => Some(None),
@@ -381,8 +381,8 @@ pub fn action(app: &App, req: &Req, id: i64, action: &str, caller: &Account) -> 
     };
     let body = body_object(req)?;
     let detail = match parsed {
-        Some(a) => desk_requests::act(app, caller, id, a, move || act(a, &body))?,
-        None => desk_requests::registry_event(app, caller, id, move || registry_event(&body))?,
+        Some(a) => requests::act(app, caller, id, a, move || act(a, &body))?,
+        None => requests::registry_event(app, caller, id, move || registry_event(&body))?,
     };
     Ok(resp(detail, 200))
 }
@@ -403,9 +403,9 @@ fn targets(body: &Map<String, Value>, caller: &Account) -> Result<Targets> {
     };
     match (ids, body.get("filter")) {
         (Some(_), Some(_)) => Err(Error::invalid("filter", "give ids or a filter, not both")),
-        (Some(list), None) if list.len() as i64 > desk_requests::MAX_BULK => Err(Error::invalid(
+        (Some(list), None) if list.len() as i64 > requests::MAX_BULK => Err(Error::invalid(
             "ids",
-            format!("at most {} at once", desk_requests::MAX_BULK),
+            format!("at most {} at once", requests::MAX_BULK),
         )),
         (Some(list), None) => Ok(Targets::Ids(list)),
         (None, Some(Value::Object(f))) => {
@@ -423,7 +423,7 @@ fn targets(body: &Map<String, Value>, caller: &Account) -> Result<Targets> {
                 };
                 q.query.push((k.clone(), v));
             }
-            Ok(Targets::Matching(Box::new(filter(&q, caller)?)))
+            Ok(Targets::Matching(Box::new(query_filter(&q, caller)?)))
         }
         (None, _) => Err(Error::invalid("ids", "give ids or a filter")),
     }
@@ -447,7 +447,7 @@ pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     }
     let targets = targets(&body, caller)?;
     let reason = opt_str(&body, "reason")?;
-    let outcome = desk_requests::bulk(app, caller, action, targets, reason)?;
+    let outcome = requests::bulk(app, caller, action, targets, reason)?;
     let failed: Vec<Value> = outcome
         .failed
         .iter()
@@ -467,13 +467,13 @@ pub fn cancel_pending(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     if !(0..=36_500).contains(&days) {
         return Err(Error::invalid("older_than_days", "must be 0 to 36500"));
     }
-    let which = desk_requests::Pending {
+    let which = Pending {
         operations: Vec::new(),
         created_before: app.clock.now() - days * DAY,
         max: i64::MAX,
         reason: format!("pending for more than {days} day(s)"),
     };
-    let ids: Vec<i64> = desk_requests::cancel_pending(app, caller, which)?
+    let ids: Vec<i64> = orders::cancel_pending(app, caller, which)?
         .iter()
         .map(|r| r.id)
         .collect();
@@ -488,7 +488,7 @@ pub fn scheduled(app: &App, caller: &Account) -> Result<Resp> {
         account_id: (!caller.is_operator()).then_some(caller.id),
         ..Filter::default()
     };
-    let listed = desk_requests::scheduled(app, f)?;
+    let listed = filter::scheduled(app, f)?;
     let items = view::requests_json(&listed.rows, &listed.notes);
     Ok(Resp::json(200, &json!({ "items": items })))
 }
@@ -541,7 +541,7 @@ pub fn order_domain(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
             "is required to order a domain",
         ));
     }
-    let (_, detail) = desk_requests::create(app, caller, order)?;
+    let (_, detail) = orders::create(app, caller, order)?;
     Ok(resp(detail, 202))
 }
 

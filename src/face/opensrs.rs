@@ -13,7 +13,8 @@ use md5::{Digest, Md5};
 use serde_json::{json, Map, Value};
 
 use crate::clock::{self, Millis, SECOND};
-use crate::desk::{self, requests::NewOrder, requests::Pending};
+use crate::desk;
+use crate::desk::orders::{self, NewOrder, Pending};
 use crate::error::{quoted, Error, Result};
 use crate::face::xcp_xml::{self, XcpRequest, XcpResponse, XcpValue};
 use crate::form;
@@ -483,7 +484,7 @@ fn sw_register(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
         depends_on: None,
         submit,
     };
-    let (r, _) = desk::requests::create(app, caller, order)?;
+    let (r, _) = orders::create(app, caller, order)?;
     done(Some(XcpValue::assoc([
         ("id", XcpValue::from(r.id)),
         (
@@ -501,7 +502,7 @@ fn epoch_seconds(ms: Millis) -> XcpValue {
 fn get_order_info(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
     let text = required(attrs, "order_id")?;
     let id = whole_number("order_id", text)?;
-    let r = desk::requests::order(app, caller, id)?;
+    let r = orders::order(app, caller, id)?;
     let reg_type = order_events::reg_type(r.operation, &r.params).unwrap_or_default();
     let mut fields = vec![
         ("id", XcpValue::from(r.id)),
@@ -589,7 +590,7 @@ fn cancel_pending_orders(app: &App, caller: &Account, attrs: &XcpValue) -> Outco
                 clock::format(to_date * SECOND)
             ),
         };
-        desk::requests::cancel_pending(app, caller, which)?
+        orders::cancel_pending(app, caller, which)?
     } else {
         Vec::new()
     };
