@@ -39,12 +39,10 @@ pub fn patch(
     id: i64,
     input: impl FnOnce() -> Result<Patch> + Send + 'static,
 ) -> Result<Detail> {
-    let caller = caller.clone();
-    let now = app.clock.now();
-    app.db.write(move |conn| {
-        let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
+    let owner = caller.clone();
+    let who = Who::account(caller);
+    on_request(app, caller, id, false, who, move |conn, r, who, now| {
         let patch = input()?;
-        let who = Who::account(&caller);
         // Refuse before changing anything when the state does not allow it.
         state::transition(r.state, r.waiting_on, &Event::UpdateParams, who.actor)?;
         let params = match &patch.params {
@@ -54,7 +52,7 @@ pub fn patch(
         let exec_date = patch.exec_date.unwrap_or(r.exec_date);
         schedulable(r.operation, exec_date)?;
         let depends_on = patch.depends_on.unwrap_or(r.depends_on);
-        check_dependency(conn, depends_on, &caller, Some(id))?;
+        check_dependency(conn, depends_on, &owner, Some(id))?;
         requests::update_form(conn, id, &params, exec_date, depends_on)?;
         let missing = if r.state == State::Incomplete {
             form::missing(r.operation, &params)
@@ -65,8 +63,7 @@ pub fn patch(
             missing: Some(missing),
             ..Change::default()
         };
-        let r = transition::apply(conn, id, Event::UpdateParams, &who, change, now)?;
-        view::request_detail(conn, &r, &caller)
+        transition::apply(conn, id, Event::UpdateParams, who, change, now)
     })
 }
 

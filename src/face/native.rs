@@ -594,21 +594,21 @@ pub fn events(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         .iter()
         .map(|e| {
             json!({
-                "id": e.id,
+                "id": e.step.id,
                 "request_id": e.request_id,
                 "account_id": e.account_id,
                 "domain": e.domain,
                 "operation": e.operation,
-                "from": e.from,
-                "to": e.to,
-                "event": e.event,
-                "actor": e.actor,
-                "reason": e.reason,
-                "at": clock::format(e.at),
+                "from": e.step.from,
+                "to": e.step.to,
+                "event": e.step.event,
+                "actor": e.step.actor,
+                "reason": e.step.reason,
+                "at": clock::format(e.step.at),
             })
         })
         .collect();
-    let next = entries.last().map_or(after, |e| e.id);
+    let next = entries.last().map_or(after, |e| e.step.id);
     Ok(Resp::json(
         200,
         &json!({ "items": items, "next": next.to_string() }),

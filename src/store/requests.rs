@@ -431,17 +431,11 @@ pub fn latest_transition(conn: &Connection, account_id: Option<i64>) -> Result<i
 /// One entry of the event feed: a transition with its request's name.
 #[derive(Debug, Clone)]
 pub struct FeedEntry {
-    pub id: i64,
     pub request_id: i64,
     pub account_id: i64,
     pub domain: String,
     pub operation: String,
-    pub from: Option<String>,
-    pub to: String,
-    pub event: String,
-    pub actor: String,
-    pub reason: Option<String>,
-    pub at: Millis,
+    pub step: HistoryEntry,
 }
 
 /// Up to `limit` transitions after `after`, oldest first, of one account or
@@ -462,17 +456,19 @@ pub fn feed(
     let items = stmt
         .query_map(params![after, account_id], |r| {
             Ok(FeedEntry {
-                id: r.get(0)?,
                 request_id: r.get(1)?,
                 account_id: r.get(2)?,
                 domain: r.get(3)?,
                 operation: r.get(4)?,
-                from: r.get(5)?,
-                to: r.get(6)?,
-                event: r.get(7)?,
-                actor: r.get(8)?,
-                reason: r.get(9)?,
-                at: r.get(10)?,
+                step: HistoryEntry {
+                    id: r.get(0)?,
+                    from: r.get(5)?,
+                    to: r.get(6)?,
+                    event: r.get(7)?,
+                    actor: r.get(8)?,
+                    reason: r.get(9)?,
+                    at: r.get(10)?,
+                },
             })
         })?
         .take(usize::try_from(limit).unwrap_or(0))
