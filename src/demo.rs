@@ -1,15 +1,15 @@
 //! `--demo`: seeds a living desk (customers, a portfolio, and work requests
 //! in every state and every wait, with their notifications and mail) through
-//! the real code paths: `transition::create`, the native submit, the ticker
-//! and `transition::apply`. Nothing is inserted behind the state machine.
+//! the real code paths: the desk's create (and submit), the ticker and
+//! `transition::apply`. Nothing is inserted behind the state machine.
 
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::clock::{Clock, Millis, DAY};
 use crate::db::Db;
+use crate::desk;
 use crate::error::{Error, Result};
-use crate::face::native;
 use crate::form;
 use crate::random;
 use crate::registry::simulated::{self, Rule};
@@ -98,7 +98,6 @@ struct Order<'a> {
 
 fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
     let owner = account(conn, o.owner)?;
-    let who = Who::account(&owner);
     let new = NewRequest {
         account_id: owner.id,
         domain: o.domain.to_string(),
@@ -109,10 +108,7 @@ fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
         exec_date: o.exec_date,
         depends_on: None,
     };
-    let r = transition::create(conn, &new, &who, now)?;
-    if o.submit {
-        native::submit(conn, r.id, &who, now)?;
-    }
+    let (r, _) = desk::orders::open(conn, &owner, &new, o.submit, now)?;
     Ok(r.id)
 }
 

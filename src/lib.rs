@@ -1,8 +1,8 @@
 //! regdesk: a self-hosted order desk for domain-name resellers. `start`
 //! opens the database, starts the ticker and the HTTP server, and returns a
 //! `Handle` to stop them. Modules in reading order: the model (`state`,
-//! `form`), storage (`db`, `store`), fulfilment (`registry`, `ticker`), and
-//! the faces (`http`, `face`).
+//! `form`), storage (`db`, `store`), fulfilment (`registry`, `ticker`), the
+//! use cases (`desk`), and the faces (`http`, `face`).
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +19,8 @@ pub mod store;
 
 pub mod registry;
 pub mod ticker;
+
+pub mod desk;
 
 pub mod doorbell;
 pub mod outbox;
@@ -67,6 +69,21 @@ impl App {
             self.db
                 .read(move |conn| accounts::by_token_hash(conn, &digest))
         })
+    }
+
+    /// The account behind `Authorization: Bearer TOKEN`.
+    pub fn bearer(&self, req: &http::Req) -> Result<accounts::Account> {
+        let token = req
+            .header("authorization")
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| accounts::presentable(t))
+            .ok_or(error::Error::Unauthorized)?
+            .to_string();
+        self.authenticate(&token)?.ok_or(error::Error::Unauthorized)
     }
 
     /// Sends every due notification webhook and mail now (the test clock's

@@ -337,16 +337,46 @@ fn refuse(state: State, event: &Event, why: &'static str) -> Refusal {
     }
 }
 
-/// The actions of the native API, as offered to a user for one request.
-pub const ACTIONS: &[&str] = &[
-    "submit",
-    "authorise",
-    "send-back",
-    "abort",
-    "retry",
-    "resolve",
-    "annotate",
-];
+string_enum!(
+    /// What a user may do to a request: parsed from its name here only, and
+    /// offered (`allowed_actions`) from the transition function's answers.
+    Action {
+        Submit => "submit",
+        Authorise => "authorise",
+        SendBack => "send-back",
+        Abort => "abort",
+        Retry => "retry",
+        Resolve => "resolve",
+        Annotate => "annotate",
+    }
+);
+
+impl Action {
+    /// The event the action causes, as `allowed_actions` probes it; none for
+    /// annotate, which changes no state.
+    fn probe(self) -> Option<Event> {
+        Some(match self {
+            Action::Submit => Event::Submit {
+                missing: false,
+                needs_review: false,
+            },
+            Action::Authorise => Event::Authorise,
+            Action::SendBack => Event::SendBack,
+            Action::Abort => Event::Abort,
+            Action::Retry => Event::Retry,
+            Action::Resolve => Event::Resolve(Resolution::Finished),
+            Action::Annotate => return None,
+        })
+    }
+
+    /// Whether only operators may take it.
+    pub fn operator_only(self) -> bool {
+        matches!(
+            self,
+            Action::Authorise | Action::SendBack | Action::Retry | Action::Resolve
+        )
+    }
+}
 
 /// The actions `actor` may take now on a request in `state`: exactly those
 /// the transition function would accept (plus annotate, always allowed).
@@ -355,33 +385,14 @@ pub fn allowed_actions(
     waiting_on: Option<WaitingOn>,
     actor: Actor,
 ) -> Vec<&'static str> {
-    let probe = |event: Event| transition(state, waiting_on, &event, actor).is_ok();
-    let mut out = Vec::new();
-    if probe(Event::Submit {
-        missing: false,
-        needs_review: false,
-    }) {
-        out.push("submit");
-    }
-    if probe(Event::Authorise) {
-        out.push("authorise");
-    }
-    if probe(Event::SendBack) {
-        out.push("send-back");
-    }
-    if probe(Event::Abort) {
-        out.push("abort");
-    }
-    if probe(Event::Retry) {
-        out.push("retry");
-    }
-    if probe(Event::Resolve(Resolution::Finished)) {
-        out.push("resolve");
-    }
-    if actor != Actor::System {
-        out.push("annotate");
-    }
-    out
+    Action::ALL
+        .iter()
+        .filter(|action| match action.probe() {
+            Some(event) => transition(state, waiting_on, &event, actor).is_ok(),
+            None => actor != Actor::System,
+        })
+        .map(|action| action.as_str())
+        .collect()
 }
 
 /// The OpenSRS `order_status` a request shows (SPEC section 4).

@@ -5,22 +5,19 @@
 //! `delete` cancels scheduled tasks named in a `Task.xsd` body. Every answer,
 //! errors included, is XML.
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection};
-
 use base64::Engine as _;
 
-use crate::clock::{self, Millis};
+use crate::clock;
+use crate::desk::{self, filter::Filter};
 use crate::error::{Error, Result};
 use crate::face::bdom_xml::{
     self, parse_delete_body, parse_task_path, write_error, write_message, write_scheduled,
     write_tasks, ScheduledRow, TaskPath, TaskRow, TaskStatus, TaskVerb,
 };
 use crate::http::{Req, Resp};
-use crate::state::{self, Event, Operation};
+use crate::state::{self, Operation};
 use crate::store::accounts::{self, Account};
-use crate::store::requests::{self, Request};
-use crate::store::transition::{self, Change, Who};
+use crate::store::requests::Request;
 use crate::App;
 
 /// Most tasks one listing shows: the newest ones, oldest first.
@@ -41,14 +38,13 @@ fn handle(app: &App, req: &Req) -> Result<Resp> {
     let caller = authenticate(app, req)?;
     let path =
         parse_task_path(&req.path).map_err(|e| Error::Malformed(format!("bad task path: {e}")))?;
-    let wanted = match path.verb {
-        TaskVerb::Status | TaskVerb::Scheduled => "GET",
-        TaskVerb::Delete => "POST",
+    // The `Allow` header of a wrong method: HEAD is answered as GET.
+    let (wanted, allow) = match path.verb {
+        TaskVerb::Status | TaskVerb::Scheduled => ("GET", "GET, HEAD"),
+        TaskVerb::Delete => ("POST", "POST"),
     };
     if req.method != wanted {
-        return Err(Error::MethodNotAllowed(crate::http::router::with_head(&[
-            wanted,
-        ])));
+        return Err(Error::MethodNotAllowed(allow.into()));
     }
     if !caller.is_operator() && path.user_id != caller.id {
         return Err(Error::Forbidden(format!(
@@ -143,26 +139,6 @@ pub fn opcode(operation: Operation) -> &'static str {
     }
 }
 
-/// The SQL condition on `state`, `waiting_on` and `failure` that selects the
-/// requests `state::task_status` shows as `status`, so that a STATUS filter
-/// pages in the database (the unit test checks both agree on every case).
-fn status_sql(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::Success => "state = 'finished'",
-        TaskStatus::PendingInt => {
-            "(state in ('new', 'review', 'queued', 'limbo') or (state = 'processing' \
-             and coalesce(waiting_on, '') not in ('registry', 'registrant')))"
-        }
-        TaskStatus::PendingExt => {
-            "(state = 'processing' and waiting_on in ('registry', 'registrant'))"
-        }
-        TaskStatus::FailedExt => "(state = 'failed' and failure = 'registry')",
-        TaskStatus::FailedInt => {
-            "(state = 'incomplete' or (state = 'failed' and coalesce(failure, '') <> 'registry'))"
-        }
-    }
-}
-
 /// The `tld_id` of a domain's TLD: a fixed table (`.de` is 7, as in the
 /// seed's examples); a TLD not in it is 0.
 pub fn tld_id(domain: &str) -> i64 {
@@ -204,38 +180,17 @@ fn scheduled_row(r: &Request) -> ScheduledRow {
 
 // ----- queries ---------------------------------------------------------------
 
-/// The `where` clause of a path's filters, for the tasks of `path.user_id`.
-fn path_filter(path: &TaskPath, args: &mut Vec<SqlValue>) -> String {
-    let mut clauses = vec!["account_id = ?".to_string()];
-    args.push(SqlValue::Integer(path.user_id));
-    if let Some(id) = path.task_id {
-        clauses.push("id = ?".into());
-        args.push(SqlValue::Integer(id));
+/// The filter of a path: the tasks of `path.user_id`, narrowed by its
+/// TASK_ID, NAME and STATUS. Every task is about a domain, so OBJECT
+/// `domain` filters nothing.
+fn path_filter(path: &TaskPath) -> Filter {
+    Filter {
+        account_id: Some(path.user_id),
+        id: path.task_id,
+        domain: path.name.clone(),
+        task_status: path.status.map(TaskStatus::as_str),
+        ..Filter::default()
     }
-    if let Some(name) = &path.name {
-        clauses.push("domain = ?".into());
-        args.push(SqlValue::Text(name.clone()));
-    }
-    if let Some(status) = path.status {
-        clauses.push(status_sql(status).into());
-    }
-    // Every task is about a domain, so OBJECT `domain` filters nothing.
-    clauses.join(" and ")
-}
-
-fn query(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> Result<Vec<Request>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt
-        .query_map(params_from_iter(args), requests::from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
-}
-
-/// An operator may name any account, but it has to exist.
-fn check_user(conn: &Connection, user_id: i64) -> Result<()> {
-    accounts::get(conn, user_id)
-        .map(|_| ())
-        .map_err(|_| Error::not_found(format!("user {user_id}")))
 }
 
 // ----- handlers --------------------------------------------------------------
@@ -244,51 +199,27 @@ fn check_user(conn: &Connection, user_id: i64) -> Result<()> {
 /// A TASK_ID that matches nothing is 404; a NAME that matches nothing is an
 /// empty list.
 fn status(app: &App, path: TaskPath) -> Result<Resp> {
-    let rows = app.db.read(move |conn| {
-        check_user(conn, path.user_id)?;
-        let mut args = Vec::new();
-        let filter = path_filter(&path, &mut args);
-        let sql = format!(
-            "select {} from requests where {filter} order by id desc limit {MAX_TASKS}",
-            requests::COLUMNS
-        );
-        let mut rows = query(conn, &sql, args)?;
-        rows.reverse();
-        if let (Some(id), true) = (path.task_id, rows.is_empty()) {
-            return Err(Error::not_found(format!(
-                "task {id} of user {} matching this path",
-                path.user_id
-            )));
-        }
-        let single = path.task_id.is_some() || path.name.is_some();
-        Ok((rows.iter().map(task_row).collect::<Vec<_>>(), single))
-    })?;
-    let (rows, single) = rows;
+    desk::accounts::require(app, path.user_id)?;
+    let listed = desk::filter::list(app, path_filter(&path), None, MAX_TASKS)?;
+    let mut rows = listed.rows;
+    rows.reverse();
+    if let (Some(id), true) = (path.task_id, rows.is_empty()) {
+        return Err(Error::not_found(format!(
+            "task {id} of user {} matching this path",
+            path.user_id
+        )));
+    }
+    let single = path.task_id.is_some() || path.name.is_some();
+    let rows: Vec<TaskRow> = rows.iter().map(task_row).collect();
     Ok(xml(200, write_tasks(&rows, single)))
 }
 
-/// The condition that makes a request a scheduled task at `now`.
-const SCHEDULED: &str = "state = 'queued' and exec_date > ?";
-
 /// `GET …/scheduled/…`: queued requests whose exec date is still ahead,
-/// soonest first (at most [`MAX_TASKS`]).
+/// soonest first (at most `desk::filter::MAX_SCHEDULED`).
 fn scheduled(app: &App, path: TaskPath) -> Result<Resp> {
-    let now = app.clock.now();
-    let rows = app.db.read(move |conn| {
-        check_user(conn, path.user_id)?;
-        let mut args = Vec::new();
-        let filter = path_filter(&path, &mut args);
-        args.push(SqlValue::Integer(now));
-        let sql = format!(
-            "select {} from requests where {filter} and {SCHEDULED}
-             order by exec_date, id limit {MAX_TASKS}",
-            requests::COLUMNS
-        );
-        Ok(query(conn, &sql, args)?
-            .iter()
-            .map(scheduled_row)
-            .collect::<Vec<_>>())
-    })?;
+    desk::accounts::require(app, path.user_id)?;
+    let listed = desk::filter::scheduled(app, path_filter(&path))?;
+    let rows: Vec<ScheduledRow> = listed.rows.iter().map(scheduled_row).collect();
     Ok(xml(200, write_scheduled(&rows)))
 }
 
@@ -306,87 +237,13 @@ fn delete(app: &App, req: &Req, path: TaskPath, caller: Account) -> Result<Resp>
     // A task named twice is cancelled once.
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
-    let now = app.clock.now();
-    let user_id = path.user_id;
-    app.db.write(move |conn| {
-        check_user(conn, user_id)?;
-        let who = Who::account(&caller);
-        for id in ids {
-            cancel(conn, id, user_id, &who, now)?;
-        }
-        Ok(())
-    })?;
+    desk::requests::cancel_scheduled(app, &caller, path.user_id, ids)?;
     Ok(xml(200, write_message("delete ok")))
-}
-
-fn cancel(conn: &Connection, id: i64, user_id: i64, who: &Who, now: Millis) -> Result<()> {
-    let not_scheduled = || Error::not_found(format!("scheduled task {id} of user {user_id}"));
-    let r = requests::load(conn, id).map_err(|_| not_scheduled())?;
-    let is_scheduled = r.account_id == user_id
-        && r.state == state::State::Queued
-        && r.exec_date.is_some_and(|d| d > now);
-    if !is_scheduled {
-        return Err(not_scheduled());
-    }
-    let change = Change {
-        reason: Some("scheduled task deleted through the task face".into()),
-        ..Change::default()
-    };
-    transition::apply(conn, id, Event::Abort, who, change, now)?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Failure, State, WaitingOn};
-
-    #[test]
-    fn status_conditions_agree_with_task_status() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "create table requests (id integer primary key, state text, waiting_on text, failure text)",
-        )
-        .unwrap();
-        let mut cases = Vec::new();
-        let waits: Vec<Option<WaitingOn>> = std::iter::once(None)
-            .chain(WaitingOn::ALL.iter().copied().map(Some))
-            .collect();
-        let failures: Vec<Option<Failure>> = std::iter::once(None)
-            .chain(Failure::ALL.iter().copied().map(Some))
-            .collect();
-        for s in State::ALL {
-            for w in &waits {
-                for f in &failures {
-                    conn.execute(
-                        "insert into requests (state, waiting_on, failure) values (?1, ?2, ?3)",
-                        rusqlite::params![s.as_str(), w.map(|w| w.as_str()), f.map(|f| f.as_str())],
-                    )
-                    .unwrap();
-                    cases.push((conn.last_insert_rowid(), state::task_status(*s, *w, *f)));
-                }
-            }
-        }
-        for status in TaskStatus::ALL {
-            let sql = format!(
-                "select id from requests where {} order by id",
-                status_sql(status)
-            );
-            let mut stmt = conn.prepare(&sql).unwrap();
-            let got: Vec<i64> = stmt
-                .query_map([], |r| r.get(0))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            let want: Vec<i64> = cases
-                .iter()
-                .filter(|(_, s)| *s == status.as_str())
-                .map(|(id, _)| *id)
-                .collect();
-            assert_eq!(got, want, "{status}");
-            assert!(!want.is_empty(), "{status}");
-        }
-    }
 
     #[test]
     fn opcodes_and_tld_ids() {

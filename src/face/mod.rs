@@ -1,8 +1,13 @@
-//! The faces regdesk shows its users: the native JSON API, and the XML
-//! codecs of the compatibility faces.
+//! The faces regdesk shows its users: the native JSON API (`native`,
+//! `webhooks`, `ops`) and the compatibility faces (`opensrs`, `bdom`). Each
+//! parses its wire format, calls `desk`, and writes its answer; no face
+//! imports another. Beside them, helpers any face may use: the XML codecs
+//! (`xml_tree`, `xcp_xml`, `bdom_xml`) and the JSON arguments
+//! (`json_args`).
 
 pub mod bdom;
 pub mod bdom_xml;
+pub mod json_args;
 pub mod native;
 pub mod opensrs;
 pub mod ops;

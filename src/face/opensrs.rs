@@ -10,20 +10,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use md5::{Digest, Md5};
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{self, Millis, SECOND};
+use crate::desk;
+use crate::desk::orders::{self, NewOrder, Pending};
 use crate::error::{quoted, Error, Result};
-use crate::face::native;
 use crate::face::xcp_xml::{self, XcpRequest, XcpResponse, XcpValue};
 use crate::form;
 use crate::http::{Req, Resp};
-use crate::state::{Event, Operation, State};
-use crate::store::accounts::{self, Account};
+use crate::state::Operation;
+use crate::store::accounts::Account;
 use crate::store::order_events::{self, OrderEvent, MAX_POLL, ORDER_OPERATIONS};
-use crate::store::requests::{self, Filter, NewRequest, Request};
-use crate::store::transition::{self, Change, Who};
 use crate::App;
 
 /// XCP response codes, after OpenSRS's.
@@ -167,13 +165,7 @@ fn authenticate(app: &App, req: &Req) -> Option<Account> {
         .filter(|n| !n.is_empty() && n.len() <= 64)?
         .to_string();
     let sent = req.header("x-signature")?.trim().to_ascii_lowercase();
-    let found = app.db.read(move |conn| {
-        let Some(account) = accounts::by_name(conn, &name)? else {
-            return Ok(None);
-        };
-        let key = accounts::api_key(conn, account.id)?;
-        Ok(Some((account, key)))
-    });
+    let found = desk::accounts::signer(app, name);
     let (account, key) = match found {
         Ok(found) => found?,
         Err(e) => {
@@ -282,13 +274,7 @@ fn poll(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
             Error::invalid("limit", format!("must be 1 to {MAX_POLL}, not {limit}")).into(),
         );
     }
-    let id = caller.id;
-    let (events, total) = app.db.read(move |conn| {
-        Ok((
-            order_events::unacked(conn, id, limit)?,
-            order_events::count_unacked(conn, id)?,
-        ))
-    })?;
+    let (events, total) = desk::feed::order_events(app, caller, limit)?;
     done(Some(XcpValue::assoc([
         ("events", XcpValue::array(events.iter().map(event_value))),
         ("total", XcpValue::from(total)),
@@ -301,10 +287,7 @@ fn ack(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
     if event_id.len() != 32 || !event_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::invalid("event_id", "must be 32 hexadecimal digits").into());
     }
-    let id = caller.id;
-    let now = app.clock.now();
-    app.db
-        .write(move |conn| order_events::ack(conn, id, &event_id, now))?;
+    desk::feed::ack_order_event(app, caller, event_id)?;
     done(None)
 }
 
@@ -493,28 +476,15 @@ fn sw_register(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
             );
         }
     }
-    let caller = caller.clone();
-    let now = app.clock.now();
-    let r = app.db.write(move |conn| {
-        let who = Who::account(&caller);
-        let new = NewRequest {
-            account_id: caller.id,
-            domain,
-            operation: Operation::Create,
-            params,
-            exec_date: None,
-            depends_on: None,
-        };
-        let r = transition::create(conn, &new, &who, now)?;
-        if submit {
-            native::submit(conn, r.id, &who, now)
-        } else {
-            Ok(r)
-        }
-    })?;
-    if r.state == State::Queued {
-        app.ticker.wake();
-    }
+    let order = NewOrder {
+        domain,
+        operation: Operation::Create,
+        params,
+        exec_date: None,
+        depends_on: None,
+        submit,
+    };
+    let (r, _) = orders::create(app, caller, order)?;
     done(Some(XcpValue::assoc([
         ("id", XcpValue::from(r.id)),
         (
@@ -532,8 +502,7 @@ fn epoch_seconds(ms: Millis) -> XcpValue {
 fn get_order_info(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
     let text = required(attrs, "order_id")?;
     let id = whole_number("order_id", text)?;
-    let account = caller.id;
-    let r = app.db.read(move |conn| own_order(conn, account, id))?;
+    let r = orders::order(app, caller, id)?;
     let reg_type = order_events::reg_type(r.operation, &r.params).unwrap_or_default();
     let mut fields = vec![
         ("id", XcpValue::from(r.id)),
@@ -557,20 +526,6 @@ fn get_order_info(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
         "field_hash",
         XcpValue::assoc(fields),
     )])))
-}
-
-/// The caller's order `id`; anything else, including another account's
-/// request or a request that is no order, is "not found".
-fn own_order(conn: &Connection, account_id: i64, id: i64) -> Result<Request> {
-    let not_found = || Error::not_found(format!("order {id}"));
-    let r = requests::load(conn, id).map_err(|e| match e {
-        Error::NotFound(_) => not_found(),
-        other => other,
-    })?;
-    if r.account_id != account_id || !ORDER_OPERATIONS.contains(&r.operation) {
-        return Err(not_found());
-    }
-    Ok(r)
 }
 
 // ----- ORDER -------------------------------------------------------------------------
@@ -625,39 +580,31 @@ fn cancel_pending_orders(app: &App, caller: &Account, attrs: &XcpValue) -> Outco
         .into());
     }
     let pending = cancel_statuses(attrs)?;
-    let caller = caller.clone();
-    let now = app.clock.now();
-    let cancelled = app.db.write(move |conn| {
-        if !pending {
-            return Ok(Vec::new());
-        }
-        let f = Filter {
-            states: vec![State::New, State::Incomplete],
+    let cancelled = if pending {
+        let which = Pending {
             operations: ORDER_OPERATIONS.to_vec(),
-            account_id: Some(caller.id),
-            created_before: Some((to_date + 1) * SECOND),
-            ..Filter::default()
+            created_before: (to_date + 1) * SECOND,
+            max: MAX_CANCEL,
+            reason: format!(
+                "cancel_pending_orders: pending since before {}",
+                clock::format(to_date * SECOND)
+            ),
         };
-        let who = Who::account(&caller);
-        let mut out = Vec::new();
-        for id in requests::ids(conn, &f, MAX_CANCEL)? {
-            let change = Change {
-                reason: Some(format!(
-                    "cancel_pending_orders: pending since before {}",
-                    clock::format(to_date * SECOND)
-                )),
-                ..Change::default()
-            };
-            let r = transition::apply(conn, id, Event::Expire, &who, change, now)?;
+        orders::cancel_pending(app, caller, which)?
+    } else {
+        Vec::new()
+    };
+    let cancelled: Vec<XcpValue> = cancelled
+        .iter()
+        .map(|r| {
             let reg_type = order_events::reg_type(r.operation, &r.params).unwrap_or_default();
-            out.push(XcpValue::assoc([
+            XcpValue::assoc([
                 ("id", XcpValue::from(r.id)),
                 ("domain", XcpValue::from(r.domain.as_str())),
                 ("reg_type", XcpValue::from(reg_type)),
-            ]));
-        }
-        Ok(out)
-    })?;
+            ])
+        })
+        .collect();
     let total = cancelled.len() as i64;
     done(Some(XcpValue::assoc([
         ("cancelled", XcpValue::array(cancelled)),

@@ -7,27 +7,19 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
-use rusqlite::{params, Connection};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::clock::{self, Millis};
+use crate::clock;
+use crate::desk;
 use crate::error::{Error, Result};
-use crate::http::router::bearer;
 use crate::http::{Req, Resp};
-use crate::random;
 use crate::state::State;
 use crate::store::accounts::Account;
-use crate::store::in_savepoint;
-use crate::store::requests;
 use crate::App;
 
 /// The OpenAPI 3 document of the native API, maintained by hand and kept
 /// true by `tests/it/harness.rs` against `http::router::ROUTES`.
 pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Tables a reset keeps: operators sign in with these, and the migrations'
-/// own record.
-const KEPT_TABLES: &[&str] = &["accounts", "tokens", "refinery_schema_history"];
 
 pub fn openapi() -> Resp {
     Resp::new(200, "application/json", OPENAPI)
@@ -77,155 +69,28 @@ pub fn query_parameters(method: &str, pattern: &str) -> Vec<&'static str> {
 
 // ----- reset -----------------------------------------------------------------
 
-/// `POST /api/v1/admin/reset`: back to an empty desk in one transaction.
-/// Operator accounts and their tokens survive; everything else (customers,
-/// requests, domains, notifications, events, mail, invoice items,
-/// idempotency keys, simulated-registry rules) goes. The test clock returns
-/// to the real time, running, and `--seed` starts over.
+/// `POST /api/v1/admin/reset`: back to an empty desk in one transaction
+/// (see `desk::admin::reset`).
 pub fn reset(app: &App, caller: &Account) -> Result<Resp> {
-    if !caller.is_operator() {
-        return Err(Error::Forbidden("only operators may reset the desk".into()));
-    }
-    if !(app.clock.is_test() || app.config.allow_reset) {
-        return Err(Error::Conflict(
-            "reset is off: start regdesk with --allow-reset (or --test-clock) to allow it".into(),
-        ));
-    }
-    // No tick may run between emptying the tables and moving the clock back.
-    let deleted = app.ticker.exclusive(|| -> Result<Map<String, Value>> {
-        let deleted = app.db.write(wipe)?;
-        // Customers' accounts and tokens are gone.
-        app.tokens.clear();
-        if app.clock.is_test() {
-            app.clock.reset()?;
-        }
-        if let Some(seed) = app.config.seed {
-            random::seed(seed);
-        }
-        Ok(deleted)
-    })?;
-    let operators = app.db.read(|conn| {
-        Ok(conn.query_row(
-            "select count(*) from accounts where role = 'operator'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )?)
-    })?;
-    log::warn!("the desk was reset");
+    let reset = desk::admin::reset(app, caller)?;
     Ok(Resp::json(
         200,
         &json!({
             "reset": true,
-            "deleted": deleted,
-            "kept": { "operators": operators },
+            "deleted": reset.deleted,
+            "kept": { "operators": reset.operators },
             "clock": clock::format(app.clock.now()),
         }),
     ))
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Empties every table but the kept ones, and removes customer accounts.
-/// Generic over the schema so that tables added later are emptied too.
-fn wipe(conn: &Connection) -> Result<Map<String, Value>> {
-    let mut stmt = conn.prepare(
-        "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'
-         order by name",
-    )?;
-    let mut pending: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?
-        .into_iter()
-        .filter(|t| !KEPT_TABLES.contains(&t.as_str()))
-        .collect();
-    drop(stmt);
-    // The append-only triggers guard the audit log against edits; a reset
-    // removes the log as a whole, so they are lifted inside this transaction
-    // and put back exactly as they were.
-    let mut stmt = conn.prepare(
-        "select name, sql from sqlite_master where type = 'trigger' and sql is not null
-         order by name",
-    )?;
-    let triggers: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    drop(stmt);
-    for (name, _) in &triggers {
-        conn.execute_batch(&format!("drop trigger {}", quoted(name)))?;
-    }
-    let mut deleted = Map::new();
-    // Foreign keys decide the order; rather than keep a list in step with
-    // the schema, delete what can be deleted until nothing is left.
-    for _ in 0..=pending.len() {
-        if pending.is_empty() {
-            break;
-        }
-        let mut left = Vec::new();
-        for table in pending {
-            let sql = format!("delete from {}", quoted(&table));
-            match in_savepoint(conn, "wipe_table", || Ok(conn.execute(&sql, [])?))? {
-                Ok(n) => {
-                    deleted.insert(table, json!(n));
-                }
-                Err(_) => left.push(table),
-            }
-        }
-        pending = left;
-    }
-    if !pending.is_empty() {
-        return Err(Error::Internal(format!(
-            "reset could not empty {}",
-            pending.join(", ")
-        )));
-    }
-    conn.execute(
-        "delete from tokens where account_id in (select id from accounts where role <> 'operator')",
-        [],
-    )?;
-    let customers = conn.execute("delete from accounts where role <> 'operator'", [])?;
-    deleted.insert("customer_accounts".into(), json!(customers));
-    for (_, sql) in &triggers {
-        conn.execute_batch(sql)?;
-    }
-    Ok(deleted)
-}
-
 // ----- metrics ---------------------------------------------------------------
-
-/// What `/metrics` reads from the database.
-struct Counts {
-    by_state: Vec<(String, i64)>,
-    queue_depth: i64,
-    /// When the longest-due queued request fell due.
-    oldest_due: Option<Millis>,
-}
-
-fn counts(conn: &Connection, now: Millis) -> Result<Counts> {
-    // "Due" as the ticker's claim sees it: exec date reached and the
-    // dependency (if any) finished. It fell due when it was queued or at its
-    // exec date, whichever is later.
-    let (queue_depth, oldest_due) = conn.query_row(
-        "select count(*), min(max(coalesce(r.exec_date, 0), r.updated_at)) from requests r
-         where r.state = 'queued' and (r.exec_date is null or r.exec_date <= ?1)
-           and (r.depends_on is null
-                or exists (select 1 from requests d where d.id = r.depends_on and d.state = 'finished'))",
-        params![now],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(Counts {
-        by_state: requests::count_by_state(conn)?,
-        queue_depth,
-        oldest_due,
-    })
-}
 
 /// `GET /metrics`: Prometheus text. Needs an operator token unless
 /// `--metrics-public`, since the counts tell how busy the desk is.
 pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
     if !app.config.metrics_public {
-        let caller = bearer(app, req)?;
+        let caller = app.bearer(req)?;
         if !caller.is_operator() {
             return Err(Error::Forbidden(
                 "only operators may read the metrics (or start with --metrics-public)".into(),
@@ -233,7 +98,7 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
         }
     }
     let now = app.clock.now();
-    let c = app.db.read(move |conn| counts(conn, now))?;
+    let c = desk::admin::counts(app, now)?;
     let mut out = String::new();
     out.push_str("# HELP regdesk_requests Work requests by state.\n");
     out.push_str("# TYPE regdesk_requests gauge\n");

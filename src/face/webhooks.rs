@@ -4,13 +4,13 @@
 
 use serde_json::json;
 
+use crate::desk::webhooks;
 use crate::error::{Error, Result};
-use crate::face::native::{after, body_object, limit, opt_str};
+use crate::face::json_args::{after, body_object, limit, opt_str};
 use crate::http::{Req, Resp};
 use crate::outbox::webhooks::check_endpoint;
 use crate::random;
 use crate::store::accounts::Account;
-use crate::store::deliveries;
 use crate::App;
 
 /// Secrets given by the caller are at least this long.
@@ -43,10 +43,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         .is_none()
         .then(|| format!("whsec_{}", random::hex(24)));
     let secret = given.or_else(|| generated.clone()).unwrap_or_default();
-    let (account, now, url) = (caller.id, app.clock.now(), url.trim().to_string());
-    let endpoint = app
-        .db
-        .write(move |conn| deliveries::put_endpoint(conn, account, &url, &secret, now))?;
+    let endpoint = webhooks::set(app, caller, url.trim().to_string(), secret)?;
     let mut v = serde_json::to_value(&endpoint)?;
     if let Some(secret) = generated {
         v["secret"] = json!(secret);
@@ -56,11 +53,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 
 /// `GET /webhook`: the caller's endpoint, without its secret.
 pub fn get(app: &App, caller: &Account) -> Result<Resp> {
-    let account = caller.id;
-    match app
-        .db
-        .read(move |conn| deliveries::endpoint(conn, account))?
-    {
+    match webhooks::get(app, caller)? {
         Some(endpoint) => Ok(Resp::json(200, &endpoint)),
         None => Err(Error::not_found("webhook (none is set)")),
     }
@@ -69,9 +62,7 @@ pub fn get(app: &App, caller: &Account) -> Result<Resp> {
 /// `DELETE /webhook`: no more pushes; pending deliveries are marked failed.
 /// Repeating it is harmless.
 pub fn delete(app: &App, caller: &Account) -> Result<Resp> {
-    let (account, now) = (caller.id, app.clock.now());
-    app.db
-        .write(move |conn| deliveries::delete_endpoint(conn, account, now))?;
+    webhooks::remove(app, caller)?;
     Ok(Resp::empty(204))
 }
 
@@ -89,10 +80,7 @@ pub fn deliveries(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         }
     };
     let (limit, after) = (limit(req)?, after(req)?);
-    let account = caller.id;
-    let value = app.db.read(move |conn| {
-        let (items, next) = deliveries::list(conn, account, state.as_deref(), after, limit)?;
-        Ok(json!({ "items": items, "next": next.map(|n| n.to_string()) }))
-    })?;
+    let (items, next) = webhooks::deliveries(app, caller, state, after, limit)?;
+    let value = json!({ "items": items, "next": next.map(|n| n.to_string()) });
     Ok(Resp::json(200, &value))
 }

@@ -1,29 +1,14 @@
 //! Every route in one table: method and path to handler.
 
 use crate::error::{quoted, Error, Result};
-use crate::face::native::{self, id_segment};
+use crate::face::json_args::id_segment;
+use crate::face::native;
 use crate::face::opensrs;
 use crate::face::ops;
 use crate::face::webhooks;
-use crate::store::accounts::{self, Account};
 use crate::App;
 
 use super::{assets, Req, Resp};
-
-/// The account behind `Authorization: Bearer TOKEN`.
-pub fn bearer(app: &App, req: &Req) -> Result<Account> {
-    let token = req
-        .header("authorization")
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| accounts::presentable(t))
-        .ok_or(Error::Unauthorized)?
-        .to_string();
-    app.authenticate(&token)?.ok_or(Error::Unauthorized)
-}
 
 /// A path's segments, without the empty one a trailing slash leaves.
 fn segments(path: &str) -> Vec<&str> {
@@ -92,7 +77,7 @@ pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
 }
 
 fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
-    let caller = bearer(app, req)?;
+    let caller = app.bearer(req)?;
     check_query(method, path, &req.query)?;
     let c = &caller;
     match (method, path) {

@@ -11,11 +11,11 @@ use super::{External, Provider, Verdict};
 use crate::clock::Millis;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::face::native;
 use crate::outbox::backoff;
 use crate::outbox::http::{excerpt, post_signed, Call, Posted, Reach};
 use crate::state::{Failure, WaitingOn};
-use crate::store::requests::{self, Request};
+use crate::store::requests::Request;
+use crate::store::view;
 
 /// The webhook provider's settings.
 #[derive(Debug, Clone)]
@@ -95,8 +95,7 @@ impl External for Webhook {
     /// stays the same across retries of one round of processing (the id of
     /// the transition that entered processing), so receivers can dedupe.
     fn prepare(&self, conn: &Connection, req: &Request, _now: Millis) -> Result<Value> {
-        let notes = requests::annotations(conn, &[req.id])?;
-        let request = native::request_json(req, notes.iter().map(|(_, a)| a).collect());
+        let request = view::request_json_read(conn, req)?;
         let entered: Option<i64> = conn
             .query_row(
                 "select max(id) from transitions where request_id = ?1 and to_state = 'processing'

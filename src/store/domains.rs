@@ -15,23 +15,20 @@ use crate::state::Operation;
 
 use super::requests::Request;
 
-#[derive(Debug, Clone, Serialize)]
+/// A domain of the portfolio; its JSON shape is in `store::view`.
+#[derive(Debug, Clone)]
 pub struct Domain {
     pub id: i64,
     pub account_id: i64,
     pub name: String,
     pub status: String,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub expires_at: Millis,
     pub transfer_lock: bool,
     pub privacy: bool,
-    #[serde(skip)]
     pub auth_code: String,
     pub contacts: Value,
     pub nameservers: Value,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub created_at: Millis,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub updated_at: Millis,
 }
 
@@ -139,8 +136,7 @@ impl From<&Domain> for Snapshot {
 /// Writes `snap` as the row of `snap.name`, replacing the row there is
 /// (when `replace`: a new name has none to look for), and returns the
 /// row's id. Typed rather than a JSON map: building, cloning and reading
-/// the map was a tenth of the writer in B3 (perf: `apply_finished`,
-/// `record_change` and `write_snapshot` outside SQLite).
+/// the map showed in the writer's profile of fulfilments.
 fn write_snapshot(conn: &Connection, snap: &Snapshot, replace: bool) -> Result<i64> {
     if replace {
         conn.exec("delete from domains where name = ?1", [&snap.name])?;
@@ -242,8 +238,8 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 updated_at: now,
             };
             // The journal's "after" is the row just written: no need to
-            // read it back (a third of the portfolio's cost per request in
-            // perf profiles of the ticker).
+            // read it back, which was much of the portfolio's cost per
+            // request.
             snap.id = Some(write_snapshot(conn, &snap, before.is_some())?);
             return record_change(conn, req, name, before.as_ref(), Some(&snap), now);
         }

@@ -7,21 +7,18 @@ use serde::Serialize;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+/// A notification; its JSON shape is in `store::view`.
+#[derive(Debug, Clone)]
 pub struct Notification {
     pub id: i64,
-    #[serde(skip)]
     pub account_id: i64,
-    #[serde(rename = "type")]
     pub kind: String,
     pub action: String,
     pub status: String,
     pub message: String,
     pub domain: String,
     pub request_id: Option<i64>,
-    #[serde(serialize_with = "super::accounts::ser_time")]
     pub created_at: Millis,
-    #[serde(serialize_with = "ser_opt_time")]
     pub read_at: Option<Millis>,
 }
 

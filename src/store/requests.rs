@@ -188,6 +188,32 @@ pub struct Filter {
     pub waiting_on: Option<WaitingOn>,
     /// Requests created before this (for cancel-pending).
     pub created_before: Option<Millis>,
+    /// The one request with this id.
+    pub id: Option<i64>,
+    /// Requests the task face shows with this `state::task_status`.
+    pub task_status: Option<&'static str>,
+    /// Requests whose exec date is after this (scheduled ones).
+    pub exec_after: Option<Millis>,
+}
+
+/// The SQL condition on `state`, `waiting_on` and `failure` that selects the
+/// requests `state::task_status` shows as `status`, so that a task-status
+/// filter pages in the database (a unit test checks both agree on every
+/// case). A status no request shows selects none.
+fn task_status_sql(status: &str) -> &'static str {
+    match status {
+        "SUCCESS" => "state = 'finished'",
+        "PENDING_INT" => {
+            "(state in ('new', 'review', 'queued', 'limbo') or (state = 'processing' \
+             and coalesce(waiting_on, '') not in ('registry', 'registrant')))"
+        }
+        "PENDING_EXT" => "(state = 'processing' and waiting_on in ('registry', 'registrant'))",
+        "FAILED_EXT" => "(state = 'failed' and failure = 'registry')",
+        "FAILED_INT" => {
+            "(state = 'incomplete' or (state = 'failed' and coalesce(failure, '') <> 'registry'))"
+        }
+        _ => "0",
+    }
 }
 
 /// Escapes `%`, `_` and `\` for a `like ... escape '\'` pattern.
@@ -270,6 +296,17 @@ impl Filter {
             clauses.push("created_at < ?".into());
             args.push(SqlValue::Integer(t));
         }
+        if let Some(id) = self.id {
+            clauses.push("id = ?".into());
+            args.push(SqlValue::Integer(id));
+        }
+        if let Some(status) = self.task_status {
+            clauses.push(task_status_sql(status).into());
+        }
+        if let Some(t) = self.exec_after {
+            clauses.push("exec_date > ?".into());
+            args.push(SqlValue::Integer(t));
+        }
         if clauses.is_empty() {
             "1".into()
         } else {
@@ -291,8 +328,8 @@ pub fn list(
     let mut where_ = filter.sql(&mut args);
     if let Some(after) = after {
         // With a domain prefix the domain index must serve the range: given a
-        // bare rowid bound, SQLite walked the table backwards from the cursor
-        // (B5: later pages p99 22 ms at 1M requests). `+id` keeps it off.
+        // bare rowid bound, SQLite walked the table backwards from the cursor,
+        // slowing later pages of a large desk. `+id` keeps it off.
         if filter.domain_prefix.is_some() {
             where_.push_str(" and +id < ?");
         } else {
@@ -301,8 +338,7 @@ pub fn list(
         args.push(SqlValue::Integer(after));
     }
     // The page's ids first, from an index alone, then their rows: given a
-    // range of domains, SQLite read every matching row whole to sort them
-    // (B5, domain prefix at 1M requests: p50 8.4 ms; ids first: about 1 ms).
+    // range of domains, SQLite read every matching row whole to sort them.
     // The largest page is written into the SQL and the page cut short
     // here: a bound `limit ?` made SQLite compile the statement again on
     // every call.
@@ -336,6 +372,108 @@ pub fn ids(conn: &Connection, filter: &Filter, max: i64) -> Result<Vec<i64>> {
         .query_map(params_from_iter(args), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(ids)
+}
+
+/// Up to `max` requests matching `filter`, soonest exec date first (the
+/// scheduled list).
+pub fn by_exec_date(conn: &Connection, filter: &Filter, max: i64) -> Result<Vec<Request>> {
+    let mut args = Vec::new();
+    let where_ = filter.sql(&mut args);
+    let sql =
+        format!("select {COLUMNS} from requests where {where_} order by exec_date, id limit {max}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The owner's other unsubmitted requests for the same operation on the
+/// same name as `r`, which `r`, submitted, supersedes.
+pub fn duplicates(conn: &Connection, r: &Request) -> Result<Vec<i64>> {
+    // By domain: the planner chose `requests_operation` and read every
+    // request of the operation, so each submit took longer than the last.
+    // `+?`: see `store::literal`.
+    Ok(conn.all(
+        "select id from requests indexed by requests_domain
+         where account_id = +?1 and domain = +?2 and operation = +?3
+           and state in ('new', 'incomplete') and id <> ?4 order by id",
+        params![r.account_id, r.domain, r.operation.as_str(), r.id],
+        |row| row.get(0),
+    )?)
+}
+
+/// Writes a request's order form (a patch); its state does not change here.
+pub fn update_form(
+    conn: &Connection,
+    id: i64,
+    params: &Value,
+    exec_date: Option<Millis>,
+    depends_on: Option<i64>,
+) -> Result<()> {
+    conn.exec(
+        "update requests set params = ?1, exec_date = ?2, depends_on = ?3 where id = ?4",
+        params![params.to_string(), exec_date, depends_on, id],
+    )?;
+    Ok(())
+}
+
+/// The highest transition id, of one account's requests or of all: where
+/// an event feed that wants only what happens next starts.
+pub fn latest_transition(conn: &Connection, account_id: Option<i64>) -> Result<i64> {
+    Ok(conn.query_row(
+        "select coalesce(max(id), 0) from transitions where (?1 is null or account_id = ?1)",
+        [account_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// One entry of the event feed: a transition with its request's name.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub request_id: i64,
+    pub account_id: i64,
+    pub domain: String,
+    pub operation: String,
+    pub step: HistoryEntry,
+}
+
+/// Up to `limit` transitions after `after`, oldest first, of one account or
+/// of all.
+pub fn feed(
+    conn: &Connection,
+    after: i64,
+    account_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<FeedEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "select t.id, t.request_id, t.account_id, r.domain, r.operation, t.from_state, t.to_state,
+                t.event, t.actor, t.reason, t.at
+         from transitions t join requests r on r.id = t.request_id
+         where t.id > ?1 and (?2 is null or t.account_id = ?2) order by t.id limit 500",
+    )?;
+    // The page size is cut here, not bound (see `store::literal`).
+    let items = stmt
+        .query_map(params![after, account_id], |r| {
+            Ok(FeedEntry {
+                request_id: r.get(1)?,
+                account_id: r.get(2)?,
+                domain: r.get(3)?,
+                operation: r.get(4)?,
+                step: HistoryEntry {
+                    id: r.get(0)?,
+                    from: r.get(5)?,
+                    to: r.get(6)?,
+                    event: r.get(7)?,
+                    actor: r.get(8)?,
+                    reason: r.get(9)?,
+                    at: r.get(10)?,
+                },
+            })
+        })?
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(items)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -465,4 +603,66 @@ pub fn count_by_state(conn: &Connection) -> Result<Vec<(String, i64)>> {
     let mut stmt = conn.prepare_cached("select state, count(*) from requests group by state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{self, Failure, State, WaitingOn};
+
+    /// The task-status filter selects exactly the requests
+    /// `state::task_status` shows with that status, for every (state,
+    /// waiting_on, failure).
+    #[test]
+    fn status_conditions_agree_with_task_status() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "create table requests (id integer primary key, state text, waiting_on text, failure text)",
+        )
+        .unwrap();
+        let mut cases = Vec::new();
+        let waits: Vec<Option<WaitingOn>> = std::iter::once(None)
+            .chain(WaitingOn::ALL.iter().copied().map(Some))
+            .collect();
+        let failures: Vec<Option<Failure>> = std::iter::once(None)
+            .chain(Failure::ALL.iter().copied().map(Some))
+            .collect();
+        for s in State::ALL {
+            for w in &waits {
+                for f in &failures {
+                    conn.execute(
+                        "insert into requests (state, waiting_on, failure) values (?1, ?2, ?3)",
+                        rusqlite::params![s.as_str(), w.map(|w| w.as_str()), f.map(|f| f.as_str())],
+                    )
+                    .unwrap();
+                    cases.push((conn.last_insert_rowid(), state::task_status(*s, *w, *f)));
+                }
+            }
+        }
+        for status in [
+            "SUCCESS",
+            "PENDING_INT",
+            "FAILED_INT",
+            "PENDING_EXT",
+            "FAILED_EXT",
+        ] {
+            let sql = format!(
+                "select id from requests where {} order by id",
+                task_status_sql(status)
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let got: Vec<i64> = stmt
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let want: Vec<i64> = cases
+                .iter()
+                .filter(|(_, s)| *s == status)
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(got, want, "{status}");
+            assert!(!want.is_empty(), "{status}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod crash;
 mod harness;
 mod hostile;
 mod isolation;
+mod layout;
 mod mail;
 mod opensrs;
 mod ops;

@@ -1,0 +1,327 @@
+//! The layout's boundaries, read from the source: no face imports another
+//! face or the router, no SQL in the faces or the desk, and storage imports
+//! nothing above it. Unlike the other files here, these tests start no server.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Modules under `src/face/` that any face may use: the codecs and the
+/// JSON arguments.
+const FACE_HELPERS: &[&str] = &["xml_tree", "xcp_xml", "bdom_xml", "json_args"];
+
+/// What `src/store/` must not import: everything above storage.
+const ABOVE_STORE: &[&str] = &[
+    "face", "http", "desk", "ticker", "outbox", "delivery", "mail",
+];
+
+/// What gives SQL away in code: the calls that run it and the statement
+/// cache's trait.
+const SQL_CALLS: &[&str] = &[
+    "prepare(",
+    "prepare_cached(",
+    "execute(",
+    "execute_batch(",
+    "query_row(",
+    "query_map(",
+    "Cached",
+    "rusqlite",
+];
+
+/// What gives SQL away in a string literal (lower-cased): each entry's
+/// words, in this order.
+const SQL_WORDS: &[&[&str]] = &[
+    &["select ", " from "],
+    &["insert into "],
+    &["update ", " set "],
+    &["delete from "],
+    &["create table"],
+    &["create index"],
+    &["drop table"],
+    &["drop trigger"],
+    &[" where ", " = "],
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `.rs` files under `dir` (relative to the crate), recursively, as
+/// (path from the crate root, text).
+fn sources(dir: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root().join(dir)];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = fs::read_to_string(&path).expect("a source file");
+                out.push((relative(&path), text));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Each line's code without its `//` comment (a `//` inside a string is
+/// left alone), numbered from 1.
+fn code_lines(text: &str) -> Vec<(usize, String)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, strip_comment(line)))
+        .collect()
+}
+
+/// `code_lines`, with a `use` written over several lines joined into its
+/// first line.
+fn statements(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut open = false;
+    for (n, code) in code_lines(text) {
+        if open {
+            if let Some((_, joined)) = out.last_mut() {
+                joined.push_str(code.trim());
+            }
+        } else {
+            out.push((n, code.clone()));
+        }
+        let trimmed = code.trim_start();
+        let starts = trimmed.starts_with("use ") || trimmed.starts_with("pub use ");
+        if starts && !code.contains(';') {
+            open = true;
+        }
+        if open && code.contains(';') {
+            open = false;
+        }
+    }
+    out
+}
+
+fn strip_comment(line: &str) -> String {
+    let mut in_str = false;
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        if c == '"' && prev != '\\' {
+            in_str = !in_str;
+        }
+        if !in_str && c == '/' && prev == '/' {
+            return line[..i - 1].to_string();
+        }
+        prev = if prev == '\\' && c == '\\' { ' ' } else { c };
+    }
+    line.to_string()
+}
+
+/// The modules of `crate` a line names: `crate::a::b` gives `a::b`, and
+/// `use crate::{a, b::c}` gives `a` and `b::c` (one level of braces).
+fn crate_paths(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        out.extend(expand(rest));
+    }
+    out
+}
+
+/// The paths at the start of `rest` (after a `crate::`).
+fn expand(rest: &str) -> Vec<String> {
+    let path: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let after = &rest[path.len()..];
+    let mut out = vec![path.trim_end_matches(':').to_string()];
+    if !after.starts_with('{') {
+        return out;
+    }
+    let inner = after[1..].split('}').next().unwrap_or_default();
+    let items = inner
+        .split(',')
+        .map(|item| item.trim().split(" as ").next().unwrap_or_default())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let item = if item == "self" { "" } else { item };
+            format!("{path}{item}").trim_end_matches(':').to_string()
+        });
+    out.extend(items);
+    out.retain(|p| !p.is_empty());
+    out.dedup();
+    out
+}
+
+/// The string literals of a line, lower-cased (a literal spanning lines is
+/// seen line by line).
+fn literals(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut escaped = false;
+    for c in code.chars() {
+        match &mut current {
+            Some(s) if escaped => {
+                s.push(c);
+                escaped = false;
+            }
+            Some(_) if c == '\\' => escaped = true,
+            Some(s) if c == '"' => {
+                out.push(s.to_lowercase());
+                current = None;
+            }
+            Some(s) => s.push(c),
+            None if c == '"' => current = Some(String::new()),
+            None => {}
+        }
+    }
+    if let Some(s) = current {
+        out.push(s.to_lowercase());
+    }
+    out
+}
+
+fn looks_like_sql(literal: &str) -> bool {
+    SQL_WORDS.iter().any(|words| {
+        let mut at = 0;
+        words.iter().all(|w| match literal[at..].find(w) {
+            Some(i) => {
+                at += i + w.len();
+                true
+            }
+            None => false,
+        })
+    })
+}
+
+/// Fails naming every offending file and line.
+fn report(what: &str, found: Vec<String>) {
+    assert!(found.is_empty(), "{what}:\n{}", found.join("\n"));
+}
+
+#[test]
+fn no_face_imports_another_face() {
+    let mut found = Vec::new();
+    for (file, text) in sources("src/face") {
+        let own = Path::new(&file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for (n, code) in statements(&text) {
+            for path in crate_paths(&code) {
+                if path.starts_with("http::router") {
+                    found.push(format!(
+                        "{file}:{n}: imports http::router, which imports the faces"
+                    ));
+                }
+                let Some(rest) = path.strip_prefix("face::") else {
+                    continue;
+                };
+                let module = rest.split("::").next().unwrap_or_default();
+                if module != own && !FACE_HELPERS.contains(&module) {
+                    found.push(format!("{file}:{n}: imports face::{module}"));
+                }
+            }
+            let trimmed = code.trim_start();
+            if let Some(rest) = trimmed.strip_prefix("use super::") {
+                let module = rest.split([':', ';', '{', ' ']).next().unwrap_or_default();
+                if module != "*" && !FACE_HELPERS.contains(&module) {
+                    found.push(format!("{file}:{n}: imports face::{module}"));
+                }
+            }
+        }
+    }
+    report("a face imports another face", found);
+}
+
+#[test]
+fn faces_and_the_desk_hold_no_sql() {
+    let mut found = Vec::new();
+    let files = sources("src/face").into_iter().chain(sources("src/desk"));
+    for (file, text) in files {
+        for (n, code) in code_lines(&text) {
+            for call in SQL_CALLS {
+                if code.contains(call) {
+                    found.push(format!("{file}:{n}: {call}"));
+                }
+            }
+            if file.starts_with("src/face/") && code.contains("Connection") {
+                found.push(format!("{file}:{n}: a face holds a Connection"));
+            }
+            for literal in literals(&code) {
+                if looks_like_sql(&literal) {
+                    found.push(format!("{file}:{n}: SQL in {literal:?}"));
+                }
+            }
+        }
+    }
+    report("SQL outside src/store/", found);
+}
+
+#[test]
+fn storage_imports_nothing_above_it() {
+    let mut found = Vec::new();
+    for (file, text) in sources("src/store") {
+        for (n, code) in statements(&text) {
+            for path in crate_paths(&code) {
+                let module = path.split("::").next().unwrap_or_default();
+                if ABOVE_STORE.contains(&module) {
+                    found.push(format!("{file}:{n}: imports {module}"));
+                }
+            }
+        }
+    }
+    report("storage imports what is above it", found);
+}
+
+/// The checks above see what they must: a face importing another, SQL in
+/// a literal, and a grouped import of a forbidden module.
+#[test]
+fn the_layout_checks_find_what_they_look_for() {
+    assert_eq!(
+        crate_paths("use crate::face::native::filter;"),
+        ["face::native::filter"]
+    );
+    assert_eq!(
+        crate_paths("use crate::{desk, face::ops};"),
+        ["desk", "face::ops"]
+    );
+    let joined = statements("use crate::face::{\n    ops,\n    native,\n};\nfn f() {}");
+    assert_eq!(
+        crate_paths(&joined[0].1),
+        ["face", "face::ops", "face::native"]
+    );
+    assert_eq!(
+        crate_paths("use crate::store::{self, view::Detail};"),
+        ["store", "store::view::Detail"]
+    );
+    assert_eq!(
+        crate_paths("let x = notcrate::face::y;"),
+        Vec::<String>::new()
+    );
+    assert!(looks_like_sql(
+        &literals("conn.x(\"select id from requests\")")[0]
+    ));
+    assert!(looks_like_sql(
+        &literals("\"delete from tokens where x\"")[0]
+    ));
+    assert!(!looks_like_sql(&literals("\"delete ok\"")[0]));
+    assert!(!looks_like_sql(&literals("\"webhook (none is set)\"")[0]));
+    assert_eq!(
+        strip_comment("let a = \"//x\"; // note"),
+        "let a = \"//x\"; "
+    );
+}
