@@ -158,8 +158,8 @@ pub struct Next {
 
 /// Why an event is refused in the current state. Its message is written
 /// only when asked for: `allowed_actions` probes every event for each
-/// request page and drops the refusals (formatting them was 2.4% of the
-/// connection threads' samples during ingest, perf B1).
+/// request page and drops the refusals, so formatting a message nobody
+/// reads would be paid on every answer that shows a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The event is not taken in this state, or not from this actor.

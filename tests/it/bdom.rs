@@ -2,15 +2,10 @@
 //! against matching tasks, scheduled operations and their cancellation,
 //! dependencies, credentials and malformed paths.
 
-use std::io::Read;
-use std::time::Duration;
-
 use base64::Engine as _;
-use quick_xml::events::Event;
-use quick_xml::Reader;
 use serde_json::{json, Value};
 
-use crate::support::{owner, Server};
+use crate::support::{agent, owner, send, xml_tree as tree, El, Server, PATIENT};
 
 // ----- the seed's examples (004, 6.2-6.7), verbatim ---------------------------
 
@@ -35,73 +30,6 @@ const SEED_6_7_URL: &str = "http://backend.antagus.de/bdom/task/status/-/PENDING
 const SEED_6_7: &str = SEED_6_4;
 
 // ----- helpers ----------------------------------------------------------------
-
-/// An XML element: name, its own text (trimmed), children.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct El {
-    name: String,
-    text: String,
-    children: Vec<El>,
-}
-
-impl El {
-    fn child(&self, name: &str) -> &El {
-        self.children
-            .iter()
-            .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("no <{name}> in {self:?}"))
-    }
-
-    /// The text of `name` in each `<response>` of a `<multiresponse>`.
-    fn column(&self, name: &str) -> Vec<String> {
-        assert_eq!(self.name, "multiresponse", "{self:?}");
-        self.children
-            .iter()
-            .map(|r| r.child(name).text.clone())
-            .collect()
-    }
-}
-
-fn tree(xml: &str) -> El {
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().expand_empty_elements = true;
-    let mut stack: Vec<El> = Vec::new();
-    loop {
-        match reader
-            .read_event()
-            .unwrap_or_else(|e| panic!("bad XML ({e}): {xml}"))
-        {
-            Event::Start(e) => stack.push(El {
-                name: e.name().as_ref().to_string(),
-                text: String::new(),
-                children: Vec::new(),
-            }),
-            Event::End(_) => {
-                let mut done = stack.pop().unwrap();
-                done.text = done.text.trim().to_string();
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(done),
-                    None => return done,
-                }
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&t.xml10_content());
-                }
-            }
-            Event::GeneralRef(r) => {
-                let name: &str = &r;
-                let resolved = quick_xml::escape::resolve_predefined_entity(name)
-                    .unwrap_or_else(|| panic!("entity &{name}; in {xml}"));
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(resolved);
-                }
-            }
-            Event::Eof => panic!("no root element in {xml:?}"),
-            _ => {}
-        }
-    }
-}
 
 /// An answer of the task face.
 #[derive(Debug)]
@@ -140,32 +68,25 @@ fn bearer(token: &str) -> String {
 }
 
 fn call(s: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> Xml {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let mut req = agent.request(method, &s.url(path));
-    if let Some(a) = auth {
-        req = req.set("Authorization", a);
+    let mut headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/xml"));
     }
-    let result = match body {
-        Some(b) => req.set("Content-Type", "application/xml").send_string(b),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let mut text = String::new();
-    let out = Xml {
-        status: resp.status(),
-        content_type: resp.header("Content-Type").unwrap_or_default().into(),
-        www_authenticate: resp.header("WWW-Authenticate").map(String::from),
-        allow: resp.header("Allow").map(String::from),
-        text: String::new(),
-    };
-    resp.into_reader().read_to_string(&mut text).unwrap();
-    Xml { text, ..out }
+    let a = send(
+        &agent(PATIENT),
+        method,
+        &s.url(path),
+        &headers,
+        body.map(str::as_bytes),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    Xml {
+        status: a.status,
+        www_authenticate: a.header("WWW-Authenticate").map(String::from),
+        content_type: a.content_type,
+        allow: a.allow,
+        text: a.text,
+    }
 }
 
 fn get(s: &Server, path: &str, auth: &str) -> Xml {

@@ -26,9 +26,9 @@
 //! be repeated (thread timing still varies a little).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -41,7 +41,7 @@ use serde_json::{json, Value};
 
 use regdesk::face::xcp_xml::{parse_envelope, XcpValue};
 
-use crate::support::{xcp_envelope, xcp_signature, BIN};
+use crate::support::{agent, launch, send, try_xml_tree, xcp_envelope, xcp_signature, BIN, WARY};
 
 const OPERATOR: &str = "rd_crash_operator_token";
 /// Kills in the bounded run inside `cargo test`.
@@ -99,25 +99,14 @@ impl Drop for Proc {
 }
 
 fn spawn(db: &Path) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--test-clock"])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--test-clock"])
         .args(["--tick-interval-ms", "20", "--workers", "8"])
         .arg("--db")
         .arg(db)
         .args(["--operator-token", OPERATOR])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start regdesk");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+        .env("RUST_LOG", "error");
+    let (child, out, base) = launch(cmd);
     // Keep reading stdout so that the child never blocks on a full pipe.
     thread::spawn(move || for _ in out.lines() {});
     Proc { child, base }
@@ -143,31 +132,24 @@ fn call_with(
     body: Option<&Value>,
     key: Option<&str>,
 ) -> Option<(u16, Value)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(20))
-        .build();
-    let mut req = agent
-        .request(method, &format!("{base}{path}"))
-        .set("Authorization", &format!("Bearer {token}"));
-    if let Some(k) = key {
-        req = req.set("Idempotency-Key", k);
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    headers.extend(key.map(|k| ("Idempotency-Key", k)));
+    let body = body.map(|b| b.to_string());
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
     }
-    let result = match body {
-        Some(b) => req
-            .set("Content-Type", "application/json")
-            .send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(_) => return None,
-    };
-    let status = resp.status();
-    let text = resp.into_string().ok()?;
-    let value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Some((status, value))
+    let url = format!("{base}{path}");
+    let a = send(
+        &agent(WARY),
+        method,
+        &url,
+        &headers,
+        body.as_deref().map(str::as_bytes),
+    )
+    .ok()?;
+    let value = serde_json::from_str(&a.text).unwrap_or(Value::Null);
+    Some((a.status, value))
 }
 
 fn ok(status: u16) -> bool {
@@ -526,22 +508,11 @@ fn operator_load(s: &Shared, rng: &mut StdRng) {
 fn xcp(s: &Shared, c: usize, action: &str, object: &str, items: &str) -> Option<XcpValue> {
     let (_, name, key) = &s.resellers[c];
     let body = xcp_envelope(action, object, items);
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(20))
-        .build();
-    let result = agent
-        .post(&format!("{}/", s.base))
-        .set("X-Username", name)
-        .set("X-Signature", &xcp_signature(body.as_bytes(), key))
-        .send_string(&body);
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(_) => return None,
-    };
-    let status = resp.status();
-    let text = resp.into_string().ok()?;
+    let signature = xcp_signature(body.as_bytes(), key);
+    let headers = [("X-Username", name.as_str()), ("X-Signature", &signature)];
+    let url = format!("{}/", s.base);
+    let a = send(&agent(WARY), "POST", &url, &headers, Some(body.as_bytes())).ok()?;
+    let (status, text) = (a.status, a.text);
     let top = parse_envelope(text.as_bytes()).ok();
     let code = top.as_ref().and_then(|t| t.get_str("response_code"));
     if status != 200 || top.is_none() || code == Some("500") {
@@ -574,27 +545,25 @@ fn task(
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(20))
-        .build();
-    let req = agent
-        .request(method, &format!("{}{path}", s.base))
-        .set("Authorization", &format!("Bearer {}", s.customers[c]));
-    let result = match body {
-        Some(b) => req.set("Content-Type", "application/xml").send_string(b),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(_) => return None,
-    };
-    let status = resp.status();
-    let xml = resp
+    let bearer = format!("Bearer {}", s.customers[c]);
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/xml"));
+    }
+    let url = format!("{}{path}", s.base);
+    let a = send(
+        &agent(WARY),
+        method,
+        &url,
+        &headers,
+        body.map(str::as_bytes),
+    )
+    .ok()?;
+    let status = a.status;
+    let xml = a
         .header("Content-Type")
         .is_some_and(|t| t.starts_with("application/xml"));
-    let text = resp.into_string().ok()?;
+    let text = a.text;
     if status >= 500 || !xml {
         s.log
             .lock()
@@ -605,12 +574,10 @@ fn task(
     Some((status, text))
 }
 
-/// The text of every `<name>` element, in order.
+/// The text of every `<name>` element, in order (none when `xml` is not
+/// well-formed).
 fn xml_texts(xml: &str, name: &str) -> Vec<String> {
-    xml.split(&format!("<{name}>"))
-        .skip(1)
-        .map(|rest| rest.split('<').next().unwrap_or_default().to_string())
-        .collect()
+    try_xml_tree(xml).map(|t| t.texts(name)).unwrap_or_default()
 }
 
 /// The test clock's time as a customer sees it.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{error_of, owner, regdesk, Answer, Server, BIN};
+pub use crate::support::call;
+use crate::support::{error_of, launch, owner, regdesk, Answer, Server, BIN};
 
 /// A `regdesk` process started by a test, with what it printed on stdout.
 pub struct Proc {
@@ -40,16 +41,7 @@ impl Proc {
         if cmd.get_envs().all(|(k, _)| k != "RUST_LOG") {
             cmd.env("RUST_LOG", "warn");
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start regdesk");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("first line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, mut stdout, base) = launch(cmd);
         let mut lines = Vec::new();
         for _ in 0..more {
             let mut l = String::new();
@@ -104,28 +96,6 @@ pub fn signal_and_wait(child: &mut Child, signal: &str) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(100));
     }
     None
-}
-
-/// Any HTTP request to `base`; never panics on an error status.
-pub fn call(
-    base: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Answer {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let mut req = agent.request(method, &format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    let result = match body {
-        Some(b) => req.set("Content-Type", "application/json").send_string(b),
-        None => req.call(),
-    };
-    crate::support::answer(result, method, path)
 }
 
 const OP: &str = "rd_harness_operator";

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{addr, owner, raw, xcp_envelope, xcp_reply, Reseller, Server};
+use crate::support::{addr, owner, raw, try_xml_tree, xcp_envelope, xcp_reply, Reseller, Server};
 
 fn assert_serving(s: &Server, after: &str) {
     let a = s.call("GET", "/healthz", None, None);
@@ -1052,16 +1052,9 @@ fn task_refused(
     want: u16,
     needle: &str,
 ) -> Option<String> {
-    let message = text
-        .split_once("<message>")
-        .and_then(|(_, rest)| rest.split_once("</message>"))
-        .map(|(m, _)| {
-            m.replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&amp;", "&")
-        })
+    let message = try_xml_tree(text)
+        .ok()
+        .and_then(|t| t.texts("message").into_iter().next())
         .unwrap_or_default();
     let ok = status == want
         && content_type.starts_with("application/xml")

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{owner, xcp_envelope, xcp_reply, Reseller, Server};
+use crate::support::{owner, try_xml_tree, xcp_envelope, xcp_reply, Reseller, Server};
 
 /// Alice's objects, substituted into the rows' paths and bodies.
 struct Objects {
@@ -492,11 +492,7 @@ fn alice_rows(s: &Server, alice: i64) -> Vec<String> {
 /// The task ids and user ids a task-face list shows.
 fn task_ids(xml: &str) -> Vec<(String, String)> {
     let tag = |name: &str| -> Vec<String> {
-        let open = format!("<{name}>");
-        xml.split(&open)
-            .skip(1)
-            .map(|rest| rest.split('<').next().unwrap_or_default().to_string())
-            .collect()
+        try_xml_tree(xml).map(|t| t.texts(name)).unwrap_or_default()
     };
     let users = tag("user_id");
     tag("task_id")

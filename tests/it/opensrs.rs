@@ -2,48 +2,15 @@
 //! polled and acknowledged, SW_REGISTER, GET_ORDER_INFO,
 //! CANCEL_PENDING_ORDERS, and every refusal as an XCP reply with HTTP 200.
 
-use md5::{Digest, Md5};
 use quick_xml::events::Event as XmlEvent;
 use quick_xml::Reader;
 use regdesk::face::xcp_xml::{parse_envelope, write_request, XcpValue};
 use serde_json::json;
 
-use crate::support::{owner, Answer, Server};
+use crate::support::{owner, xcp_signature, Answer, Reseller, Server};
 
 /// The seed's example reply (seed 003), byte for byte.
 const SEED_POLL_REPLY: &str = include_str!("../seeds/xcp_poll_reply.xml");
-
-fn md5_hex(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
-}
-
-/// OpenSRS's signature, computed here independently of the server's code.
-fn sign(body: &str, key: &str) -> String {
-    let inner = md5_hex(format!("{body}{key}").as_bytes());
-    md5_hex(format!("{inner}{key}").as_bytes())
-}
-
-/// A reseller speaking XCP: account name, API key and native token.
-struct Reseller {
-    name: String,
-    key: String,
-    token: String,
-}
-
-fn reseller(s: &Server, name: &str) -> Reseller {
-    let a = s.post(
-        "/api/v1/accounts",
-        &s.operator,
-        json!({"name": name, "email": format!("{name}@example.net")}),
-    );
-    assert_eq!(a.status, 201, "{}", a.text);
-    let v = a.json();
-    Reseller {
-        name: name.to_string(),
-        key: v["api_key"].as_str().expect("api_key").to_string(),
-        token: v["token"].as_str().expect("token").to_string(),
-    }
-}
 
 /// An XCP reply: the top `dt_assoc` of its data block.
 struct Reply {
@@ -94,7 +61,7 @@ fn post_raw(s: &Server, path: &str, body: &str, headers: &[(&str, &str)]) -> Rep
 
 /// Posts `body` signed by `who` to `/`.
 fn signed(s: &Server, who: &Reseller, body: &str) -> Reply {
-    let sig = sign(body, &who.key);
+    let sig = xcp_signature(body.as_bytes(), &who.key);
     post_raw(
         s,
         "/",
@@ -218,7 +185,7 @@ fn count_requests(s: &Server, who: &Reseller) -> usize {
 #[test]
 fn register_then_poll_pending_waiting_completed_and_ack_each() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     let id = register(&s, &alice, register_attrs("example.com"));
 
     // The XCP form became the native order form.
@@ -268,7 +235,7 @@ fn register_then_poll_pending_waiting_completed_and_ack_each() {
 #[test]
 fn a_refused_registration_ends_declined() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     register(&s, &alice, register_attrs("broken-fail.com"));
     s.tick();
     let r = poll(&s, &alice, "10");
@@ -278,7 +245,7 @@ fn a_refused_registration_ends_declined() {
 #[test]
 fn an_aborted_order_ends_canceled_and_premium_is_its_reg_type() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     let mut attrs = register_attrs("gold.com");
     if let XcpValue::Assoc(items) = &mut attrs {
         items.retain(|(k, _)| k != "reg_type");
@@ -298,7 +265,7 @@ fn an_aborted_order_ends_canceled_and_premium_is_its_reg_type() {
 #[test]
 fn native_orders_emit_events_with_their_reg_type_and_other_work_none() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     let mut p = owner();
     p["phase"] = json!("sunrise");
     for (domain, op, params) in [
@@ -335,12 +302,12 @@ fn native_orders_emit_events_with_their_reg_type_and_other_work_none() {
 #[test]
 fn signature_failures_are_refused_and_do_nothing() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
-    let bob = reseller(&s, "bob");
+    let alice = s.reseller("alice");
+    let bob = s.reseller("bob");
     let body = write_request("SW_REGISTER", "DOMAIN", &register_attrs("taken.com"));
-    let good = sign(&body, &alice.key);
-    let wrong = sign(&format!("{body} "), &alice.key);
-    let bobs = sign(&body, &bob.key);
+    let good = xcp_signature(body.as_bytes(), &alice.key);
+    let wrong = xcp_signature(format!("{body} ").as_bytes(), &alice.key);
+    let bobs = xcp_signature(body.as_bytes(), &bob.key);
     let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("no headers", vec![]),
         ("no signature", vec![("X-Username", "alice")]),
@@ -415,7 +382,7 @@ fn a_refusal_before_reading_the_body_tells_the_servers_time() {
 #[test]
 fn malformed_envelopes_are_xcp_refusals() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     let billion_laughs = r#"<?xml version="1.0"?>
 <!DOCTYPE lolz [
  <!ENTITY lol "lol">
@@ -512,7 +479,7 @@ fn malformed_envelopes_are_xcp_refusals() {
 #[test]
 fn poll_limit_bounds() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     for bad in ["0", "101", "x", "-1", "1.5"] {
         let r = xcp(
             &s,
@@ -531,8 +498,8 @@ fn poll_limit_bounds() {
 #[test]
 fn acking_another_accounts_event_is_refused() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
-    let bob = reseller(&s, "bob");
+    let alice = s.reseller("alice");
+    let bob = s.reseller("bob");
     register(&s, &alice, register_attrs("mine.com"));
     let evs = events(&poll(&s, &alice, "1"));
     let event_id = &evs[0].4;
@@ -551,8 +518,8 @@ fn acking_another_accounts_event_is_refused() {
 #[test]
 fn get_order_info_shows_the_callers_own_orders_only() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
-    let bob = reseller(&s, "bob");
+    let alice = s.reseller("alice");
+    let bob = s.reseller("bob");
     let id = register(&s, &alice, register_attrs("info.com"));
     s.tick();
     let ask = |who: &Reseller, order: &str| {
@@ -582,8 +549,8 @@ fn get_order_info_shows_the_callers_own_orders_only() {
 #[test]
 fn cancel_pending_orders_cancels_old_pending_orders_only() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
-    let bob = reseller(&s, "bob");
+    let alice = s.reseller("alice");
+    let bob = s.reseller("bob");
     let save = |who: &Reseller, domain: &str| {
         let mut attrs = register_attrs(domain);
         if let XcpValue::Assoc(items) = &mut attrs {
@@ -669,11 +636,11 @@ fn cancel_pending_orders_cancels_old_pending_orders_only() {
 #[test]
 fn the_api_key_is_shown_on_creation_and_by_me() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     assert!(alice.key.len() == 32 && alice.key.bytes().all(|b| b.is_ascii_hexdigit()));
     let me = s.get("/api/v1/me", &alice.token).json();
     assert_eq!(me["api_key"], alice.key.as_str());
-    let bob = reseller(&s, "bob");
+    let bob = s.reseller("bob");
     assert_ne!(bob.key, alice.key);
     // The operator created at start has one too.
     let op = s.get("/api/v1/me", &s.operator).json();
@@ -715,10 +682,10 @@ fn shape(xml: &str) -> Vec<String> {
 #[test]
 fn a_poll_reply_has_the_seeds_element_tree_exactly() {
     let s = Server::start();
-    let alice = reseller(&s, "alice");
+    let alice = s.reseller("alice");
     register(&s, &alice, register_attrs("golden.com"));
     let body = write_request("POLL", "EVENT", &assoc(vec![]));
-    let sig = sign(&body, &alice.key);
+    let sig = xcp_signature(body.as_bytes(), &alice.key);
     let a = s.call_with(
         "POST",
         "/opensrs",

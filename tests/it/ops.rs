@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::harness::{call, signal_and_wait, Proc};
-use crate::support::{backup, owner, refused_start, regdesk, Server, BIN};
+use crate::support::{agent, backup, owner, refused_start, regdesk, send, Server, BIN, PATIENT};
 
 /// Acknowledged request ids and when each answer arrived.
 type Acked = Arc<Mutex<Vec<(i64, Instant)>>>;
@@ -36,22 +36,29 @@ fn load(
                 acked.clone(),
             );
             thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(std::time::Duration::from_secs(30))
-                    .build();
+                let agent = agent(PATIENT);
+                let bearer = format!("Bearer {token}");
+                let headers = [
+                    ("Authorization", bearer.as_str()),
+                    ("Content-Type", "application/json"),
+                ];
                 for i in 0..per_thread {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let body = json!({"domain": format!("load-{t}-{i}.com"), "operation": "create",
                                       "params": owner(), "submit": true});
-                    let answer = agent
-                        .post(&format!("{base}/api/v1/requests"))
-                        .set("Authorization", &format!("Bearer {token}"))
-                        .send_json(body);
+                    let url = format!("{base}/api/v1/requests");
+                    let answer = send(
+                        &agent,
+                        "POST",
+                        &url,
+                        &headers,
+                        Some(body.to_string().as_bytes()),
+                    );
                     match answer {
-                        Ok(r) if r.status() == 201 => {
-                            let v: serde_json::Value = r.into_json().unwrap();
+                        Ok(a) if a.status == 201 => {
+                            let v = a.json();
                             let id = v["id"].as_i64().unwrap();
                             acked.lock().unwrap().push((id, Instant::now()));
                         }

@@ -1,5 +1,7 @@
 //! Test support: start the real `regdesk` binary on 127.0.0.1:0 with a
-//! temporary database, and talk to it over HTTP.
+//! temporary database, and talk to it: the one way to spawn it and read its
+//! first line (`launch`), to make an HTTP call (`call`, `send`), to sign an
+//! XCP body (`xcp_signature`) and to read an XML answer (`xml_tree`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -27,12 +29,22 @@ pub struct Answer {
     /// The `Allow` header (a 405 lists the methods the path serves).
     pub allow: Option<String>,
     pub text: String,
+    /// Every header of the answer, as sent.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -80,19 +92,8 @@ impl Server {
             .arg("--tick-interval-ms")
             .arg("50")
             .args(&extra_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start regdesk");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("first line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+            .env("RUST_LOG", "warn");
+        let (child, stdout, base) = launch(cmd);
         Server {
             base,
             operator: OPERATOR_TOKEN.to_string(),
@@ -146,21 +147,7 @@ impl Server {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build();
-        let mut req = agent.request(method, &self.url(path));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let result = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
-            None => req.call(),
-        };
-        answer(result, method, path)
+        call_at(&self.base, method, path, token, body, headers)
     }
 
     pub fn get(&self, path: &str, token: &str) -> Answer {
@@ -169,14 +156,14 @@ impl Server {
 
     /// A POST of raw bytes (which need not be UTF-8) with extra headers.
     pub fn post_bytes(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build();
-        let mut req = agent.post(&self.url(path));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        answer(req.send_bytes(body), "POST", path)
+        let result = request(
+            &agent(PATIENT),
+            "POST",
+            &self.url(path),
+            headers,
+            Some(body),
+        );
+        answer(result.map_err(|e| *e), "POST", path)
     }
 
     /// `body` signed by `who` and posted to the XCP face at `/`.
@@ -367,25 +354,152 @@ pub fn backup(db: &std::path::Path, file: &std::path::Path) -> (Option<i32>, Str
 /// The answer to `method path`, whatever its status (the body read as
 /// UTF-8, invalid bytes replaced); only a failure to talk at all panics.
 pub fn answer(result: Result<ureq::Response, ureq::Error>, method: &str, path: &str) -> Answer {
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
+    match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => read_answer(r).0,
         Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+/// Timeouts for a server that is expected to answer: any time to connect,
+/// 30 s for the whole exchange.
+pub const PATIENT: (Option<Duration>, Duration) = (None, Duration::from_secs(30));
+
+/// Timeouts for a server that may be killed at any moment: 2 s to
+/// connect, 20 s for the whole exchange.
+pub const WARY: (Option<Duration>, Duration) =
+    (Some(Duration::from_secs(2)), Duration::from_secs(20));
+
+/// An HTTP client with `(connect, whole exchange)` timeouts.
+pub fn agent((connect, whole): (Option<Duration>, Duration)) -> ureq::Agent {
+    let builder = ureq::AgentBuilder::new().timeout(whole);
+    match connect {
+        Some(c) => builder.timeout_connect(c),
+        None => builder,
+    }
+    .build()
+}
+
+/// Any HTTP request to `base`; never panics on an error status.
+pub fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
+    call_at(base, method, path, token, body, &[])
+}
+
+/// Any request to `base` + `path`, with a bearer `token`, `headers` and a
+/// JSON `body`; never panics on an HTTP error status, only when no answer
+/// came at all.
+pub fn call_at(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    all.extend_from_slice(headers);
+    if body.is_some() {
+        all.push(("Content-Type", "application/json"));
+    }
+    let url = format!("{base}{path}");
+    let result = request(&agent(PATIENT), method, &url, &all, body.map(str::as_bytes));
+    answer(result.map_err(|e| *e), method, path)
+}
+
+/// One HTTP exchange: `headers` set in order (a later one replaces an
+/// earlier one of the same name). Any status is an `Answer`; `Err` when no
+/// whole answer came (the connection failed, timed out or was cut short).
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Answer, Box<ureq::Error>> {
+    let resp = match request(agent, method, url, headers, body).map_err(|e| *e) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(Box::new(e)),
     };
+    let (answer, whole) = read_answer(resp);
+    whole.map_err(|e| Box::new(e.into()))?;
+    Ok(answer)
+}
+
+/// Sends one request; an HTTP error status is `Err(Status)` as ureq has it
+/// (boxed: ureq's error is large).
+pub fn request(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<ureq::Response, Box<ureq::Error>> {
+    let mut req = agent.request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    }
+    .map_err(Box::new)
+}
+
+/// An answer with as much of its body (at most 64 MiB, invalid UTF-8
+/// replaced) as arrived, and whether all of it did.
+fn read_answer(resp: ureq::Response) -> (Answer, std::io::Result<()>) {
     let status = resp.status();
     let content_type = resp.header("Content-Type").unwrap_or_default().to_string();
     let allow = resp.header("Allow").map(str::to_string);
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .flat_map(|k| {
+            let values: Vec<String> = resp.all(&k).into_iter().map(str::to_string).collect();
+            values.into_iter().map(move |v| (k.clone(), v))
+        })
+        .collect();
     let mut bytes = Vec::new();
-    resp.into_reader()
+    let whole = resp
+        .into_reader()
         .take(64 * 1024 * 1024)
         .read_to_end(&mut bytes)
-        .ok();
-    Answer {
+        .map(drop);
+    let answer = Answer {
         status,
         content_type,
         allow,
         text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+        headers,
+    };
+    (answer, whole)
+}
+
+/// Spawns `cmd` (regdesk serve, or a wrapper that executes it) with stdout
+/// piped, and reads its first stdout line, `listening on URL`: the child,
+/// its stdout (read the later lines from it, or keep it open so that they
+/// never meet a closed pipe) and the URL.
+pub fn launch(mut cmd: Command) -> (Child, BufReader<ChildStdout>, String) {
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("start regdesk");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, stdout, base)
 }
 
 /// An account as the XCP face and the task face know it: id (the task
@@ -441,4 +555,94 @@ pub fn error_of(a: &Answer) -> (u16, String, Option<String>) {
         v["error"]["code"].as_str().unwrap_or_default().to_string(),
         v["error"]["field"].as_str().map(String::from),
     )
+}
+
+/// An XML element as the tests read it: name, its own text (trimmed), and
+/// its child elements; attributes, comments and the prolog are left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct El {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<El>,
+}
+
+impl El {
+    /// The first child called `name`; panics naming it when there is none.
+    pub fn child(&self, name: &str) -> &El {
+        self.children
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no <{name}> in {self:?}"))
+    }
+
+    /// The text of `name` in each `<response>` of a `<multiresponse>`.
+    pub fn column(&self, name: &str) -> Vec<String> {
+        assert_eq!(self.name, "multiresponse", "{self:?}");
+        self.children
+            .iter()
+            .map(|r| r.child(name).text.clone())
+            .collect()
+    }
+
+    /// The text of every element called `name` at any depth, this one
+    /// included, in document order.
+    pub fn texts(&self, name: &str) -> Vec<String> {
+        let mine = (self.name == name).then(|| self.text.clone());
+        mine.into_iter()
+            .chain(self.children.iter().flat_map(|c| c.texts(name)))
+            .collect()
+    }
+}
+
+/// The element tree of `xml`; panics, quoting it, when it is not
+/// well-formed.
+pub fn xml_tree(xml: &str) -> El {
+    try_xml_tree(xml).unwrap_or_else(|e| panic!("{e}: {xml}"))
+}
+
+/// The element tree of `xml`, or what is wrong with it. Predefined entities
+/// and character references are resolved; any other reference is an error.
+pub fn try_xml_tree(xml: &str) -> Result<El, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().expand_empty_elements = true;
+    let mut stack: Vec<El> = Vec::new();
+    loop {
+        match reader.read_event().map_err(|e| format!("bad XML ({e})"))? {
+            Event::Start(e) => stack.push(El {
+                name: e.name().as_ref().to_string(),
+                text: String::new(),
+                children: Vec::new(),
+            }),
+            Event::End(_) => {
+                let mut done = stack.pop().ok_or("an end tag without a start")?;
+                done.text = done.text.trim().to_string();
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(done),
+                    None => return Ok(done),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&t.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    _ => {
+                        let name: &str = &r;
+                        quick_xml::escape::resolve_predefined_entity(name)
+                            .ok_or_else(|| format!("entity &{name};"))?
+                            .to_string()
+                    }
+                };
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&resolved);
+                }
+            }
+            Event::Eof => return Err("no root element".into()),
+            _ => {}
+        }
+    }
 }
