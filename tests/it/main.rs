@@ -13,5 +13,6 @@ mod isolation;
 mod mail;
 mod opensrs;
 mod ops;
+mod running;
 mod storage;
 mod webhook;
