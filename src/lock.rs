@@ -101,6 +101,16 @@ pub fn check_file(field: &str, path: &Path) -> Result<()> {
 pub fn take(db: &Path, activity: Activity) -> Result<Lock> {
     check_file("db", db)?;
     writable(db)?;
+    lock(db, activity)
+}
+
+/// Locks the database `db` for `activity` whatever the file holds (a
+/// restore replaces a damaged one), or says which process holds it.
+pub fn lock(db: &Path, activity: Activity) -> Result<Lock> {
+    if db.is_dir() {
+        // Refused, naming it a directory.
+        check_file("db", db)?;
+    }
     let path = lock_path(db);
     let mut file = OpenOptions::new()
         .read(true)

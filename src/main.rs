@@ -142,7 +142,8 @@ fn migrate(args: &MigrateArgs) -> Result<()> {
 
 /// `regdesk restore BACKUP`, holding the database's lock.
 fn restore(db: &Path, backup: &Path) -> Result<()> {
-    let _lock = lock::take(db, Activity::Restore).map_err(plain)?;
+    // Not `take`: the file a restore replaces may be damaged past reading.
+    let _lock = lock::lock(db, Activity::Restore).map_err(plain)?;
     let now = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"

@@ -196,10 +196,13 @@ mod tests {
         let db = dir.path().join("desk.db");
         let backup = dir.path().join("backup.db");
         crate::db::open_direct(&crate::db::Location::File(backup.clone())).unwrap();
-        std::fs::write(&db, b"").unwrap();
+        // Damaged past reading, as a database to restore often is.
+        std::fs::write(&db, b"garbage where a database was").unwrap();
         let done = restore(&backup, &db, "T").unwrap();
         assert_eq!(done.kept, Some(dir.path().join("desk.db.before-restore-T")));
         assert_eq!(done.pending, 0);
         assert!(upgrade::plan(&db).unwrap().pending.is_empty());
+        let kept = std::fs::read(dir.path().join("desk.db.before-restore-T")).unwrap();
+        assert_eq!(kept, b"garbage where a database was");
     }
 }
