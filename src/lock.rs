@@ -160,7 +160,10 @@ fn unopened(db: &Path, lock: &Path, e: std::io::Error) -> Error {
              journal (-wal, -shm) and its lock file there",
             dir.display()
         ),
-        ErrorKind::NotFound => format!("there is no directory {}", dir.display()),
+        // Said as it was before there was a lock file.
+        ErrorKind::NotFound => {
+            return Error::Internal(format!("cannot create the database {}: {e}", db.display()))
+        }
         _ => format!("cannot open {}: {e}", lock.display()),
     };
     Error::invalid("db", message)

@@ -4,9 +4,8 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::sync::mpsc;
-
 use std::path::Path;
+use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser};
@@ -216,9 +215,9 @@ fn serve(config: Config) -> Result<()> {
     } else {
         config.db.display().to_string()
     };
-    // Held until the server has stopped; the kernel releases it on a crash.
     // A setting no run could use is refused before the lock file is made.
     config.check().map_err(plain).context("starting")?;
+    // Held until the server has stopped; the kernel releases it on a crash.
     let _lock = match config.memory {
         true => None,
         false => Some(take_for_serving(&config.db).context("starting")?),
