@@ -23,9 +23,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API, the XML faces and the web UI, and run the ticker.
+    #[command(after_help = FIRST_TOKEN)]
     Serve(Config),
     /// Apply the database migrations and exit.
-    Migrate(DbArgs),
+    Migrate(MigrateArgs),
     /// Copy the database to FILE while it may be in use (consistent snapshot).
     Backup {
         #[command(flatten)]
@@ -33,13 +34,43 @@ pub enum Command {
         /// Where to write the copy; it must not exist.
         file: PathBuf,
     },
+    /// Put the backup BACKUP in place of the database (refused while a
+    /// server runs on it); the replaced file is kept beside it.
+    Restore {
+        #[command(flatten)]
+        db: DbArgs,
+        /// A copy made by `regdesk backup`.
+        backup: PathBuf,
+    },
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the shell completion script for SHELL.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// List the migrations that would run, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where the first operator's token is shown (`serve --help`).
+const FIRST_TOKEN: &str = "The first start on an empty database creates an operator account \
+and prints its API token once, on stdout: `operator token: TOKEN`. To sign in again without \
+it, issue another with `regdesk token new operator --db PATH`, or start with \
+--operator-token TOKEN.";
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -104,7 +135,7 @@ pub struct Config {
     /// Keep everything in memory; nothing is written to disk.
     #[arg(long, env = "REGDESK_MEMORY")]
     pub memory: bool,
-    /// Address to listen on; port 0 picks a free port.
+    /// Address to listen on (HOST:PORT); port 0 picks a free port.
     #[arg(long, env = "REGDESK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Make sure an operator account with this API token exists (1-256
@@ -123,8 +154,7 @@ pub struct Config {
     )]
     pub provider: ProviderKind,
     /// Requests answered at once (each on its connection's thread).
-    #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "REGDESK_WORKERS", default_value_t = 32, value_parser = workers)]
     pub workers: usize,
     /// Milliseconds between ticks when nothing wakes the ticker (1 to an
     /// hour).
@@ -193,6 +223,7 @@ impl Config {
     /// wait for the day the setting that needs it is added. (`start` makes
     /// `workers` a `NonZeroUsize`, refusing 0 there.)
     pub fn check(&self) -> Result<()> {
+        listen(&self.listen)?;
         millis("tick_interval_ms", self.tick_interval_ms, 1)?;
         millis("webhook_timeout_ms", self.webhook_timeout_ms, 1)?;
         millis("webhook_retry_base_ms", self.webhook_retry_base_ms, 0)?;
@@ -241,6 +272,30 @@ impl Config {
             mail_retry_base_ms: 5000,
         }
     }
+}
+
+/// `--workers`: a count of requests answered at once, at least 1.
+fn workers(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number (at least 1)")),
+    }
+}
+
+/// `--listen` takes an address: a port alone (`8080`) is refused with the
+/// address it probably meant.
+fn listen(address: &str) -> Result<()> {
+    if address.parse::<u16>().is_ok() {
+        return Err(Error::invalid(
+            "listen",
+            format!(
+                "{address} is a port alone; give HOST:PORT, such as 127.0.0.1:{address} \
+                 (this machine only) or 0.0.0.0:{address} (every interface)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Milliseconds given in `field`: `least` to an hour.

@@ -4,21 +4,25 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use regdesk::config::{AccountCommand, Cli, Command, Config, DbArgs, RoleArg, TokenCommand};
+use regdesk::config::{
+    AccountCommand, Cli, Command, Config, DbArgs, MigrateArgs, RoleArg, TokenCommand,
+};
 use regdesk::db::{self, Location};
-use regdesk::random;
+use regdesk::lock::{self, Activity};
 use regdesk::store::accounts::{self, NewAccount, Role};
+use regdesk::{random, restore, upgrade};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| refuse_arguments(e));
     if let Err(e) = run(cli) {
         // One line on stderr, where the log goes too.
         eprintln!("regdesk: {e:#}");
@@ -30,11 +34,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config),
         Command::Migrate(args) => {
-            db::open_direct(&Location::File(args.db.clone()))
-                .map_err(plain)
-                .with_context(|| format!("migrating {}", args.db.display()))?;
-            println!("migrated {}", args.db.display());
-            Ok(())
+            migrate(&args).with_context(|| format!("migrating {}", args.db.db.display()))
+        }
+        Command::Restore { db: args, backup } => {
+            restore(&args.db, &backup).with_context(|| format!("restoring {}", backup.display()))
         }
         Command::Backup { db: args, file } => {
             db::backup_file(&args.db, &file)
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Account(AccountCommand::List { db: args }) => {
             let conn = open_existing(&args)?;
+            println!("id\tname\trole\temail");
             for a in accounts::list(&conn)? {
                 println!("{}\t{}\t{}\t{}", a.id, a.name, a.role, a.email);
             }
@@ -89,12 +93,86 @@ fn run(cli: Cli) -> Result<()> {
             println!("token: {token}");
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "regdesk", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
     }
+}
+
+/// A command line clap refuses, with a pointer where a flag from other
+/// servers was given (`--port`: regdesk takes an address).
+fn refuse_arguments(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let port = e.kind() == ErrorKind::UnknownArgument
+        && matches!(e.get(ContextKind::InvalidArg),
+                    Some(ContextValue::String(arg)) if arg.starts_with("--port"));
+    if port {
+        eprint!("{}", e.render());
+        eprintln!("tip: regdesk has no --port; give the address to listen on with --listen 127.0.0.1:PORT");
+        std::process::exit(2);
+    }
+    e.exit()
+}
+
+/// `regdesk migrate [--dry-run]`, holding the database's lock.
+fn migrate(args: &MigrateArgs) -> Result<()> {
+    let path = &args.db.db;
+    let _lock = lock::take(path, Activity::Migrate).map_err(plain)?;
+    let plan = upgrade::plan(path).map_err(plain)?;
+    if args.dry_run {
+        if plan.pending.is_empty() {
+            println!("nothing to do: {} is up to date", path.display());
+        }
+        for m in &plan.pending {
+            println!("would apply V{}__{}", m.version, m.name);
+        }
+        return Ok(());
+    }
+    db::open_direct(&Location::File(path.clone())).map_err(plain)?;
+    println!("migrated {}", path.display());
+    Ok(())
+}
+
+/// `regdesk restore BACKUP`, holding the database's lock.
+fn restore(db: &Path, backup: &Path) -> Result<()> {
+    // Not `take`: the file a restore replaces may be damaged past reading.
+    let _lock = lock::lock(db, Activity::Restore).map_err(plain)?;
+    let now = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .context("formatting the time")?;
+    let done = restore::restore(backup, db, &now).map_err(plain)?;
+    let version = done.version.map_or("none".to_string(), |v| v.to_string());
+    println!(
+        "restored {} to {} (schema version {version})",
+        backup.display(),
+        db.display()
+    );
+    match &done.kept {
+        Some(kept) => println!("kept the database it replaced as {}", kept.display()),
+        None => println!("there was no database at {} to keep", db.display()),
+    }
+    for file in &done.removed {
+        println!("removed {}", file.display());
+    }
+    if done.pending > 0 {
+        println!("the next start applies {} migration(s) to it", done.pending);
+    }
+    Ok(())
 }
 
 /// Opens the database, making it first if there is none (`account add`
 /// may come before the first `serve`).
 fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
+    lock::check_file("db", &args.db).map_err(plain)?;
+    upgrade::plan(&args.db).map_err(plain)?;
     db::open_direct(&Location::File(args.db.clone()))
         .map_err(plain)
         .with_context(|| format!("opening {}", args.db.display()))
@@ -123,11 +201,26 @@ fn plain(e: regdesk::error::Error) -> anyhow::Error {
     }
 }
 
+/// Locks the database for a server, and refuses one this binary is too
+/// old for, before anything opens it for serving.
+fn take_for_serving(db: &Path) -> Result<lock::Lock> {
+    let lock = lock::take(db, Activity::Serve).map_err(plain)?;
+    upgrade::plan(db).map_err(plain)?;
+    Ok(lock)
+}
+
 fn serve(config: Config) -> Result<()> {
     let where_ = if config.memory {
         "memory".to_string()
     } else {
         config.db.display().to_string()
+    };
+    // A setting no run could use is refused before the lock file is made.
+    config.check().map_err(plain).context("starting")?;
+    // Held until the server has stopped; the kernel releases it on a crash.
+    let _lock = match config.memory {
+        true => None,
+        false => Some(take_for_serving(&config.db).context("starting")?),
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {

@@ -15,5 +15,6 @@ mod mail;
 mod opensrs;
 mod ops;
 mod outbound;
+mod running;
 mod storage;
 mod webhook;

@@ -841,7 +841,10 @@ fn the_command_line_adds_accounts_checked_as_the_api_checks_them() {
     let (code, list, _) = cli(&["account", "list"]);
     assert_eq!(
         (code, list.as_str()),
-        (Some(0), "1\tann\tcustomer\tann@example.net")
+        (
+            Some(0),
+            "id\tname\trole\temail\n1\tann\tcustomer\tann@example.net"
+        )
     );
     assert_eq!(
         cli(&["token", "new", "bob"]),

@@ -13,7 +13,7 @@ use crate::support::{backup, refused, regdesk, xcp_envelope, xcp_reply, Server};
 
 /// A file system mounted on a temporary directory for a test; unmounted
 /// when dropped.
-struct Mount {
+pub(crate) struct Mount {
     path: PathBuf,
     /// Whether the mount point goes with it (a bind mount's is used again).
     remove: bool,
@@ -46,7 +46,7 @@ impl Mount {
     }
 
     /// `src` seen read-only on `dir` (a bind mount).
-    fn read_only(src: &Path, dir: &Path) -> Option<Mount> {
+    pub(crate) fn read_only(src: &Path, dir: &Path) -> Option<Mount> {
         if !mount(&["--bind".as_ref(), src.as_ref(), dir.as_ref()]) {
             return None;
         }
