@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod isolation;
 mod mail;
+mod network;
 mod opensrs;
 mod ops;
 mod storage;

@@ -156,8 +156,13 @@ impl Server {
         for (k, v) in headers {
             req = req.set(k, v);
         }
+        // JSON unless the caller said otherwise (the XML faces need XML).
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         let result = match body {
-            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            Some(b) if !typed => req.set("Content-Type", "application/json").send_string(b),
+            Some(b) => req.send_string(b),
             None => req.call(),
         };
         answer(result, method, path)
@@ -185,7 +190,11 @@ impl Server {
         self.post_bytes(
             "/",
             body,
-            &[("X-Username", &who.name), ("X-Signature", &sig)],
+            &[
+                ("X-Username", &who.name),
+                ("X-Signature", &sig),
+                ("Content-Type", "text/xml"),
+            ],
         )
     }
 
