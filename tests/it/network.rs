@@ -294,24 +294,24 @@ fn a_page_on_another_site_cannot_delete_scheduled_tasks() {
     assert_eq!(s.request(&alice.token, task)["state"], "failed");
 }
 
+/// A native order posted by `token` from a page of `origin`.
+fn order_from(s: &Server, token: &str, origin: &str) -> crate::support::Answer {
+    let order = json!({"domain": "a.com", "operation": "create"}).to_string();
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+        ("Origin", origin),
+    ];
+    post(s, "/api/v1/requests", &order, &headers)
+}
+
 #[test]
 fn writes_from_another_origin_are_refused_on_every_face() {
     let s = Server::start();
     let alice = s.reseller("alice");
-    let order = json!({"domain": "a.com", "operation": "create"}).to_string();
     let bearer = format!("Bearer {}", alice.token);
-    let native = |origin: &str| {
-        post(
-            &s,
-            "/api/v1/requests",
-            &order,
-            &[
-                ("Authorization", &bearer),
-                ("Content-Type", "application/json"),
-                ("Origin", origin),
-            ],
-        )
-    };
+    let native = |origin: &str| order_from(&s, &alice.token, origin);
     let a = native("http://evil.example");
     assert_eq!(a.status, 403, "{}", a.text);
     assert_eq!(a.json()["error"]["code"], "forbidden");
@@ -361,21 +361,7 @@ fn writes_from_another_origin_are_refused_on_every_face() {
 #[test]
 fn a_public_url_is_the_only_origin_writes_come_from() {
     let s = Server::start_with(&["--test-clock", "--public-url", "https://desk.example/"]);
-    let body = json!({"domain": "a.com", "operation": "create"}).to_string();
-    let bearer = format!("Bearer {}", s.operator);
-    let from = |origin: &str| {
-        post(
-            &s,
-            "/api/v1/requests",
-            &body,
-            &[
-                ("Authorization", &bearer),
-                ("Content-Type", "application/json"),
-                ("Origin", origin),
-            ],
-        )
-        .status
-    };
+    let from = |origin: &str| order_from(&s, &s.operator, origin).status;
     assert_eq!(from("https://desk.example"), 201);
     assert_eq!(
         from(&s.base),
