@@ -1,6 +1,7 @@
 //! The HTTP layer: the only module that touches tiny_http. Each connection's
 //! thread reads its requests, reads bodies within the size limit, hands a
-//! plain `Req` to the router and writes its `Resp` back. A panic in a
+//! plain `Req` that passes `guard` to the router and writes its `Resp`
+//! back; `limits` bounds the connections peers may hold. A panic in a
 //! handler is an answer 500 for that request; the server keeps serving.
 
 pub mod assets;

@@ -129,6 +129,17 @@ impl Connection {
         }
     }
 
+    /// A second descriptor of the socket, for TLS (which takes its socket by
+    /// value).
+    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+        match self {
+            Self::Tcp(s) => s.try_clone().map(Self::from),
+            #[cfg(unix)]
+            Self::Unix(s) => s.try_clone().map(Self::from),
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
     pub(crate) fn peer_addr(&self) -> std::io::Result<Option<SocketAddr>> {
         match self {

@@ -497,8 +497,10 @@ impl Accepting {
             Some(ref ssl) => {
                 // trying to apply SSL over the connection
                 // if an error occurs, we just close the socket and resume listening
-                let sock = Arc::try_unwrap(sock).ok()?;
-                RefinedTcpStream::new(ssl.accept(sock).ok()?)
+                // (regdesk patch: TLS takes a socket of its own, a second
+                // descriptor as upstream; the tracker keeps this one, to
+                // close the connection and to time its heads)
+                RefinedTcpStream::new(ssl.accept(sock.try_clone().ok()?).ok()?)
             }
             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
             Some(ref _ssl) => unreachable!(),

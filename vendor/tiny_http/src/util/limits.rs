@@ -183,13 +183,18 @@ fn evict(open: &mut Open, n: usize) -> usize {
             Some((rank, t.since.load(Ordering::Relaxed), *id, t))
         })
         .collect();
-    // Ties (a microsecond apart) go to the connection opened first.
-    candidates.sort_unstable_by_key(|(rank, since, id, _)| (*rank, *since, *id));
+    // Only the first `n` are wanted (near the bound, one per connection
+    // accepted): no sort of every open connection. Ties (a microsecond
+    // apart) go to the connection opened first.
+    if n == 0 {
+        return 0;
+    }
+    if candidates.len() > n {
+        candidates.select_nth_unstable_by_key(n - 1, |(rank, since, id, _)| (*rank, *since, *id));
+        candidates.truncate(n);
+    }
     let mut closed = 0;
     for (_, _, _, t) in candidates {
-        if closed == n {
-            break;
-        }
         let phase = t.phase.load(Ordering::Acquire);
         if (phase == IDLE || phase == HEAD) && t.moved(phase, EVICTED) {
             t.stream.shutdown(Shutdown::Both).ok();
