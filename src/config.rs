@@ -20,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API, the XML faces and the web UI, and run the ticker.
@@ -211,6 +213,21 @@ pub struct Config {
     /// First retry delay of mail, doubled at each attempt, at most an hour.
     #[arg(long, env = "REGDESK_MAIL_RETRY_BASE_MS", default_value_t = 5000)]
     pub mail_retry_base_ms: u64,
+    /// Client connections open at once; past it, idle ones are closed and
+    /// then new ones. Default: what the descriptor limit leaves once the
+    /// database, the senders and the listeners have theirs.
+    #[arg(long, env = "REGDESK_MAX_CONNECTIONS",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: Option<usize>,
+    /// Milliseconds a request's head (its request line and headers) may
+    /// take from its first byte (1 ms to an hour).
+    #[arg(long, env = "REGDESK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// The URL browsers reach regdesk at (http:// or https://, no path), when
+    /// a proxy in front of it changes the scheme or the Host: writes whose
+    /// Origin is not this one are refused.
+    #[arg(long, env = "REGDESK_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// The longest tick interval, webhook timeout or first retry delay: an hour.
@@ -241,6 +258,10 @@ impl Config {
         if let Some(token) = &self.operator_token {
             operator_token(token)?;
         }
+        millis("header_timeout_ms", self.header_timeout_ms, 1)?;
+        if let Some(url) = &self.public_url {
+            crate::http::guard::origin_of_public_url(url)?;
+        }
         Ok(())
     }
 
@@ -270,6 +291,9 @@ impl Config {
             mail_from: "regdesk@localhost".into(),
             mail_max_attempts: 15,
             mail_retry_base_ms: 5000,
+            max_connections: None,
+            header_timeout_ms: 10_000,
+            public_url: None,
         }
     }
 }

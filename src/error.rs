@@ -33,6 +33,8 @@ pub enum Error {
     Conflict(String),
     /// The body is over the size limit.
     TooLarge(usize),
+    /// The body is not in a format this path reads (its `Content-Type`).
+    UnsupportedMediaType(String),
     /// A field holds a value that is not acceptable.
     Invalid { field: String, message: String },
     /// The method is not supported on this path; the ones that are, for
@@ -70,6 +72,7 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
             Error::Invalid { .. } => 422,
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
@@ -87,6 +90,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Invalid { .. } => "invalid",
             Error::Internal(_) => "internal",
             Error::Unavailable(_) => "unavailable",
@@ -122,6 +126,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Malformed(m) | Error::Forbidden(m) | Error::Conflict(m) => m.clone(),
+            Error::UnsupportedMediaType(m) => m.clone(),
             Error::Unavailable(m) => m.clone(),
             Error::Unauthorized => {
                 "missing or invalid credentials: send Authorization: Bearer TOKEN".into()

@@ -45,7 +45,7 @@ const MAX_EPOCH: i64 = 253_402_300_799;
 fn code(err: &Error) -> u16 {
     match err {
         Error::Malformed(_) | Error::Invalid { .. } | Error::TooLarge(_) => BAD_REQUEST,
-        Error::MethodNotAllowed(_) => BAD_REQUEST,
+        Error::MethodNotAllowed(_) | Error::UnsupportedMediaType(_) => BAD_REQUEST,
         Error::Unauthorized => AUTH_FAILED,
         Error::Forbidden(_) => NOT_AUTHORISED,
         Error::NotFound(_) => NOT_FOUND,

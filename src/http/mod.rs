@@ -1,9 +1,12 @@
 //! The HTTP layer: the only module that touches tiny_http. Each connection's
 //! thread reads its requests, reads bodies within the size limit, hands a
-//! plain `Req` to the router and writes its `Resp` back. A panic in a
+//! plain `Req` that passes `guard` to the router and writes its `Resp`
+//! back; `limits` bounds the connections peers may hold. A panic in a
 //! handler is an answer 500 for that request; the server keeps serving.
 
 pub mod assets;
+pub mod guard;
+pub mod limits;
 pub mod metrics;
 pub mod router;
 
@@ -136,8 +139,7 @@ impl From<Result<Resp>> for Resp {
 /// A running HTTP server. Each request is answered on the thread that read
 /// it from its connection (tiny_http's handler mode, see
 /// vendor/tiny_http/PATCHED.md): handing it to a worker thread through
-/// tiny_http's queue cost a thread switch per request, a third of the
-/// server's CPU in the notification cycle (perf, B2).
+/// tiny_http's queue cost a thread switch per request.
 pub struct HttpServer {
     /// Dropped to stop accepting connections.
     server: Server,
@@ -153,6 +155,11 @@ impl HttpServer {
     /// requests at once.
     pub fn start(listen: &str, workers: NonZeroUsize, app: Arc<App>) -> Result<HttpServer> {
         let gate = Arc::new(Gate::new(workers.get()));
+        let limits = limits::from_config(&app.config);
+        log::debug!(
+            "serving at most {} connections at once",
+            limits.max_connections
+        );
         let handler: tiny_http::Handler = {
             let gate = gate.clone();
             Arc::new(move |request| {
@@ -163,7 +170,7 @@ impl HttpServer {
                 })
             })
         };
-        let server = Server::http_with_handler(listen, handler)
+        let server = Server::http_with_limits(listen, handler, limits)
             .map_err(|e| Error::Internal(format!("cannot listen on {listen}: {e}")))?;
         let addr = server
             .server_addr()
@@ -366,14 +373,9 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
         })
         .collect();
     let read = check_target(request.url()).and_then(|()| read_body(&mut request));
-    let mut pass = read.is_ok().then(|| gate.enter()).flatten();
-    let (resp, close) = match (read, &pass) {
-        (Err(e), _) => (router::refusal(app, &method, &path, &e), true),
-        (Ok(_), None) => {
-            let stopping = Error::Unavailable("regdesk is stopping".into());
-            (router::refusal(app, &method, &path, &stopping), true)
-        }
-        (Ok(body), Some(_)) => {
+    let (resp, close, mut pass) = match read {
+        Err(e) => (router::refusal(app, &method, &path, &e), true, None),
+        Ok(body) => {
             let req = Req {
                 method,
                 path,
@@ -381,14 +383,7 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
                 headers,
                 body,
             };
-            let resp =
-                catch_unwind(AssertUnwindSafe(|| router::route(app, &req))).unwrap_or_else(|_| {
-                    Resp::error(&Error::Internal(format!(
-                        "handler panicked on {} {}",
-                        req.method, req.path
-                    )))
-                });
-            (resp, false)
+            answer(app, gate, &req)
         }
     };
     app.metrics.observe(resp.status, started.elapsed());
@@ -399,6 +394,29 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
     }
     write(request, resp, close);
     !close
+}
+
+/// The answer to a request read whole, whether to close its connection,
+/// and its place at `gate` (none when stopping).
+fn answer<'g>(app: &App, gate: &'g Gate, req: &Req) -> (Resp, bool, Option<Pass<'g>>) {
+    let Some(pass) = gate.enter() else {
+        let stopping = Error::Unavailable("regdesk is stopping".into());
+        return (
+            router::refusal(app, &req.method, &req.path, &stopping),
+            true,
+            None,
+        );
+    };
+    if let Some(refused) = guard::refused(app, req) {
+        return (refused, false, Some(pass));
+    }
+    let resp = catch_unwind(AssertUnwindSafe(|| router::route(app, req))).unwrap_or_else(|_| {
+        Resp::error(&Error::Internal(format!(
+            "handler panicked on {} {}",
+            req.method, req.path
+        )))
+    });
+    (resp, false, Some(pass))
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {

@@ -20,7 +20,7 @@ fn segments(path: &str) -> Vec<&str> {
 }
 
 /// The faces that answer in a format of their own, errors included.
-enum Face {
+pub enum Face {
     /// The task path face (`/bdom/task/…`): XML.
     Task,
     /// XCP (`POST /`, `POST /opensrs`): an `OPS_envelope`.
@@ -40,6 +40,11 @@ fn face(method: &str, segments: &[&str]) -> Face {
     }
 }
 
+/// Which face answers `method` on `path` (for the checks made before routing).
+pub fn face_of(method: &str, path: &str) -> Face {
+    face(method, &segments(path))
+}
+
 pub fn route(app: &App, req: &Req) -> Resp {
     let segs = segments(&req.path);
     let method = req.method.as_str();
@@ -57,9 +62,13 @@ pub fn route(app: &App, req: &Req) -> Resp {
             Resp::error(&Error::MethodNotAllowed(with_head(&["GET"])))
         }
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
-        _ if method == "GET" => assets::serve(req)
-            .unwrap_or_else(|| Resp::error(&Error::not_found(req.path.to_string()))),
-        _ => Resp::error(&Error::not_found(format!("{} {}", req.method, req.path))),
+        _ if method == "GET" => {
+            assets::serve(req).unwrap_or_else(|| Resp::error(&Error::not_found(quoted(&req.path))))
+        }
+        _ => Resp::error(&Error::not_found(quoted(&format!(
+            "{} {}",
+            req.method, req.path
+        )))),
     }
 }
 
@@ -133,7 +142,7 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
 fn unserved(path: &[&str]) -> Error {
     match allowed(path) {
         Some(allowed) => Error::MethodNotAllowed(allowed),
-        None => Error::not_found(format!("/api/v1/{}", path.join("/"))),
+        None => Error::not_found(quoted(&format!("/api/v1/{}", path.join("/")))),
     }
 }
 

@@ -509,7 +509,11 @@ fn xcp(s: &Shared, c: usize, action: &str, object: &str, items: &str) -> Option<
     let (_, name, key) = &s.resellers[c];
     let body = xcp_envelope(action, object, items);
     let signature = xcp_signature(body.as_bytes(), key);
-    let headers = [("X-Username", name.as_str()), ("X-Signature", &signature)];
+    let headers = [
+        ("X-Username", name.as_str()),
+        ("X-Signature", &signature),
+        ("Content-Type", "text/xml"),
+    ];
     let url = format!("{}/", s.base);
     let a = send(&agent(WARY), "POST", &url, &headers, Some(body.as_bytes())).ok()?;
     let (status, text) = (a.status, a.text);

@@ -737,7 +737,7 @@ fn openapi_documents_every_route_and_every_documented_route_exists() {
             let message = a.json()["error"]["message"].as_str().unwrap().to_string();
             assert_ne!(
                 message,
-                format!("{concrete} not found"),
+                format!("{concrete:?} not found"),
                 "{method} {concrete}"
             );
         }

@@ -729,7 +729,7 @@ fn hostile_xcp_envelopes_are_xcp_refusals_naming_the_problem() {
     }
     // The same over /opensrs, and bodies over 1 MiB on both paths (413,
     // the one XCP answer that is not HTTP 200, in an XCP envelope).
-    let a = s.post_bytes("/opensrs", &cases[0].1, &[]);
+    let a = s.post_bytes("/opensrs", &cases[0].1, &[("Content-Type", "text/xml")]);
     let r = xcp_reply(&a);
     assert_eq!(r.get_str("response_code"), Some("415"), "{}", a.text);
     let mut tried = cases.len() + 1;
@@ -977,7 +977,11 @@ fn sql_metacharacters_and_absurd_numbers_in_every_xcp_field_are_refused_or_kept_
         let a = s.post_bytes(
             "/",
             body.as_bytes(),
-            &[("X-Username", n), ("X-Signature", &sig)],
+            &[
+                ("X-Username", n),
+                ("X-Signature", &sig),
+                ("Content-Type", "text/xml"),
+            ],
         );
         let r = xcp_reply(&a);
         if r.get_str("response_code") != Some("415") {
@@ -1218,7 +1222,10 @@ fn hostile_task_delete_bodies_are_xml_errors_and_cancel_nothing() {
         let a = s.post_bytes(
             &path,
             body,
-            &[("Authorization", &format!("Bearer {}", alice.token))],
+            &[
+                ("Authorization", &format!("Bearer {}", alice.token)),
+                ("Content-Type", "text/xml"),
+            ],
         );
         if let Some(why) = task_refused(a.status, &a.content_type, &a.text, *want, needle) {
             failures.push(format!("{what}: {why}"));
@@ -1271,7 +1278,10 @@ fn hostile_task_delete_bodies_are_xml_errors_and_cancel_nothing() {
     let a = s.post_bytes(
         &path,
         &ids(&mine),
-        &[("Authorization", &format!("Bearer {}", alice.token))],
+        &[
+            ("Authorization", &format!("Bearer {}", alice.token)),
+            ("Content-Type", "text/xml"),
+        ],
     );
     assert_eq!(
         (a.status, a.text.trim()),

@@ -12,6 +12,7 @@ mod hostile;
 mod isolation;
 mod layout;
 mod mail;
+mod network;
 mod opensrs;
 mod ops;
 mod outbound;

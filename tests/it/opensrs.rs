@@ -51,7 +51,8 @@ impl Reply {
 }
 
 fn post_raw(s: &Server, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
-    let a: Answer = s.call_with("POST", path, None, Some(body), headers);
+    let headers = [headers, &[("Content-Type", "text/xml")]].concat();
+    let a: Answer = s.call_with("POST", path, None, Some(body), &headers);
     assert_eq!(a.status, 200, "every XCP answer is HTTP 200: {}", a.text);
     assert!(a.content_type.contains("xml"), "{}", a.content_type);
     let top = parse_envelope(a.text.as_bytes())
@@ -691,7 +692,11 @@ fn a_poll_reply_has_the_seeds_element_tree_exactly() {
         "/opensrs",
         None,
         Some(&body),
-        &[("X-Username", "alice"), ("X-Signature", &sig)],
+        &[
+            ("X-Username", "alice"),
+            ("X-Signature", &sig),
+            ("Content-Type", "text/xml"),
+        ],
     );
     assert_eq!(a.status, 200);
     assert_eq!(shape(&a.text), shape(SEED_POLL_REPLY), "{}", a.text);

@@ -172,7 +172,11 @@ impl Server {
         self.post_bytes(
             "/",
             body,
-            &[("X-Username", &who.name), ("X-Signature", &sig)],
+            &[
+                ("X-Username", &who.name),
+                ("X-Signature", &sig),
+                ("Content-Type", "text/xml"),
+            ],
         )
     }
 
@@ -406,10 +410,12 @@ pub fn call_at(
         .iter()
         .map(|b| ("Authorization", b.as_str()))
         .collect();
-    all.extend_from_slice(headers);
+    // JSON unless the caller says otherwise (the XML faces need XML): a
+    // later header replaces an earlier one of the same name.
     if body.is_some() {
         all.push(("Content-Type", "application/json"));
     }
+    all.extend_from_slice(headers);
     let url = format!("{base}{path}");
     let result = request(&agent(PATIENT), method, &url, &all, body.map(str::as_bytes));
     answer(result.map_err(|e| *e), method, path)

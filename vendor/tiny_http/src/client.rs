@@ -6,9 +6,11 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
-use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::common::{HTTPVersion, Header, Method};
+use crate::connection::READ_TIMEOUT;
+use crate::util::{RefinedTcpStream, Slot};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,7 +36,23 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // regdesk patch: the connection's place among the open ones, which
+    // tells the server whether it is idle, reading a head or busy.
+    slot: Slot,
+
+    // regdesk patch: how long a head may take from its first byte, when
+    // the head being read must be done, whether the reader's buffer is
+    // empty (its next read waits for the network), and whether the
+    // socket's read timeout was cut short for the deadline.
+    header_timeout: Duration,
+    deadline: Option<Instant>,
+    drained: bool,
+    shortened: bool,
 }
+
+/// The parts of a request head.
+type Head = (Method, String, HTTPVersion, Vec<Header>);
 
 /// Error that can happen when reading a request.
 /// regdesk patch: the longest request line or header line accepted.
@@ -53,9 +71,11 @@ enum ReadError {
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        slot: Slot,
+        header_timeout: Duration,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -70,6 +90,11 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            slot,
+            header_timeout,
+            deadline: None,
+            drained: false,
+            shortened: false,
         }
     }
 
@@ -87,7 +112,14 @@ impl ClientConnection {
         // read it one byte per call through two readers).
         let mut buf = Vec::new();
         loop {
-            let available = self.next_header_source.fill_buf()?;
+            if self.drained {
+                self.arm_deadline()?;
+            }
+            let available = self.next_header_source.fill_buf().map_err(|e| match e.kind() {
+                // A read timeout (EAGAIN on Linux) while reading a head.
+                ErrorKind::WouldBlock => IoError::new(ErrorKind::TimedOut, "request head too slow"),
+                _ => e,
+            })?;
             if available.is_empty() {
                 return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
             }
@@ -96,6 +128,7 @@ impl ClientConnection {
                 None => (available.len(), false),
             };
             buf.extend_from_slice(&available[..taken]);
+            self.drained = taken == available.len();
             self.next_header_source.consume(taken);
             // A line ends at CRLF; a lone LF is part of the line.
             let ends = found && (buf.len() >= 2 && buf[buf.len() - 2] == b'\r');
@@ -113,9 +146,97 @@ impl ClientConnection {
         }
     }
 
+    /// (regdesk patch) Waits for the first byte of a request, as an idle
+    /// connection the server may close to make room, then starts the
+    /// head's deadline.
+    fn await_request(&mut self) -> IoResult<()> {
+        self.slot.tracked.idle();
+        if self.next_header_source.fill_buf()?.is_empty() {
+            return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF"));
+        }
+        if !self.slot.tracked.head() {
+            return Err(closed_for_room());
+        }
+        self.deadline = Some(Instant::now() + self.header_timeout);
+        self.drained = false;
+        Ok(())
+    }
+
+    /// (regdesk patch) Cuts the socket's read timeout to what is left of
+    /// the head's deadline, before a read that waits for the network: a
+    /// client sending its head a byte at a time is closed when it is due,
+    /// not kept for as long as each byte comes within the read timeout.
+    fn arm_deadline(&mut self) -> IoResult<()> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+        }
+        self.slot.tracked.stream().set_read_timeout(Some(left))?;
+        self.shortened = true;
+        Ok(())
+    }
+
+    /// (regdesk patch) The head is over: reads wait as long as usual again.
+    fn end_head(&mut self) {
+        self.deadline = None;
+        if self.shortened {
+            self.shortened = false;
+            self.slot.tracked.stream().set_read_timeout(Some(READ_TIMEOUT)).ok();
+        }
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.await_request().map_err(ReadError::ReadIoError)?;
+        let head = self.read_head();
+        self.end_head();
+        let (method, path, version, headers) = head?;
+        // Closed to make room while its head was read: the head may be cut.
+        if !self.slot.tracked.busy() {
+            return Err(ReadError::ReadIoError(closed_for_room()));
+        }
+
+        // building the writer for the request
+        let writer = self.sink.next().unwrap();
+
+        // follow-up for next potential request
+        let mut data_source = self.source.next().unwrap();
+        std::mem::swap(&mut self.next_header_source, &mut data_source);
+
+        // building the next reader
+        let request = crate::request::new_request(
+            self.secure,
+            method,
+            path,
+            version.clone(),
+            headers,
+            // regdesk patch: upstream unwrapped the peer's address, which
+            // is an error once the peer has gone.
+            self.remote_addr.as_ref().ok().copied().flatten(),
+            data_source,
+            writer,
+        )
+        .map_err(|e| {
+            use crate::request;
+            match e {
+                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
+                request::RequestCreationError::ExpectationFailed => {
+                    ReadError::ExpectationFailed(version)
+                }
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version),
+            }
+        })?;
+
+        // return the request
+        Ok(request)
+    }
+
+    /// Reads a request line and its headers.
+    fn read_head(&mut self) -> Result<Head, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -159,37 +280,7 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
+        Ok((method, path, version, headers))
     }
 }
 
@@ -289,6 +380,11 @@ impl Iterator for ClientConnection {
     }
 }
 
+/// (regdesk patch) The error of a connection closed to make room.
+fn closed_for_room() -> IoError {
+    IoError::new(ErrorKind::ConnectionAborted, "closed to make room")
+}
+
 /// Parses a "HTTP/1.1" string.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
     let (major, minor) = match version {
@@ -336,7 +432,7 @@ mod test {
 mod tests {
     use super::{ClientConnection, MAX_LINE};
     use crate::connection::Connection;
-    use crate::util::RefinedTcpStream;
+    use crate::util::{Limits, RefinedTcpStream, Tracker};
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::thread;
@@ -359,8 +455,11 @@ mod tests {
             let _ = s.read_to_end(&mut rest);
         });
         let (sock, _) = listener.accept().unwrap();
-        let (read, write) = RefinedTcpStream::new(Connection::from(sock));
-        (ClientConnection::new(write, read), client)
+        let sock = std::sync::Arc::new(Connection::from(sock));
+        let slot = Tracker::new(Limits::default()).admit(sock.clone()).unwrap();
+        let (read, write) = RefinedTcpStream::new(sock);
+        let timeout = Limits::default().header_timeout;
+        (ClientConnection::new(write, read, slot, timeout), client)
     }
 
     fn piece(s: &str) -> Vec<u8> {

@@ -29,8 +29,7 @@ impl Listener {
             // connection) holds its thread forever. Bound every read, and
             // send small responses without Nagle's delay.
             Self::Tcp(l) => l.accept().map(|(conn, addr)| {
-                conn.set_read_timeout(Some(std::time::Duration::from_secs(READ_TIMEOUT_SECS)))
-                    .ok();
+                conn.set_read_timeout(Some(READ_TIMEOUT)).ok();
                 conn.set_nodelay(true).ok();
                 (Connection::from(conn), Some(addr))
             }),
@@ -53,6 +52,9 @@ impl From<unix_net::UnixListener> for Listener {
 
 /// Seconds a read on an accepted socket may block (regdesk patch).
 pub const READ_TIMEOUT_SECS: u64 = 20;
+
+/// How long a read on an accepted socket may block (regdesk patch).
+pub(crate) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(READ_TIMEOUT_SECS);
 
 /// Unified connection. Either a [`TcpStream`] or [`std::os::unix::net::UnixStream`].
 #[derive(Debug)]
@@ -87,9 +89,59 @@ impl std::io::Write for Connection {
         }
     }
 }
+// regdesk patch: a connection's reader and writer share one socket (an
+// `Arc<Connection>`) rather than each holding a descriptor of its own from
+// `try_clone`: half the descriptors per connection, and no clone to fail
+// when the process runs out of them.
+impl std::io::Read for &Connection {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match *self {
+            Connection::Tcp(s) => (&*s).read(buf),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+impl std::io::Write for &Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match *self {
+            Connection::Tcp(s) => (&*s).write(buf),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match *self {
+            Connection::Tcp(s) => (&*s).flush(),
+            #[cfg(unix)]
+            Connection::Unix(s) => (&*s).flush(),
+        }
+    }
+}
 impl Connection {
+    /// (regdesk patch) Bounds each read, for a request head's deadline.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// A second descriptor of the socket, for TLS (which takes its socket by
+    /// value).
+    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+        match self {
+            Self::Tcp(s) => s.try_clone().map(Self::from),
+            #[cfg(unix)]
+            Self::Unix(s) => s.try_clone().map(Self::from),
+        }
+    }
+
     /// Gets the peer's address. Some for TCP, None for Unix sockets.
-    pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
+    pub(crate) fn peer_addr(&self) -> std::io::Result<Option<SocketAddr>> {
         match self {
             Self::Tcp(s) => s.peer_addr().map(Some),
             #[cfg(unix)]
@@ -102,14 +154,6 @@ impl Connection {
             Self::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             Self::Unix(s) => s.shutdown(how),
-        }
-    }
-
-    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
-        match self {
-            Self::Tcp(s) => s.try_clone().map(Self::from),
-            #[cfg(unix)]
-            Self::Unix(s) => s.try_clone().map(Self::from),
         }
     }
 }

@@ -108,13 +108,14 @@ use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
-use util::MessagesQueue;
+use util::{Backoff, MessagesQueue, Tracker};
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+pub use util::Limits;
 
 mod client;
 mod common;
@@ -254,8 +255,21 @@ impl Server {
     where
         A: ToSocketAddrs,
     {
+        Self::http_with_limits(addr, handler, Limits::default())
+    }
+
+    /// (regdesk patch) As `http_with_handler`, with the bounds on what
+    /// peers may hold given (see `Limits`).
+    pub fn http_with_limits<A>(
+        addr: A,
+        handler: Handler,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
         let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
-        Self::start(listener, None, Some(handler))
+        Self::start(listener, None, Some(handler), limits)
     }
 
     /// Builds a new server using the specified TCP listener.
@@ -266,13 +280,14 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::start(listener.into(), ssl_config, None)
+        Self::start(listener.into(), ssl_config, None, Limits::default())
     }
 
     fn start(
         listener: Listener,
         ssl_config: Option<SslConfig>,
         handler: Option<Handler>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -289,10 +304,6 @@ impl Server {
         compile_error!(
             "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
         );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -313,79 +324,18 @@ impl Server {
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
 
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
+        let accepting = Accepting {
+            listener: server,
+            ssl,
+            handler,
+            messages: messages.clone(),
+            close: close_trigger.clone(),
+            tracker: Tracker::new(limits),
+        };
         // (regdesk patch: named, and a refused thread is an error, not a panic)
-        thread::Builder::new().name("regdesk-accept".into()).spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let handler = handler.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            let Some(client) = client.take() else { return };
-                            if let Some(handler) = &handler {
-                                for rq in client {
-                                    if !handler(rq) {
-                                        break;
-                                    }
-                                }
-                            } else {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        })?;
+        thread::Builder::new()
+            .name("regdesk-accept".into())
+            .spawn(move || accepting.run())?;
 
         // result
         Ok(Server {
@@ -447,6 +397,153 @@ impl Server {
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
+
+/// (regdesk patch) The accept thread's state. Upstream ended the accept
+/// loop at the first failed `accept` (out of descriptors, say) and
+/// panicked when it could not clone a socket, after which no connection was
+/// ever accepted again; now a failure is waited out (`Backoff`), idle
+/// connections are closed to free descriptors, and the number of open
+/// connections is bounded (`Tracker`).
+struct Accepting {
+    listener: Listener,
+    ssl: Option<SslContext>,
+    handler: Option<Handler>,
+    messages: Arc<MessagesQueue<Message>>,
+    close: Arc<AtomicBool>,
+    tracker: Arc<Tracker>,
+}
+
+/// The log of failed `accept`s: the first, then at most one a minute while
+/// they go on (out of descriptors, every connection attempt fails).
+#[derive(Default)]
+struct Failures {
+    logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl Failures {
+    const QUIET: Duration = Duration::from_secs(60);
+
+    fn log(&mut self, e: &IoError) {
+        if self.logged.is_some_and(|at| at.elapsed() < Self::QUIET) {
+            self.unlogged += 1;
+            return;
+        }
+        log::warn!(
+            "accepting a connection failed (retrying; {} more failures since the last line): {}",
+            self.unlogged,
+            e
+        );
+        self.logged = Some(std::time::Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+/// Idle connections closed when the process has run out of descriptors:
+/// enough for the connection waiting and for what the server opens itself.
+const ROOM_ON_EMFILE: usize = 8;
+
+impl Accepting {
+    fn run(self) {
+        // a tasks pool is used to dispatch the connections into threads
+        let tasks_pool = util::TaskPool::new();
+        let mut backoff = Backoff::new();
+        let mut failures = Failures::default();
+        log::debug!("Running accept thread");
+        while !self.close.load(Relaxed) {
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    backoff.reset();
+                    if let Some(client) = self.client(Arc::new(sock)) {
+                        tasks_pool.spawn(self.task(client));
+                    }
+                }
+                Err(e) => {
+                    failures.log(&e);
+                    self.wait_out(&e, &mut backoff);
+                }
+            }
+        }
+        log::debug!("Terminating accept thread");
+    }
+
+    /// After a failed `accept`: out of descriptors (EMFILE, ENFILE), closes
+    /// idle connections; then pauses.
+    fn wait_out(&self, e: &IoError, backoff: &mut Backoff) {
+        if matches!(e.raw_os_error(), Some(23) | Some(24)) {
+            self.tracker.make_room(ROOM_ON_EMFILE);
+        }
+        thread::sleep(backoff.pause());
+    }
+
+    /// The connection of an accepted socket, or `None` when it was closed
+    /// (no room, or a TLS handshake that failed).
+    fn client(&self, sock: Arc<Connection>) -> Option<ClientConnection> {
+        let Some(slot) = self.tracker.admit(sock.clone()) else {
+            log::debug!("too many open connections: one closed at once");
+            return None;
+        };
+        use util::RefinedTcpStream;
+        let (read_closable, write_closable) = match self.ssl {
+            None => RefinedTcpStream::new(sock),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Some(ref ssl) => {
+                // trying to apply SSL over the connection
+                // if an error occurs, we just close the socket and resume listening
+                // (regdesk patch: TLS takes a socket of its own, a second
+                // descriptor as upstream; the tracker keeps this one, to
+                // close the connection and to time its heads)
+                RefinedTcpStream::new(ssl.accept(sock.try_clone().ok()?).ok()?)
+            }
+            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+            Some(ref _ssl) => unreachable!(),
+        };
+        let timeout = self.tracker.limits().header_timeout;
+        Some(ClientConnection::new(
+            write_closable,
+            read_closable,
+            slot,
+            timeout,
+        ))
+    }
+
+    /// The task that reads the connection's requests on a thread of its own.
+    fn task(&self, client: ClientConnection) -> Box<dyn FnMut() + Send> {
+        let messages = self.messages.clone();
+        let handler = self.handler.clone();
+        let mut client = Some(client);
+        Box::new(move || {
+            let Some(client) = client.take() else { return };
+            if let Some(handler) = &handler {
+                for rq in client {
+                    if !handler(rq) {
+                        break;
+                    }
+                }
+            } else {
+                // Synchronization is needed for HTTPS requests to avoid a deadlock
+                if client.secure() {
+                    let (sender, receiver) = mpsc::channel();
+                    for rq in client {
+                        messages.push(rq.with_notify_sender(sender.clone()).into());
+                        if receiver.recv().is_err() {
+                            break;
+                        }
+                    }
+                } else {
+                    for rq in client {
+                        messages.push(rq.into());
+                    }
+                }
+            }
+        })
     }
 }
 

@@ -3,7 +3,6 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
@@ -108,6 +107,39 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// (regdesk patch) The head does not say unambiguously where the body
+    /// ends: `Content-Length` with `Transfer-Encoding`, `Content-Length`
+    /// values that differ or are not plain digits, or a transfer coding
+    /// other than `chunked`. Reading on would take the bytes after one
+    /// reading of the body as another request (request smuggling).
+    BadFraming,
+}
+
+/// (regdesk patch) Whether the body is chunked, and its declared length;
+/// `BadFraming` when the headers disagree about where it ends.
+fn framing(headers: &[Header]) -> Result<(bool, Option<usize>), RequestCreationError> {
+    let named = |name: &'static str| headers.iter().filter(move |h| h.field.equiv(name));
+    let mut chunked = false;
+    for h in named("Transfer-Encoding") {
+        if chunked || !h.value.as_str().trim().eq_ignore_ascii_case("chunked") {
+            return Err(RequestCreationError::BadFraming);
+        }
+        chunked = true;
+    }
+    let mut length = None;
+    for h in named("Content-Length") {
+        let value = h.value.as_str().trim();
+        if chunked || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RequestCreationError::BadFraming);
+        }
+        let n: usize = value.parse().map_err(|_| RequestCreationError::BadFraming)?;
+        if length.is_some_and(|m| m != n) {
+            return Err(RequestCreationError::BadFraming);
+        }
+        length = Some(n);
+    }
+    Ok((chunked, length))
 }
 
 impl From<IoError> for RequestCreationError {
@@ -140,23 +172,10 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    // regdesk patch: upstream took the first Content-Length that parsed
+    // (ignoring the rest, and any that did not parse) and let
+    // Transfer-Encoding override it; each is now a 400 (`framing`).
+    let (chunked, content_length) = framing(&headers)?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -215,7 +234,7 @@ where
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
+    } else if chunked {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
         Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>

@@ -109,14 +109,9 @@ fn write_message_header<W>(
 where
     W: Write,
 {
-    // regdesk patch: the status line and headers are put together in one
-    // buffer and written at once (upstream wrote each piece through the
-    // sequential writer's lock, five writes per header).
-    let mut head = Vec::with_capacity(256);
-
     // writing status line
     write!(
-        &mut head,
+        &mut writer,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
@@ -126,16 +121,16 @@ where
 
     // writing headers
     for header in headers.iter() {
-        head.extend_from_slice(header.field.as_str().as_ref());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(header.value.as_str().as_ref());
-        head.extend_from_slice(b"\r\n");
+        writer.write_all(header.field.as_str().as_ref())?;
+        write!(&mut writer, ": ")?;
+        writer.write_all(header.value.as_str().as_ref())?;
+        write!(&mut writer, "\r\n")?;
     }
 
     // separator between header and data
-    head.extend_from_slice(b"\r\n");
+    write!(&mut writer, "\r\n")?;
 
-    writer.write_all(&head)
+    Ok(())
 }
 
 fn choose_transfer_encoding(

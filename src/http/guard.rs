@@ -1,0 +1,298 @@
+//! What every request must pass before a face sees it: credentials given
+//! once, no write that a browser says comes from another site, and an XML
+//! content type on the XML faces' bodies. A page on another site can make
+//! a browser send a form (with `text/plain` bodies too) carrying the HTTP
+//! Basic credentials it remembers; these checks keep such a form from
+//! changing anything.
+
+use crate::error::{quoted, Error, Result};
+use crate::App;
+
+use super::router::{self, Face};
+use super::{Req, Resp};
+
+/// The refusal of a request that fails a check, in its face's format; `None`
+/// when it passes.
+pub fn refused(app: &App, req: &Req) -> Option<Resp> {
+    let face = router::face_of(&req.method, &req.path);
+    let err = check(app.config.public_url.as_deref(), req, &face).err()?;
+    let mut resp = router::refusal(app, &req.method, &req.path, &err);
+    if matches!(face, Face::Xcp) {
+        // Every XCP refusal is an HTTP 200 (clients treat other statuses as
+        // transport failures).
+        resp.status = 200;
+    }
+    Some(resp)
+}
+
+fn check(public_url: Option<&str>, req: &Req, face: &Face) -> Result<()> {
+    credentials_once(req)?;
+    if !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        same_origin(public_url, req)?;
+    }
+    if matches!(face, Face::Task | Face::Xcp) && !req.body.is_empty() {
+        xml_content_type(req)?;
+    }
+    Ok(())
+}
+
+/// Headers that name the caller: given twice, which one counts would be a
+/// guess (a proxy may read the first, regdesk the last).
+const CREDENTIALS: [&str; 3] = ["authorization", "x-username", "x-signature"];
+
+fn credentials_once(req: &Req) -> Result<()> {
+    for name in CREDENTIALS {
+        if req.headers.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(Error::Malformed(format!(
+                "the {name} header is given more than once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a write the browser says comes from elsewhere: a
+/// `Sec-Fetch-Site` other than `same-origin` or `none` (typed or
+/// bookmarked), or an `Origin` other than regdesk's own. Clients that are
+/// not browsers send neither header.
+fn same_origin(public_url: Option<&str>, req: &Req) -> Result<()> {
+    if let Some(site) = req.header("sec-fetch-site") {
+        if !matches!(site.trim(), "same-origin" | "none") {
+            return Err(cross_site(format!("Sec-Fetch-Site {}", quoted(site))));
+        }
+    }
+    let Some(origin) = req.header("origin") else {
+        return Ok(());
+    };
+    let own = match public_url {
+        Some(url) => origin_of_public_url(url).ok(),
+        // Without a public URL, the scheme this server speaks and the Host
+        // the request came with.
+        None => req
+            .header("host")
+            .and_then(|h| origin_of(&format!("http://{h}"))),
+    };
+    match (origin_of(origin), own) {
+        (Some(theirs), Some(own)) if theirs == own => Ok(()),
+        _ => Err(cross_site(format!("Origin {}", quoted(origin)))),
+    }
+}
+
+fn cross_site(what: String) -> Error {
+    Error::Forbidden(format!(
+        "a write from another site is refused ({what}); send it from regdesk's own pages \
+         or without a browser"
+    ))
+}
+
+/// The origin (`scheme://host[:port]`, lower-case, without a default port)
+/// of an http or https URL.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url.trim()).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return None;
+    }
+    Some(parsed.origin().ascii_serialization())
+}
+
+/// The origin of `--public-url`: an http(s) URL with a host and no path
+/// beyond `/`, no query, fragment or credentials.
+pub fn origin_of_public_url(url: &str) -> Result<String> {
+    let field = "public_url";
+    let parsed = url::Url::parse(url.trim())
+        .map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::invalid(field, "must be an http:// or https:// URL"));
+    }
+    if parsed.host().is_none() {
+        return Err(Error::invalid(field, "names no host"));
+    }
+    let bare = parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none();
+    if !bare {
+        return Err(Error::invalid(
+            field,
+            "must be only a scheme, a host and a port (no path, query or user)",
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+/// A body for an XML face must say it is XML: `text/xml`,
+/// `application/xml` or a `+xml` type, with any parameters. (A form on
+/// another site can send only `text/plain` and two form types without
+/// asking the server first.)
+fn xml_content_type(req: &Req) -> Result<()> {
+    let given = req.header("content-type").unwrap_or_default();
+    let essence = given
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let xml = match essence.split_once('/') {
+        Some(("text" | "application", "xml")) => true,
+        Some((kind, sub)) => !kind.is_empty() && sub.len() > 4 && sub.ends_with("+xml"),
+        None => false,
+    };
+    if xml {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "the body must be XML (Content-Type text/xml or application/xml), not {}",
+            quoted(given)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> Req {
+        let mut req = Req::new(method, "/api/v1/requests", b"{}");
+        req.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        req
+    }
+
+    #[test]
+    fn writes_from_another_origin_are_refused() {
+        let host = ("host", "127.0.0.1:8080");
+        // (method, headers, --public-url, allowed)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, bool);
+        let cases: &[Case] = &[
+            ("POST", &[host], None, true),
+            (
+                "POST",
+                &[host, ("origin", "http://127.0.0.1:8080")],
+                None,
+                true,
+            ),
+            (
+                "POST",
+                &[
+                    ("host", "Desk.Example:80"),
+                    ("origin", "http://desk.example"),
+                ],
+                None,
+                true,
+            ),
+            (
+                "POST",
+                &[host, ("origin", "http://evil.example")],
+                None,
+                false,
+            ),
+            ("POST", &[host, ("origin", "null")], None, false),
+            ("POST", &[("origin", "http://127.0.0.1:8080")], None, false),
+            (
+                "DELETE",
+                &[host, ("sec-fetch-site", "cross-site")],
+                None,
+                false,
+            ),
+            ("PUT", &[host, ("sec-fetch-site", "same-site")], None, false),
+            (
+                "POST",
+                &[host, ("sec-fetch-site", "same-origin")],
+                None,
+                true,
+            ),
+            ("POST", &[host, ("sec-fetch-site", "none")], None, true),
+            (
+                "GET",
+                &[host, ("origin", "http://evil.example")],
+                None,
+                true,
+            ),
+            (
+                "OPTIONS",
+                &[host, ("sec-fetch-site", "cross-site")],
+                None,
+                true,
+            ),
+            (
+                "POST",
+                &[host, ("origin", "https://desk.example")],
+                Some("https://desk.example/"),
+                true,
+            ),
+            (
+                "POST",
+                &[host, ("origin", "http://127.0.0.1:8080")],
+                Some("https://desk.example"),
+                false,
+            ),
+        ];
+        for (method, headers, public, allowed) in cases {
+            let got = check(*public, &req(method, headers), &Face::Other);
+            assert_eq!(
+                got.is_ok(),
+                *allowed,
+                "{method} {headers:?} {public:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_public_url_is_an_http_origin_without_a_path() {
+        for good in ["http://desk.example", "https://desk.example:8443/"] {
+            assert!(origin_of_public_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "desk.example",
+            "ftp://desk.example",
+            "https://desk.example/app",
+            "http://u:p@desk.example",
+            "https://desk.example/?a=1",
+            "http://",
+        ] {
+            let err = origin_of_public_url(bad).expect_err(bad);
+            assert_eq!(err.field(), Some("public_url"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn xml_bodies_need_an_xml_content_type() {
+        let with = |ct: &str| {
+            let mut r = req("POST", &[]);
+            if !ct.is_empty() {
+                r.headers.push(("content-type".into(), ct.into()));
+            }
+            xml_content_type(&r).is_ok()
+        };
+        for good in [
+            "text/xml",
+            "application/xml; charset=utf-8",
+            "Application/Soap+XML",
+        ] {
+            assert!(with(good), "{good}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "text/xmlx",
+            "application/+xml",
+        ] {
+            assert!(!with(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_given_twice_are_refused() {
+        let twice = req(
+            "GET",
+            &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+        );
+        assert_eq!(credentials_once(&twice).map_err(|e| e.status()), Err(400));
+        assert!(credentials_once(&req("GET", &[("authorization", "Bearer a")])).is_ok());
+    }
+}
