@@ -109,7 +109,7 @@ fn order(conn: &Connection, o: &Order<'_>, now: Millis) -> Result<i64> {
         exec_date: o.exec_date,
         depends_on: None,
     };
-    let r = transition::create(conn, &new, &who, now)?;
+    let (r, _) = transition::create(conn, &new, &who, None, now)?;
     if o.submit {
         native::submit(conn, r.id, &who, now)?;
     }

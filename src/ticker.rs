@@ -487,7 +487,7 @@ fn tick_in(
     let mut fulfilled_at_once = std::collections::HashSet::new();
     let ids = step(&mut turn, &|| due_claims(conn, now, limit))?;
     let claim =
-        |before| transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now);
+        |before| transition::apply(conn, before, Event::Claim, &system, Change::default(), now);
     report.claimed = each(conn, mode, &mut turn, ids, |id| {
         let before = requests::load(conn, id)?;
         if !at_once {
@@ -614,7 +614,7 @@ fn apply_settlement(
                 attempts,
                 ..req.clone()
             };
-            transition::apply_to(conn, before, event, who, change, now)?;
+            transition::apply(conn, before, event, who, change, now)?;
         }
         Settlement::Defer { until } => {
             // Not a change of state: the provider answers later.
@@ -824,7 +824,7 @@ mod tests {
             exec_date: None,
             depends_on: None,
         };
-        let r = transition::create(conn, &new, who, t).unwrap();
+        let (r, _) = transition::create(conn, &new, who, None, t).unwrap();
         crate::face::native::submit(conn, r.id, who, t).unwrap()
     }
 

@@ -592,9 +592,9 @@ pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Requ
 fn submit_loaded(conn: &Connection, r: Request, who: &Who, now: Millis) -> Result<Request> {
     let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params)?;
     // Check the submit is allowed before cancelling anything.
-    transition::preview(&r, &event, who, now)?;
+    state::transition(r.state, r.waiting_on, &event, who.actor)?;
     cancel_duplicates(conn, &r, now)?;
-    transition::apply_to(conn, r, event, who, change, now)
+    transition::apply(conn, r, event, who, change, now)
 }
 
 /// The submit of a request of `account_id` with these fields: the event
@@ -718,11 +718,11 @@ pub fn create_request(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         let (r, history) = if order.submit {
             let (event, change) =
                 submit_event(conn, new.account_id, new.operation, &new.domain, &new.params)?;
-            transition::create_then(conn, &new, &who, event, change, now, |created| {
-                cancel_duplicates(conn, created, now)
-            })?
+            let first = |created: &Request| cancel_duplicates(conn, created, now);
+            let then = transition::Then { event, change, first: &first };
+            transition::create(conn, &new, &who, Some(then), now)?
         } else {
-            transition::create_recorded(conn, &new, &who, now)?
+            transition::create(conn, &new, &who, None, now)?
         };
         check_new_request(conn, &r, &history, &account)?;
         let Some(key) = &key else {
@@ -1266,7 +1266,7 @@ pub fn order_domain(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
             exec_date: None,
             depends_on: None,
         };
-        let r = transition::create(conn, &new, &who, now)?;
+        let (r, _) = transition::create(conn, &new, &who, None, now)?;
         let r = submit(conn, r.id, &who, now)?;
         request_detail(conn, &r, &caller)
     })?;

@@ -505,7 +505,7 @@ fn sw_register(app: &App, caller: &Account, attrs: &XcpValue) -> Outcome {
             exec_date: None,
             depends_on: None,
         };
-        let r = transition::create(conn, &new, &who, now)?;
+        let (r, _) = transition::create(conn, &new, &who, None, now)?;
         if submit {
             native::submit(conn, r.id, &who, now)
         } else {
