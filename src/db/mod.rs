@@ -21,7 +21,7 @@ use std::thread::{self, JoinHandle};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use checkpointer::Checkpointer;
+use checkpointer::{Checkpointer, WAL_BOUND};
 use flusher::{sync_wal, wal_path, Flusher, Progress, BROKEN};
 use writer::{committed, job, writer_loop, Message, Priority};
 
@@ -51,6 +51,11 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Syncs of the WAL to disk (each covers one commit or more).
     pub syncs: AtomicU64,
+    /// The size of the WAL file at the last checkpoint.
+    pub wal_bytes: AtomicU64,
+    /// Checkpoints in a row that could not copy the WAL back while it was
+    /// over its bound (a reader holds an old snapshot); 0 once one could.
+    pub checkpoints_blocked: AtomicU64,
     /// Foreground writes sent and not yet taken by the writer.
     foreground_queued: AtomicUsize,
 }
@@ -106,9 +111,13 @@ impl Db {
                 // not synced by SQLite (synchronous = normal: checkpoints and
                 // the WAL header after a restart still are); the flusher
                 // syncs the WAL before any of them is answered.
-                conn.execute_batch(
-                    "pragma wal_autocheckpoint = 8192; pragma synchronous = normal;",
-                )?;
+                // When the WAL starts again from its beginning, its file is
+                // cut back to `WAL_BOUND`: a reader that held an old
+                // snapshot for long leaves a large file otherwise.
+                conn.execute_batch(&format!(
+                    "pragma wal_autocheckpoint = 8192; pragma synchronous = normal;
+                     pragma journal_size_limit = {WAL_BOUND};"
+                ))?;
                 let wal = wal_path(path);
                 let mut file = None;
                 let flusher = Flusher::start(
@@ -117,7 +126,8 @@ impl Db {
                     stats.clone(),
                     broken.clone(),
                 )?;
-                (Some(Checkpointer::start(&location)?), flusher)
+                let checkpointer = Checkpointer::start(&location, wal_path(path), stats.clone())?;
+                (Some(checkpointer), flusher)
             }
             Location::Memory => (None, Flusher::Inline),
         };
