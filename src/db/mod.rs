@@ -105,9 +105,9 @@ impl Db {
                 // backstop should it fall behind: at 8,192 pages (8 MiB) it
                 // checkpoints what is left itself, so that the WAL starts
                 // again from its beginning and its file stops growing (a
-                // sync of a file whose size changed writes its inode too;
-                // at 1,024 pages the writer spent its time in those
-                // checkpoints' syncs: perf sched_switch, B1). Its commits are
+                // sync of a file whose size changed writes its inode too, and
+                // at a smaller backstop the writer spent its time in those
+                // checkpoints' syncs). Its commits are
                 // not synced by SQLite (synchronous = normal: checkpoints and
                 // the WAL header after a restart still are); the flusher
                 // syncs the WAL before any of them is answered.

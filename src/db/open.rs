@@ -103,8 +103,8 @@ const LATEST_MIGRATION: i64 = 6;
 
 /// Whether the database has every migration applied already: refinery's
 /// runner parses each migration's name with a regular expression it
-/// compiles first, which was a fifth of a start's time (perf, 20 starts),
-/// for nothing on an up-to-date database.
+/// compiles first, a good part of a start's time, for nothing on an
+/// up-to-date database.
 fn up_to_date(conn: &Connection) -> bool {
     conn.query_row(
         "select max(version) from refinery_schema_history",
@@ -142,8 +142,8 @@ fn in_transaction<T>(conn: &mut Connection, f: &dyn Fn(&Connection) -> Result<T>
 /// and `init` run in a file beside it with syncing off, the file is synced
 /// once and linked into place, and the directory is synced. A crash leaves
 /// either no database or a whole one, and a first start costs two syncs
-/// rather than one per migration and journal-mode change (measured: 18
-/// syncs, most of the time to first answer).
+/// rather than one per migration and journal-mode change (which were most
+/// of the time to the first answer).
 ///
 /// Returns `None` when another process created `path` meanwhile; the caller
 /// then opens that one and runs `init` there.
@@ -164,9 +164,8 @@ fn create_file<T>(path: &Path, init: &dyn Fn(&Connection) -> Result<T>) -> Resul
         // (build.rs): a commit writes every page it changed whole into the
         // WAL, and most writes change a row and an entry in each of several
         // indexes, a few dozen bytes a page; the sync that follows costs by
-        // the amount written (B2 notification cycle: 40% more cycles than
-        // with 4 KiB pages; list latency on a million requests unchanged).
-        // A database made by an older version keeps its page size.
+        // the amount written. A database made by an older version keeps
+        // its page size.
         std::fs::write(&partial, NEW_DATABASE).map_err(|e| {
             Error::Internal(format!(
                 "cannot create the database {}: {e}",

@@ -116,8 +116,8 @@ pub(super) fn writer_loop(
     // run as they arrive; background ones fill the time left, and join a
     // commit that foreground writes wait for only when they have waited
     // `BACKGROUND_STARVED` (one then): a ticker job in every such commit
-    // made each client's answer wait for its fulfilments (B1 perf: a job of
-    // 8 is about 0.7 ms of the writer and much of a commit's pages). A commit is
+    // made each client's answer wait for its fulfilments (a job is much of
+    // a commit's time and pages). A commit is
     // forced when the transaction is full or has run its time: a slow sync
     // or a long tick must not hold other writes' answers back.
     loop {

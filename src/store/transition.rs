@@ -164,12 +164,34 @@ impl From<Request> for Subject {
     }
 }
 
-/// Applies `event` to a request with all its effects. Refused events are
-/// `Error::Conflict` and change nothing.
-pub fn apply(
+/// What `apply` does to a request: one event, or an event and then,
+/// at once, the one `next` decides on the request as the first leaves it
+/// (the ticker claims a request and moves it on with the registry's
+/// answer to the claim).
+pub enum Moves<'a> {
+    One(Event),
+    Then(Event, &'a dyn Fn(&Request) -> Result<Option<Next>>),
+}
+
+impl From<Event> for Moves<'_> {
+    fn from(event: Event) -> Self {
+        Moves::One(event)
+    }
+}
+
+/// The second move of `Moves::Then`.
+pub struct Next {
+    pub event: Event,
+    pub who: Who,
+    pub change: Change,
+}
+
+/// Applies an event (or two, `Moves::Then`) to a request with all its
+/// effects. Refused events are `Error::Conflict` and change nothing.
+pub fn apply<'a>(
     conn: &Connection,
     subject: impl Into<Subject>,
-    event: Event,
+    moves: impl Into<Moves<'a>>,
     who: &Who,
     change: Change,
     now: Millis,
@@ -178,42 +200,31 @@ pub fn apply(
         Subject::Id(id) => requests::load(conn, id)?,
         Subject::Read(req) => req,
     };
-    let req = moved(&before, &event, who, &change, now)?;
+    let (event, next) = match moves.into() {
+        Moves::One(event) => (event, None),
+        Moves::Then(event, next) => (event, Some(next)),
+    };
+    let mid = moved(&before, &event, who, &change, now)?;
+    let Some(second) = next.map(|next| next(&mid)).transpose()?.flatten() else {
+        write_row(conn, before.state, &mid)?;
+        recorded(conn, &before, &mid, &event, who, &change, now)?;
+        return Ok(mid);
+    };
+    // Both moves as one update of the row, rather than two that each
+    // rewrite it and move its entries in five indexes; the history,
+    // effects and order events are those of each move, in their order.
+    let req = moved(&mid, &second.event, &second.who, &second.change, now)?;
     write_row(conn, before.state, &req)?;
-    recorded(conn, &before, &req, &event, who, &change, now)?;
-    Ok(req)
-}
-
-/// `before` as `event` would leave it, written nowhere: what a caller
-/// decides on before the change is made (the ticker asks the registry about
-/// a claim before writing it).
-pub fn preview(before: &Request, event: &Event, who: &Who, now: Millis) -> Result<Request> {
-    moved(before, event, who, &Change::default(), now)
-}
-
-/// `apply_to` of `first` (with no change besides the event) and then of
-/// `second`, writing the request's row once, in the state `second` leaves
-/// it: a claim the registry answered at once rewrote the row and moved its
-/// entries in five indexes twice in the same write (perf, B3: the claim's
-/// update was 10% of the writer). The history, effects and order events are
-/// those of the two moves, in their order.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_two(
-    conn: &Connection,
-    before: Request,
-    first: &Event,
-    first_who: &Who,
-    second: Event,
-    second_who: &Who,
-    change: Change,
-    now: Millis,
-) -> Result<Request> {
-    let none = Change::default();
-    let mid = moved(&before, first, first_who, &none, now)?;
-    let req = moved(&mid, &second, second_who, &change, now)?;
-    write_row(conn, before.state, &req)?;
-    recorded(conn, &before, &mid, first, first_who, &none, now)?;
-    recorded(conn, &mid, &req, &second, second_who, &change, now)?;
+    recorded(conn, &before, &mid, &event, who, &change, now)?;
+    recorded(
+        conn,
+        &mid,
+        &req,
+        &second.event,
+        &second.who,
+        &second.change,
+        now,
+    )?;
     Ok(req)
 }
 
