@@ -149,7 +149,7 @@ fn record(
 /// that it is not read again).
 pub enum Subject {
     Id(i64),
-    Read(Request),
+    Read(Box<Request>),
 }
 
 impl From<i64> for Subject {
@@ -160,7 +160,7 @@ impl From<i64> for Subject {
 
 impl From<Request> for Subject {
     fn from(req: Request) -> Subject {
-        Subject::Read(req)
+        Subject::Read(Box::new(req))
     }
 }
 
@@ -198,7 +198,7 @@ pub fn apply<'a>(
 ) -> Result<Request> {
     let before = match subject.into() {
         Subject::Id(id) => requests::load(conn, id)?,
-        Subject::Read(req) => req,
+        Subject::Read(req) => *req,
     };
     let (event, next) = match moves.into() {
         Moves::One(event) => (event, None),
