@@ -160,4 +160,23 @@ mod tests {
         assert!(size() > before, "nothing was checkpointed ({before} bytes)");
         drop(db);
     }
+
+    /// Checkpoints that cannot copy the WAL back count only while it is
+    /// over its bound, and one that copies it all ends the count.
+    #[test]
+    fn blocked_checkpoints_count_over_the_bound_until_one_copies_it_all() {
+        let stats = WriterStats::default();
+        let mut watch = Watch::default();
+        let blocked = |stats: &WriterStats| stats.checkpoints_blocked.load(Ordering::Relaxed);
+        watch.checkpointed(false, WAL_BOUND, &stats);
+        assert_eq!(blocked(&stats), 0);
+        for n in 1..=2 * BLOCKED_BEFORE_LOG {
+            watch.checkpointed(false, 2 * WAL_BOUND, &stats);
+            assert_eq!(blocked(&stats), n);
+        }
+        assert_eq!(stats.wal_bytes.load(Ordering::Relaxed), 2 * WAL_BOUND);
+        // Copied whole: the WAL starts again at the next commit.
+        watch.checkpointed(true, 2 * WAL_BOUND, &stats);
+        assert_eq!(blocked(&stats), 0);
+    }
 }
