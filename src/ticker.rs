@@ -19,7 +19,7 @@ use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
 use crate::state::{Event, State, WaitingOn};
 use crate::store::requests;
-use crate::store::transition::{self, Change, Moves, Next, Who};
+use crate::store::transition::{self, Change, Moves, Next, Subject, Who};
 
 /// Requests handled per step of one write job.
 ///
@@ -540,10 +540,10 @@ fn tick_in(
 /// (`transition::Moves::Then`); whether it was answered.
 fn claim(at: &Step<'_>, before: requests::Request) -> Result<bool> {
     let (conn, now) = (at.conn, at.now);
-    let claim_alone = |before| {
+    let claim_alone = |subject: Subject| {
         transition::apply(
             conn,
-            before,
+            subject,
             Event::Claim,
             &at.system,
             Change::default(),
@@ -551,7 +551,7 @@ fn claim(at: &Step<'_>, before: requests::Request) -> Result<bool> {
         )
     };
     if at.provider.external().is_some() {
-        claim_alone(before)?;
+        claim_alone(before.into())?;
         return Ok(false);
     }
     // An answer the second move cannot carry (no change of state, or one
@@ -575,23 +575,18 @@ fn claim(at: &Step<'_>, before: requests::Request) -> Result<bool> {
             }
         })
     };
+    let id = before.id;
     let with_answer = || {
         let moves = Moves::Then(Event::Claim, &answer);
-        let claimed = transition::apply(
-            conn,
-            before.clone(),
-            moves,
-            &at.system,
-            Change::default(),
-            now,
-        )?;
+        let claimed = transition::apply(conn, before, moves, &at.system, Change::default(), now)?;
         match left.take() {
             Some(other) => apply_settlement(conn, &claimed, other, &at.registry, now),
             None => Ok(true),
         }
     };
-    or_unexpected(at, before.id, with_answer, |verdict| {
-        let claimed = claim_alone(before.clone())?;
+    // Rare: the request is read again, as the rollback left it.
+    or_unexpected(at, id, with_answer, |verdict| {
+        let claimed = claim_alone(Subject::Id(id))?;
         settle(conn, at.provider, &claimed, verdict, &at.registry, now)
     })
 }
