@@ -19,15 +19,14 @@ use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
 use crate::state::{Event, State, WaitingOn};
 use crate::store::requests;
-use crate::store::transition::{self, Change, Who};
+use crate::store::transition::{self, Change, Moves, Next, Subject, Who};
 
 /// Requests handled per step of one write job.
 ///
 /// Small on purpose: a job runs in the writer's savepoint, and when it is
-/// run again request by request (`Mode::Careful`), each request's savepoint
+/// run again request by request (`Isolation::Request`), each request's savepoint
 /// release walks SQLite's in-memory statement journal from the job's start,
-/// so a job cost the square of its size (perf, 256 per job:
-/// `memjrnlTruncate` was 18% of the writer thread). A tick sends `JOBS`
+/// so a job costs the square of its size. A tick sends `JOBS`
 /// such jobs at once instead; they share commits, and other writes queue
 /// between them rather than behind a tick.
 pub const BATCH: i64 = 8;
@@ -126,10 +125,9 @@ impl Ticker {
             return Ok(TickReport::default());
         }
         // A job that finds less than a batch in every step has left nothing
-        // due, and the jobs after it stop at once: a tick for one request
-        // ran every query of every job, 160 of them (callgrind: 45% of
-        // the server's instructions over 300 orders sent one by one).
-        // What comes due after that is the next tick's.
+        // due, and the jobs after it stop at once (a tick for one request
+        // ran every query of every job otherwise). What comes due after
+        // that is the next tick's.
         let drained = Arc::new(AtomicBool::new(false));
         let jobs = (0..JOBS)
             .map(|_| {
@@ -141,7 +139,14 @@ impl Ticker {
                         return Ok(TickReport::default());
                     }
                     let yield_to = || db.foreground_waiting();
-                    let job = tick_in(conn, provider.as_ref(), now, Mode::Fast, BATCH, &yield_to)?;
+                    let job = tick_in(
+                        conn,
+                        provider.as_ref(),
+                        now,
+                        Isolation::Job,
+                        BATCH,
+                        &yield_to,
+                    )?;
                     if job.drained {
                         drained.store(true, Ordering::Relaxed);
                     }
@@ -171,7 +176,7 @@ impl Ticker {
                     conn,
                     provider.as_ref(),
                     now,
-                    Mode::Careful,
+                    Isolation::Request,
                     BATCH * JOBS as i64,
                     &|| false,
                 )
@@ -359,28 +364,28 @@ fn anything_due(conn: &Connection, now: Millis) -> Result<bool> {
     Ok(false)
 }
 
-/// How a tick job isolates one request's change from the others'.
+/// How a tick job keeps one request's failure from the others'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// No savepoint per request: the first failure fails the whole job,
-    /// which the writer rolls back. Savepoints are what a job costs most
-    /// (perf: SQLite copies every page a savepoint is the first to change
-    /// into its statement journal: `subjournalPageIfRequired` and
-    /// `memjrnlWrite` were a third of the writer thread), and failures are
-    /// rare.
-    Fast,
-    /// A savepoint per request, and per provider answer: a failing request
-    /// is logged and left, the others go on; an answer whose effects cannot
-    /// be applied is settled as an unexpected error.
-    Careful,
+enum Isolation {
+    /// The job in one savepoint (the writer's) and no other: the first
+    /// failure fails the whole job, which the writer rolls back.
+    /// Savepoints are what a job costs most (SQLite copies every page a
+    /// savepoint is the first to change into its statement journal), and
+    /// failures are rare.
+    Job,
+    /// A savepoint per request, and per provider answer, for the tick's
+    /// work done again after a job failed: a failing request is logged and
+    /// left, the others go on; an answer whose effects cannot be applied is
+    /// settled as an unexpected error.
+    Request,
 }
 
-/// Runs `f` for each id; in `Mode::Careful` each in its own savepoint, so
-/// that one request's failure is logged and rolled back without touching
-/// the others.
+/// Runs `f` for each id; in `Isolation::Request` each in its own
+/// savepoint, so that one request's failure is logged and rolled back
+/// without touching the others.
 fn each(
     conn: &Connection,
-    mode: Mode,
+    isolation: Isolation,
     turn: &mut Turn<'_>,
     ids: Vec<i64>,
     mut f: impl FnMut(i64) -> Result<bool>,
@@ -391,7 +396,7 @@ fn each(
             break;
         }
         turn.tried += 1;
-        if mode == Mode::Fast {
+        if isolation == Isolation::Job {
             done += usize::from(f(id)?);
             continue;
         }
@@ -405,9 +410,9 @@ fn each(
 
 /// Whether a job goes on to its next request. It stops once a client's
 /// write waits for the writer (`yield_to`), after one request at least;
-/// what it leaves is still due, for a later job. A job of 8 held a client's
-/// write for up to 0.7 ms, and one ran whenever the writer waited for a
-/// sync (B1: the ticker took 47% of the writer's samples in perf).
+/// what it leaves is still due, for a later job. Otherwise a client's
+/// write waited for a whole job of fulfilments, and a job ran whenever
+/// the writer waited for a sync.
 struct Turn<'a> {
     yield_to: &'a dyn Fn() -> bool,
     /// Requests this job has taken up.
@@ -432,18 +437,36 @@ struct Job {
     drained: bool,
 }
 
+/// What every step of a tick job works with.
+struct Step<'a> {
+    conn: &'a Connection,
+    provider: &'a dyn Provider,
+    isolation: Isolation,
+    now: Millis,
+    /// The ticker, which claims and times out.
+    system: Who,
+    /// The provider, whose answers settle.
+    registry: Who,
+}
+
 /// One tick job: at most `limit` requests in each step, stopping early
 /// when `yield_to` says a client's write waits (`Turn`).
 fn tick_in(
     conn: &Connection,
     provider: &dyn Provider,
     now: Millis,
-    mode: Mode,
+    isolation: Isolation,
     limit: i64,
     yield_to: &dyn Fn() -> bool,
 ) -> Result<Job> {
-    let system = Who::system("ticker");
-    let registry = Who::system(provider.name());
+    let at = Step {
+        conn,
+        provider,
+        isolation,
+        now,
+        system: Who::system("ticker"),
+        registry: Who::system(provider.name()),
+    };
     let mut report = TickReport::default();
     let mut turn = Turn {
         yield_to,
@@ -463,63 +486,26 @@ fn tick_in(
     };
 
     let ids = step(&mut turn, &|| due(conn, DUE_DEPENDENCY_FAILED, now, limit))?;
-    report.dependency_failed = each(conn, mode, &mut turn, ids, |id| {
+    report.dependency_failed = each(conn, isolation, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let change = Change {
             reason: req.depends_on.map(|d| format!("request {d} failed")),
             ..Change::default()
         };
-        transition::apply(conn, id, Event::DependencyFailed, &system, change, now)?;
+        transition::apply(conn, req, Event::DependencyFailed, &at.system, change, now)?;
         Ok(true)
     })?;
 
-    // Claimed requests as written, for the fulfilment below to start from
-    // rather than read again (perf, B3: a load and a parse of its JSON per
-    // request).
-    let mut claimed = std::collections::HashMap::new();
-    // In a fast job the registry (when it answers in this transaction) is
-    // asked about a claim before the claim is written, and an answer that
-    // moves the request on is written with the claim as one change of its
-    // row (`transition::apply_two`). A careful job claims and settles
-    // apart, so that a settlement that fails still leaves the claim.
-    let at_once = mode == Mode::Fast && provider.external().is_none();
-    let mut fulfilled_at_once = std::collections::HashSet::new();
+    // Claims answered at once, which the fulfilment step below leaves.
+    let mut answered = std::collections::HashSet::new();
     let ids = step(&mut turn, &|| due_claims(conn, now, limit))?;
-    let claim =
-        |before| transition::apply_to(conn, before, Event::Claim, &system, Change::default(), now);
-    report.claimed = each(conn, mode, &mut turn, ids, |id| {
-        let before = requests::load(conn, id)?;
-        if !at_once {
-            claimed.insert(id, claim(before)?);
-            return Ok(true);
+    report.claimed = each(conn, isolation, &mut turn, ids, |id| {
+        if claim(&at, requests::load(conn, id)?)? {
+            answered.insert(id);
         }
-        let req = transition::preview(&before, &Event::Claim, &system, now)?;
-        let verdict = provider.fulfil(conn, &req, now)?;
-        match settlement(provider, &req, verdict, now) {
-            Settlement::Move {
-                event,
-                change,
-                attempts,
-            } if attempts == req.attempts => {
-                transition::apply_two(
-                    conn,
-                    before,
-                    &Event::Claim,
-                    &system,
-                    event,
-                    &registry,
-                    change,
-                    now,
-                )?;
-            }
-            other => {
-                let req = claim(before)?;
-                apply_settlement(conn, &req, other, &registry, now)?;
-            }
-        }
-        fulfilled_at_once.insert(id);
         Ok(true)
     })?;
+    report.fulfilled = answered.len();
 
     // An external provider is called outside this transaction
     // (`Ticker::fulfil_external`).
@@ -528,56 +514,111 @@ fn tick_in(
     } else {
         step(&mut turn, &|| due(conn, DUE_FULFIL, now, limit))?
             .into_iter()
-            .filter(|id| !fulfilled_at_once.contains(id))
+            .filter(|id| !answered.contains(id))
             .collect()
     };
-    report.fulfilled = fulfilled_at_once.len();
-    report.fulfilled += each(conn, mode, &mut turn, ids, |id| {
-        let req = match claimed.remove(&id) {
-            Some(req) => req,
-            None => requests::load(conn, id)?,
-        };
+    report.fulfilled += each(conn, isolation, &mut turn, ids, |id| {
+        let req = requests::load(conn, id)?;
         let verdict = provider.fulfil(conn, &req, now)?;
-        settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
+        settle_or_retry(&at, &req, verdict)
     })?;
 
     let ids = step(&mut turn, &|| due(conn, DUE_WAIT_OVER, now, limit))?;
-    report.waits_ended = each(conn, mode, &mut turn, ids, |id| {
+    report.waits_ended = each(conn, isolation, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
-        settle_or_retry(conn, mode, provider, &req, verdict, &registry, now)
+        settle_or_retry(&at, &req, verdict)
     })?;
     let drained = drained && !turn.over;
     Ok(Job { report, drained })
 }
 
-/// Settles `verdict`; when its effects cannot be applied (the portfolio
-/// changed under the registry's answer, say), the attempt counts as an
-/// unexpected error. Leaving the request as it was would retry it on every
-/// tick forever; this way it is retried a bounded number of times and then
-/// goes to limbo, where an operator is told.
-fn settle_or_retry(
-    conn: &Connection,
-    mode: Mode,
-    provider: &dyn Provider,
-    req: &requests::Request,
-    verdict: Verdict,
-    who: &Who,
-    now: Millis,
-) -> Result<bool> {
-    if mode == Mode::Fast {
-        // A failure fails the job; the careful run settles it.
-        return settle(conn, provider, req, verdict, who, now);
+/// Claims `before`, a due queued request. A provider that answers in this
+/// transaction is asked about the request as claimed, and an answer that
+/// moves it on is written with the claim, as one update of its row
+/// (`transition::Moves::Then`); whether it was answered.
+fn claim(at: &Step<'_>, before: requests::Request) -> Result<bool> {
+    let (conn, now) = (at.conn, at.now);
+    let claim_alone = |subject: Subject| {
+        transition::apply(
+            conn,
+            subject,
+            Event::Claim,
+            &at.system,
+            Change::default(),
+            now,
+        )
+    };
+    if at.provider.external().is_some() {
+        claim_alone(before.into())?;
+        return Ok(false);
     }
-    match in_savepoint(conn, "settle", || {
-        settle(conn, provider, req, verdict, who, now)
-    })? {
+    // An answer the second move cannot carry (no change of state, or one
+    // with its own attempt count) is written after the claim.
+    let left = std::cell::Cell::new(None);
+    let answer = |claimed: &requests::Request| {
+        let verdict = at.provider.fulfil(conn, claimed, now)?;
+        Ok(match settlement(at.provider, claimed, verdict, now) {
+            Settlement::Move {
+                event,
+                change,
+                attempts,
+            } if attempts == claimed.attempts => Some(Next {
+                event,
+                who: at.registry.clone(),
+                change,
+            }),
+            other => {
+                left.set(Some(other));
+                None
+            }
+        })
+    };
+    let id = before.id;
+    let with_answer = || {
+        let moves = Moves::Then(Event::Claim, &answer);
+        let claimed = transition::apply(conn, before, moves, &at.system, Change::default(), now)?;
+        match left.take() {
+            Some(other) => apply_settlement(conn, &claimed, other, &at.registry, now),
+            None => Ok(true),
+        }
+    };
+    // Rare: the request is read again, as the rollback left it.
+    or_unexpected(at, id, with_answer, |verdict| {
+        let claimed = claim_alone(Subject::Id(id))?;
+        settle(conn, at.provider, &claimed, verdict, &at.registry, now)
+    })
+}
+
+/// Settles `verdict` for `req` (`or_unexpected`).
+fn settle_or_retry(at: &Step<'_>, req: &requests::Request, verdict: Verdict) -> Result<bool> {
+    let settle_with = |verdict| settle(at.conn, at.provider, req, verdict, &at.registry, at.now);
+    or_unexpected(at, req.id, || settle_with(verdict), settle_with)
+}
+
+/// Writes a provider's answer with `write`. In `Isolation::Request`, when
+/// its effects cannot be applied (the portfolio changed under the
+/// registry's answer, say), the attempt counts as an unexpected error,
+/// written with `instead`. Leaving the request as it was would retry it on
+/// every tick forever; this way it is retried a bounded number of times
+/// and then goes to limbo, where an operator is told. In `Isolation::Job`
+/// a failure fails the job, and the tick's work is done again request by
+/// request.
+fn or_unexpected(
+    at: &Step<'_>,
+    id: i64,
+    write: impl FnOnce() -> Result<bool>,
+    instead: impl FnOnce(Verdict) -> Result<bool>,
+) -> Result<bool> {
+    if at.isolation == Isolation::Job {
+        return write();
+    }
+    match in_savepoint(at.conn, "settle", write)? {
         Err(e @ (Error::Conflict(_) | Error::Invalid { .. } | Error::NotFound(_))) => {
-            log::warn!("request {}: {}", req.id, e.message());
-            let verdict = Verdict::Unexpected {
+            log::warn!("request {id}: {}", e.message());
+            instead(Verdict::Unexpected {
                 message: e.message(),
-            };
-            settle(conn, provider, req, verdict, who, now)
+            })
         }
         outcome => outcome,
     }
@@ -613,7 +654,7 @@ fn apply_settlement(
                 attempts,
                 ..req.clone()
             };
-            transition::apply_to(conn, before, event, who, change, now)?;
+            transition::apply(conn, before, event, who, change, now)?;
         }
         Settlement::Defer { until } => {
             // Not a change of state: the provider answers later.
@@ -823,15 +864,15 @@ mod tests {
             exec_date: None,
             depends_on: None,
         };
-        let r = transition::create(conn, &new, who, t).unwrap();
+        let (r, _) = transition::create(conn, &new, who, None, t).unwrap();
         crate::face::native::submit(conn, r.id, who, t).unwrap()
     }
 
     /// A claim whose one allowed attempt fails goes to limbo with that
-    /// attempt counted, whether the job writes the claim with the answer
-    /// or apart from it.
+    /// attempt counted, whether the job has a savepoint per request or
+    /// not.
     #[test]
-    fn a_last_failed_attempt_counts_in_a_fast_job_and_a_careful_one() {
+    fn a_last_failed_attempt_counts_in_either_isolation() {
         struct OneAttempt;
         impl Provider for OneAttempt {
             fn name(&self) -> &'static str {
@@ -856,17 +897,21 @@ mod tests {
         }
 
         let (conn, owner, who) = database_with_owner();
-        for (i, mode) in [Mode::Fast, Mode::Careful].into_iter().enumerate() {
+        for (i, isolation) in [Isolation::Job, Isolation::Request].into_iter().enumerate() {
             let r = submitted_order(&conn, &owner, &who, &format!("down-{i}.com"), 1_000);
-            tick_in(&conn, &OneAttempt, 2_000, mode, BATCH, &|| false).unwrap();
+            tick_in(&conn, &OneAttempt, 2_000, isolation, BATCH, &|| false).unwrap();
             let r = requests::load(&conn, r.id).unwrap();
-            assert_eq!((r.state, r.attempts), (State::Limbo, 1), "{mode:?}");
+            assert_eq!((r.state, r.attempts), (State::Limbo, 1), "{isolation:?}");
             let to: Vec<String> = requests::history(&conn, r.id)
                 .unwrap()
                 .into_iter()
                 .map(|h| h.to)
                 .collect();
-            assert_eq!(to, ["new", "queued", "processing", "limbo"], "{mode:?}");
+            assert_eq!(
+                to,
+                ["new", "queued", "processing", "limbo"],
+                "{isolation:?}"
+            );
         }
     }
 
@@ -891,13 +936,21 @@ mod tests {
             asked.set(asked.get() + 1);
             true
         };
-        let job = tick_in(&conn, &Simulated, 2_000, Mode::Fast, BATCH, &client_waits).unwrap();
+        let job = tick_in(
+            &conn,
+            &Simulated,
+            2_000,
+            Isolation::Job,
+            BATCH,
+            &client_waits,
+        )
+        .unwrap();
         assert_eq!((job.report.claimed, job.drained), (1, false));
         assert_eq!(finished(), 1);
         assert_eq!(asked.get(), 1, "asked again after it stopped");
         // No client waiting: the next job does the other four and leaves
         // nothing due.
-        let job = tick_in(&conn, &Simulated, 2_000, Mode::Fast, BATCH, &|| false).unwrap();
+        let job = tick_in(&conn, &Simulated, 2_000, Isolation::Job, BATCH, &|| false).unwrap();
         assert_eq!((job.report.claimed, job.drained), (4, true));
         assert_eq!(finished(), 5);
     }
@@ -909,13 +962,18 @@ mod tests {
 
         let (conn, owner, who) = database_with_owner();
         recompiled::take();
-        for (i, mode) in [Mode::Fast, Mode::Fast, Mode::Careful, Mode::Careful]
-            .into_iter()
-            .enumerate()
+        for (i, isolation) in [
+            Isolation::Job,
+            Isolation::Job,
+            Isolation::Request,
+            Isolation::Request,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let t = 1_000 * (i as i64 + 1);
             let r = submitted_order(&conn, &owner, &who, &format!("order-{i}.com"), t);
-            let report = tick_in(&conn, &Simulated, t + 1, mode, BATCH, &|| false)
+            let report = tick_in(&conn, &Simulated, t + 1, isolation, BATCH, &|| false)
                 .unwrap()
                 .report;
             assert_eq!((report.claimed, report.fulfilled), (1, 1), "{report:?}");

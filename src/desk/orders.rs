@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::form;
-use crate::state::{Event, Operation, State};
+use crate::state::{self, Event, Operation, State};
 use crate::store::accounts::{self, Account};
 use crate::store::idempotency;
 use crate::store::order_events::ORDER_OPERATIONS;
@@ -136,7 +136,7 @@ pub fn open(
 ) -> Result<(Request, Vec<HistoryEntry>)> {
     let who = Who::account(owner);
     if !submit {
-        return transition::create_recorded(conn, new, &who, now);
+        return transition::create(conn, new, &who, None, now);
     }
     let (event, change) = submit_event(
         conn,
@@ -145,9 +145,13 @@ pub fn open(
         &new.domain,
         &new.params,
     )?;
-    transition::create_then(conn, new, &who, event, change, now, |created| {
-        cancel_duplicates(conn, created, now)
-    })
+    let first = |created: &Request| cancel_duplicates(conn, created, now);
+    let then = transition::Then {
+        event,
+        change,
+        first: &first,
+    };
+    transition::create(conn, new, &who, Some(then), now)
 }
 
 /// A request created in this transaction and its history as written are
@@ -208,9 +212,9 @@ pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Requ
     let r = requests::load(conn, id)?;
     let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params)?;
     // Check the submit is allowed before cancelling anything.
-    transition::preview(&r, &event, who, now)?;
+    state::transition(r.state, r.waiting_on, &event, who.actor)?;
     cancel_duplicates(conn, &r, now)?;
-    transition::apply_to(conn, r, event, who, change, now)
+    transition::apply(conn, r, event, who, change, now)
 }
 
 /// The submit of a request of `account_id` with these fields: the event

@@ -115,7 +115,7 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
         .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
     let ticker = &app.ticker.stats;
     let stats = app.db.stats();
-    let gauges: [(&str, &str, &str, String); 9] = [
+    let gauges: [(&str, &str, &str, String); 11] = [
         (
             "regdesk_queue_depth",
             "gauge",
@@ -163,6 +163,21 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp> {
             "counter",
             "Syncs of the database to disk (several commits share one).",
             stats.syncs.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "regdesk_db_wal_bytes",
+            "gauge",
+            "Size of the WAL file at the last checkpoint.",
+            stats.wal_bytes.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "regdesk_db_checkpoints_blocked",
+            "gauge",
+            "Checkpoints in a row that could not copy the WAL back while it was over its bound.",
+            stats
+                .checkpoints_blocked
+                .load(Ordering::Relaxed)
+                .to_string(),
         ),
         (
             "regdesk_uptime_seconds",

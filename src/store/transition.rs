@@ -63,23 +63,36 @@ pub struct Change {
     pub last_error: Option<String>,
 }
 
-/// Creates a request in state `new` and records its creation.
-pub fn create(conn: &Connection, new: &NewRequest, who: &Who, now: Millis) -> Result<Request> {
-    Ok(create_recorded(conn, new, who, now)?.0)
+/// An event a new request takes as it is created (a submit).
+pub struct Then<'a> {
+    pub event: Event,
+    pub change: Change,
+    /// Runs once the creation is recorded and before the event is, with
+    /// the request as created (a submit cancels the owner's duplicates
+    /// there).
+    pub first: &'a dyn Fn(&Request) -> Result<()>,
 }
 
-/// `create`, with the request's history as written (its one entry).
-pub fn create_recorded(
+/// Creates a request in state `new` and records its creation; with `then`,
+/// applies that event to it at once. Returns the request and its history
+/// as written.
+pub fn create(
     conn: &Connection,
     new: &NewRequest,
     who: &Who,
+    then: Option<Then<'_>>,
     now: Millis,
 ) -> Result<(Request, Vec<HistoryEntry>)> {
-    // Perf (B1 ingest): reading the row back was a select and a parse of
-    // its JSON per order.
-    let req = requests::insert(conn, requests::unsaved(new, now))?;
-    let created = record_creation(conn, &req, who, now)?;
-    Ok((req, vec![created]))
+    match then {
+        Some(then) => create_then(conn, new, who, then, now),
+        None => {
+            // The row as inserted is the request: reading it back was a
+            // select and a parse of its JSON per order.
+            let req = requests::insert(conn, requests::unsaved(new, now))?;
+            let created = record_creation(conn, &req, who, now)?;
+            Ok((req, vec![created]))
+        }
+    }
 }
 
 /// What a creation writes besides the request's row: its history row and
@@ -119,8 +132,7 @@ fn record(
         ],
     )?;
     // The row as `requests::history` reads it: a new request's answer
-    // shows its history without reading it back (perf, B1: the read was
-    // 2.5% of the writer).
+    // shows its history without reading it back.
     Ok(HistoryEntry {
         id: conn.last_insert_rowid(),
         from: from.map(|s| s.as_str().to_string()),
@@ -132,66 +144,87 @@ fn record(
     })
 }
 
-/// Applies `event` to request `id` with all its effects. Refused events are
-/// `Error::Conflict` and change nothing.
-pub fn apply(
+/// The request a change applies to: its id, or the request itself as the
+/// caller has just read it on this connection, in this transaction (so
+/// that it is not read again).
+pub enum Subject {
+    Id(i64),
+    Read(Box<Request>),
+}
+
+impl From<i64> for Subject {
+    fn from(id: i64) -> Subject {
+        Subject::Id(id)
+    }
+}
+
+impl From<Request> for Subject {
+    fn from(req: Request) -> Subject {
+        Subject::Read(Box::new(req))
+    }
+}
+
+/// What `apply` does to a request: one event, or an event and then,
+/// at once, the one `next` decides on the request as the first leaves it
+/// (the ticker claims a request and moves it on with the registry's
+/// answer to the claim).
+pub enum Moves<'a> {
+    One(Event),
+    Then(Event, &'a dyn Fn(&Request) -> Result<Option<Next>>),
+}
+
+impl From<Event> for Moves<'_> {
+    fn from(event: Event) -> Self {
+        Moves::One(event)
+    }
+}
+
+/// The second move of `Moves::Then`.
+pub struct Next {
+    pub event: Event,
+    pub who: Who,
+    pub change: Change,
+}
+
+/// Applies an event (or two, `Moves::Then`) to a request with all its
+/// effects. Refused events are `Error::Conflict` and change nothing.
+pub fn apply<'a>(
     conn: &Connection,
-    id: i64,
-    event: Event,
+    subject: impl Into<Subject>,
+    moves: impl Into<Moves<'a>>,
     who: &Who,
     change: Change,
     now: Millis,
 ) -> Result<Request> {
-    let before = requests::load(conn, id)?;
-    apply_to(conn, before, event, who, change, now)
-}
-
-/// `apply` for a caller that has just read the request on this connection,
-/// in this transaction (so that it is read once, not again here).
-pub fn apply_to(
-    conn: &Connection,
-    before: Request,
-    event: Event,
-    who: &Who,
-    change: Change,
-    now: Millis,
-) -> Result<Request> {
-    let req = moved(&before, &event, who, &change, now)?;
+    let before = match subject.into() {
+        Subject::Id(id) => requests::load(conn, id)?,
+        Subject::Read(req) => *req,
+    };
+    let (event, next) = match moves.into() {
+        Moves::One(event) => (event, None),
+        Moves::Then(event, next) => (event, Some(next)),
+    };
+    let mid = moved(&before, &event, who, &change, now)?;
+    let Some(second) = next.map(|next| next(&mid)).transpose()?.flatten() else {
+        write_row(conn, before.state, &mid)?;
+        recorded(conn, &before, &mid, &event, who, &change, now)?;
+        return Ok(mid);
+    };
+    // Both moves as one update of the row, rather than two that each
+    // rewrite it and move its entries in five indexes; the history,
+    // effects and order events are those of each move, in their order.
+    let req = moved(&mid, &second.event, &second.who, &second.change, now)?;
     write_row(conn, before.state, &req)?;
-    recorded(conn, &before, &req, &event, who, &change, now)?;
-    Ok(req)
-}
-
-/// `before` as `event` would leave it, written nowhere: what a caller
-/// decides on before the change is made (the ticker asks the registry about
-/// a claim before writing it).
-pub fn preview(before: &Request, event: &Event, who: &Who, now: Millis) -> Result<Request> {
-    moved(before, event, who, &Change::default(), now)
-}
-
-/// `apply_to` of `first` (with no change besides the event) and then of
-/// `second`, writing the request's row once, in the state `second` leaves
-/// it: a claim the registry answered at once rewrote the row and moved its
-/// entries in five indexes twice in the same write (perf, B3: the claim's
-/// update was 10% of the writer). The history, effects and order events are
-/// those of the two moves, in their order.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_two(
-    conn: &Connection,
-    before: Request,
-    first: &Event,
-    first_who: &Who,
-    second: Event,
-    second_who: &Who,
-    change: Change,
-    now: Millis,
-) -> Result<Request> {
-    let none = Change::default();
-    let mid = moved(&before, first, first_who, &none, now)?;
-    let req = moved(&mid, &second, second_who, &change, now)?;
-    write_row(conn, before.state, &req)?;
-    recorded(conn, &before, &mid, first, first_who, &none, now)?;
-    recorded(conn, &mid, &req, &second, second_who, &change, now)?;
+    recorded(conn, &before, &mid, &event, who, &change, now)?;
+    recorded(
+        conn,
+        &mid,
+        &req,
+        &second.event,
+        &second.who,
+        &second.change,
+        now,
+    )?;
     Ok(req)
 }
 
@@ -225,33 +258,33 @@ fn write_row(conn: &Connection, from: State, req: &Request) -> Result<()> {
     Ok(())
 }
 
-/// Creates a request and applies `event` to it, as `create` and then
-/// `apply_to` would, but writes its row once, in the state the event
-/// leaves it: writing it as `new` and then moving it rewrote the row and
-/// moved its entries in five indexes (perf, B1 ingest: the submit's update
-/// was 5% of the writer). `between` runs after the creation is recorded
-/// and before the event is, with the request as created. With the
-/// request, its history as written (the creation and the event).
-pub fn create_then(
+/// `create` and then `apply`, but with the request's row written once, in
+/// the state the event leaves it (rather than inserted as `new` and then
+/// rewritten, with its entries moved in five indexes). Its history as
+/// written: the creation and the event.
+fn create_then(
     conn: &Connection,
     new: &NewRequest,
     who: &Who,
-    event: Event,
-    change: Change,
+    then: Then<'_>,
     now: Millis,
-    between: impl FnOnce(&Request) -> Result<()>,
 ) -> Result<(Request, Vec<HistoryEntry>)> {
+    let Then {
+        event,
+        change,
+        first,
+    } = then;
     let mut created = requests::unsaved(new, now);
     let req = requests::insert(conn, moved(&created, &event, who, &change, now)?)?;
     created.id = req.id;
     let creation = record_creation(conn, &created, who, now)?;
-    between(&created)?;
+    first(&created)?;
     let moved = recorded(conn, &created, &req, &event, who, &change, now)?;
     Ok((req, vec![creation, moved]))
 }
 
 /// `before` as `event` leaves it, if the state machine allows the event:
-/// the row `apply_to` writes.
+/// the row `apply` writes.
 fn moved(
     before: &Request,
     event: &Event,

@@ -1,11 +1,13 @@
 //! A full disk, and a read-only one. The database lives on a small tmpfs,
 //! or a read-only bind mount, made for the test (which needs root, as on
 //! the CI machines; elsewhere the test says it cannot mount and passes
-//! without running).
+//! without running). And a WAL that a long reader made large returns to
+//! its bound.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -358,4 +360,67 @@ fn a_database_that_can_only_be_read_is_refused_at_the_start() {
     // Where it can be written, it serves what it holds.
     let s = Server::start_with_db(&db, &[]);
     assert_eq!(s.get("/api/v1/me", &token).status, 200);
+}
+
+/// The size the WAL file is cut back to once checkpoints can copy it all
+/// back (`journal_size_limit` of the writer's connection).
+const WAL_BOUND: u64 = 16 << 20;
+
+fn wal_bytes(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len())
+}
+
+/// A `/metrics` value.
+fn metric(s: &Server, name: &str) -> f64 {
+    let text = s.get("/metrics", &s.operator).text;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Sends orders until `done` says so, failing after `limit`.
+fn orders_until(s: &Server, token: &str, what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    let mut i = 0;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not after {i} orders");
+        let a = order(s, token, &format!("{what}-{i}.com"));
+        assert_eq!(a.status, 201, "{}", a.text);
+        i += 1;
+    }
+}
+
+/// Another process holds a read transaction (an old snapshot) while
+/// clients write: checkpoints cannot copy the WAL back, it grows past its
+/// bound, and `/metrics` says checkpoints are blocked. Once the reader
+/// lets go, the WAL file shrinks back to its bound while writes go on.
+#[test]
+fn a_wal_grown_under_a_long_reader_returns_to_its_bound() {
+    let s = Server::start();
+    let db = s.dir.path().join("regdesk.db");
+    let (_, token) = s.customer("writer");
+    order(&s, &token, "first.com");
+    let reader = rusqlite::Connection::open(&db).unwrap();
+    reader.execute_batch("begin").unwrap();
+    let n: i64 = reader
+        .query_row("select count(*) from requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let limit = Duration::from_secs(120);
+    orders_until(&s, &token, "grow", limit, || wal_bytes(&db) > 2 * WAL_BOUND);
+    orders_until(&s, &token, "blocked", limit, || {
+        metric(&s, "regdesk_db_checkpoints_blocked") > 0.0
+    });
+    assert!(metric(&s, "regdesk_db_wal_bytes") > WAL_BOUND as f64);
+
+    reader.execute_batch("commit").unwrap();
+    drop(reader);
+    orders_until(&s, &token, "after", limit, || wal_bytes(&db) <= WAL_BOUND);
+    orders_until(&s, &token, "unblocked", limit, || {
+        metric(&s, "regdesk_db_checkpoints_blocked") == 0.0
+    });
 }

@@ -3,9 +3,9 @@
 //!
 //! SQLite appends a commit to the WAL as frames, and writes each frame as
 //! two `pwrite` calls: its 24-byte header, then the page. A commit of a few
-//! dozen changed pages was a hundred-odd system calls, a quarter of the
-//! regdesk writer thread's time (perf, B1 ingest: `walWriteOneFrame`, then
-//! `unixWrite`, then the kernel's `pwrite64`). Here the appends of a commit
+//! dozen changed pages was a hundred-odd system calls, much of the regdesk
+//! writer thread's time (`walWriteOneFrame`, then `unixWrite`, then the
+//! kernel's `pwrite64`). Here the appends of a commit
 //! are gathered in memory and written together when the commit's last frame
 //! arrives: that frame's header carries the database size, which no other
 //! frame does. The commit is written before SQLite publishes it to other
