@@ -260,7 +260,7 @@ impl Config {
         }
         millis("header_timeout_ms", self.header_timeout_ms, 1)?;
         if let Some(url) = &self.public_url {
-            crate::http::guard::origin_of_public_url(url)?;
+            public_origin(url)?;
         }
         Ok(())
     }
@@ -471,6 +471,32 @@ pub fn smtp_url(url: &str) -> Result<Smtp> {
 pub fn mail_from(from: &str) -> Result<Mailbox> {
     from.parse::<Mailbox>()
         .map_err(|e| Error::invalid("mail_from", format!("{from:?} is not an address: {e}")))
+}
+
+/// The origin of `--public-url`: an http(s) URL with a host and no path
+/// beyond `/`, no query, fragment or credentials.
+pub fn public_origin(url: &str) -> Result<String> {
+    let field = "public_url";
+    let parsed = url::Url::parse(url.trim())
+        .map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Error::invalid(field, "must be an http:// or https:// URL"));
+    }
+    if parsed.host().is_none() {
+        return Err(Error::invalid(field, "names no host"));
+    }
+    let bare = parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none();
+    if !bare {
+        return Err(Error::invalid(
+            field,
+            "must be only a scheme, a host and a port (no path, query or user)",
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
 }
 
 #[cfg(test)]

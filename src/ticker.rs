@@ -865,7 +865,7 @@ mod tests {
             depends_on: None,
         };
         let (r, _) = transition::create(conn, &new, who, None, t).unwrap();
-        crate::face::native::submit(conn, r.id, who, t).unwrap()
+        crate::desk::orders::submit(conn, r.id, who, t).unwrap()
     }
 
     /// A claim whose one allowed attempt fails goes to limbo with that

@@ -28,9 +28,6 @@ use crate::store::notifications::ReadStatus;
 use crate::store::view::{self, Detail};
 use crate::App;
 
-/// The submit every face and the demo share, where the ticker's tests find it.
-pub use crate::desk::orders::submit;
-
 /// Rows in one CSV export at most.
 pub const MAX_EXPORT: i64 = 100_000;
 

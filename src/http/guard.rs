@@ -5,6 +5,7 @@
 //! Basic credentials it remembers; these checks keep such a form from
 //! changing anything.
 
+use crate::config;
 use crate::error::{quoted, Error, Result};
 use crate::App;
 
@@ -65,7 +66,7 @@ fn same_origin(public_url: Option<&str>, req: &Req) -> Result<()> {
         return Ok(());
     };
     let own = match public_url {
-        Some(url) => origin_of_public_url(url).ok(),
+        Some(url) => config::public_origin(url).ok(),
         // Without a public URL, the scheme this server speaks and the Host
         // the request came with.
         None => req
@@ -93,32 +94,6 @@ fn origin_of(url: &str) -> Option<String> {
         return None;
     }
     Some(parsed.origin().ascii_serialization())
-}
-
-/// The origin of `--public-url`: an http(s) URL with a host and no path
-/// beyond `/`, no query, fragment or credentials.
-pub fn origin_of_public_url(url: &str) -> Result<String> {
-    let field = "public_url";
-    let parsed = url::Url::parse(url.trim())
-        .map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Error::invalid(field, "must be an http:// or https:// URL"));
-    }
-    if parsed.host().is_none() {
-        return Err(Error::invalid(field, "names no host"));
-    }
-    let bare = parsed.path() == "/"
-        && parsed.query().is_none()
-        && parsed.fragment().is_none()
-        && parsed.username().is_empty()
-        && parsed.password().is_none();
-    if !bare {
-        return Err(Error::invalid(
-            field,
-            "must be only a scheme, a host and a port (no path, query or user)",
-        ));
-    }
-    Ok(parsed.origin().ascii_serialization())
 }
 
 /// A body for an XML face must say it is XML: `text/xml`,
@@ -243,7 +218,7 @@ mod tests {
     #[test]
     fn a_public_url_is_an_http_origin_without_a_path() {
         for good in ["http://desk.example", "https://desk.example:8443/"] {
-            assert!(origin_of_public_url(good).is_ok(), "{good}");
+            assert!(config::public_origin(good).is_ok(), "{good}");
         }
         for bad in [
             "desk.example",
@@ -253,7 +228,7 @@ mod tests {
             "https://desk.example/?a=1",
             "http://",
         ] {
-            let err = origin_of_public_url(bad).expect_err(bad);
+            let err = config::public_origin(bad).expect_err(bad);
             assert_eq!(err.field(), Some("public_url"), "{bad}");
         }
     }

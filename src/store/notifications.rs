@@ -73,11 +73,7 @@ pub fn insert(conn: &Connection, n: &NewNotification<'_>, now: Millis) -> Result
          values (?1, ?2, 'domain', ?3, ?4, ?5, ?6, ?7)",
         params![n.account_id, n.request_id, n.action, n.status, n.message, n.domain, now],
     )?;
-    let id = conn.last_insert_rowid();
-    // Pushed to the account's webhook, if any; queued in this transaction so
-    // that the push is never lost.
-    super::deliveries::enqueue(conn, n.account_id, id, now)?;
-    Ok(id)
+    Ok(conn.last_insert_rowid())
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Notification> {

@@ -15,7 +15,7 @@ use crate::state::{self, Actor, Event, Failure, Operation, State, WaitingOn};
 
 use super::notifications::{self, NewNotification};
 use super::requests::{self, HistoryEntry, NewRequest, Request};
-use super::{accounts, domains};
+use super::{accounts, deliveries, domains};
 
 /// Who causes a change: their role for the state machine and the name the
 /// history shows.
@@ -465,7 +465,7 @@ fn notify(
     message: String,
     now: Millis,
 ) -> Result<()> {
-    notifications::insert(
+    let id = notifications::insert(
         conn,
         &NewNotification {
             account_id: req.account_id,
@@ -477,6 +477,9 @@ fn notify(
         },
         now,
     )?;
+    // Pushed to the account's webhook, if any; queued in this transaction so
+    // that the push is never lost.
+    deliveries::enqueue(conn, req.account_id, id, now)?;
     Ok(())
 }
 
