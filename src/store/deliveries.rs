@@ -162,17 +162,8 @@ pub fn list(
         "select * from webhook_deliveries where account_id = ?1 and id > ?2
          and (?3 is null or state = ?3) order by id",
     )?;
-    let mut rows: Vec<Delivery> = stmt
-        .query_map(params![account_id, after.unwrap_or(0), state], delivery_row)?
-        .take(usize::try_from(limit + 1).unwrap_or(0))
-        .collect::<rusqlite::Result<_>>()?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|d| d.id)
-    } else {
-        None
-    };
-    Ok((rows, next))
+    let rows = stmt.query_map(params![account_id, after.unwrap_or(0), state], delivery_row)?;
+    Ok(super::page(rows, limit, |d: &Delivery| d.id)?)
 }
 
 // ----- what is due ---------------------------------------------------------------

@@ -82,6 +82,26 @@ pub(crate) fn literal(value: &str) -> String {
 /// `execute` and `query_row` through the connection's statement cache: the
 /// hot paths run the same few statements thousands of times a second, and
 /// compiling them each time was a large part of the writer's time.
+/// A page of at most `limit` rows from `rows` (read in page order), and
+/// the id to continue after when there are more. One row past the page is
+/// read to know; the page is cut while reading, since a bound `limit ?`
+/// would compile the statement again on every call (see `literal`).
+pub(crate) fn page<T>(
+    rows: impl Iterator<Item = rusqlite::Result<T>>,
+    limit: i64,
+    id: impl Fn(&T) -> i64,
+) -> rusqlite::Result<(Vec<T>, Option<i64>)> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut rows: Vec<T> = rows.take(limit + 1).collect::<rusqlite::Result<_>>()?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
 pub trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>

@@ -154,17 +154,12 @@ pub fn list(
     );
     // The page size is cut here, not bound (see `store::literal`).
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<Notification> = stmt
-        .query_map(params![account_id, after.unwrap_or(0)], from_row)?
-        .take(limit.clamp(0, MAX_PAGE) as usize + 1)
-        .collect::<rusqlite::Result<_>>()?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|n| n.id)
-    } else {
-        None
-    };
-    Ok((rows, next))
+    let rows = stmt.query_map(params![account_id, after.unwrap_or(0)], from_row)?;
+    Ok(super::page(
+        rows,
+        limit.clamp(0, MAX_PAGE),
+        |n: &Notification| n.id,
+    )?)
 }
 
 pub fn for_request(conn: &Connection, request_id: i64) -> Result<Vec<Notification>> {

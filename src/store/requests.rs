@@ -349,17 +349,8 @@ pub fn list(
         MAX_LIMIT + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<Request> = stmt
-        .query_map(params_from_iter(args), from_row)?
-        .take(limit as usize + 1)
-        .collect::<rusqlite::Result<_>>()?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
-    Ok((rows, next))
+    let rows = stmt.query_map(params_from_iter(args), from_row)?;
+    Ok(super::page(rows, limit, |r: &Request| r.id)?)
 }
 
 /// Every id matching `filter` (bounded), oldest first: for bulk actions.
