@@ -30,10 +30,6 @@ pub mod http;
 
 pub mod demo;
 
-pub mod lock;
-pub mod restore;
-pub mod upgrade;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

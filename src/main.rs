@@ -13,10 +13,11 @@ use clap::{CommandFactory, Parser};
 use regdesk::config::{
     AccountCommand, Cli, Command, Config, DbArgs, MigrateArgs, RoleArg, TokenCommand,
 };
+use regdesk::db::lock::{self, Activity};
 use regdesk::db::{self, Location};
-use regdesk::lock::{self, Activity};
+use regdesk::db::{restore, upgrade};
+use regdesk::random;
 use regdesk::store::accounts::{self, NewAccount, Role};
-use regdesk::{random, restore, upgrade};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))

@@ -3,12 +3,17 @@
 //! writer thread (group commit, `writer`), whose commits the flusher thread
 //! syncs before answering them (`flusher`), and `read_durable`, a read
 //! answered once what it saw is on disk. Opening (`open`), the checkpointer
-//! and backups have files of their own.
+//! and backups have files of their own, and so do the operations on the
+//! database file as a whole: the one-server lock (`lock`), the migration
+//! history read before opening (`upgrade`) and `restore`.
 
 mod backup;
 mod checkpointer;
 mod flusher;
+pub mod lock;
 mod open;
+pub mod restore;
+pub mod upgrade;
 mod writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::lock;
+use super::upgrade;
 use crate::error::{Error, Result};
-use crate::lock;
-use crate::upgrade;
 
 /// What a restore did.
 #[derive(Debug)]
