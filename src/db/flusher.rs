@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::open::sync_parent;
-use super::writer::{Completion, Message};
-use super::WriterStats;
+use super::{Completion, WriterStats};
 use crate::error::{Error, Result};
 
 /// How long a durable read waits for the sync of what it saw.
@@ -131,7 +130,7 @@ impl Flusher {
     /// its cache: no later sync can vouch for it).
     pub(super) fn start(
         mut sync: impl FnMut() -> std::io::Result<()> + Send + 'static,
-        waker: SyncSender<Message>,
+        waker: impl Fn() + Send + 'static,
         stats: Arc<WriterStats>,
         broken: Arc<AtomicBool>,
     ) -> Result<Flusher> {
@@ -177,9 +176,8 @@ impl Flusher {
                         }
                     }
                     answered.fetch_sub(n, Ordering::SeqCst);
-                    // Wakes a writer waiting to commit; a full queue means
-                    // it is busy and looks again after its next write.
-                    waker.try_send(Message::Flushed).ok();
+                    // Wakes a writer waiting to commit.
+                    waker();
                 }
             })?;
         Ok(Flusher::Thread {
@@ -269,7 +267,10 @@ mod tests {
     fn the_flusher_answers_only_after_a_sync() {
         let synced = Arc::new(AtomicU64::new(0));
         let counter = synced.clone();
-        let (waker, woken) = mpsc::sync_channel(8);
+        let (wake, woken) = mpsc::sync_channel(8);
+        let waker = move || {
+            wake.try_send(()).ok();
+        };
         let stats = Arc::new(WriterStats::default());
         let broken = Arc::new(AtomicBool::new(false));
         let flusher = Flusher::start(
@@ -291,7 +292,7 @@ mod tests {
             assert!(syncs >= 1, "answered before any sync");
             outcome.unwrap();
         }
-        assert!(matches!(woken.recv().unwrap(), Message::Flushed));
+        woken.recv().unwrap();
         flusher.stop();
         assert!((1..=3).contains(&stats.syncs.load(Ordering::SeqCst)));
         assert!(!broken.load(Ordering::SeqCst));
@@ -301,7 +302,7 @@ mod tests {
     /// database broken.
     #[test]
     fn a_failed_sync_fails_the_writes_and_every_later_one() {
-        let (waker, _woken) = mpsc::sync_channel(8);
+        let waker = || {};
         let broken = Arc::new(AtomicBool::new(false));
         let flusher = Flusher::start(
             || Err(std::io::Error::other("the disk is gone")),
@@ -331,7 +332,7 @@ mod tests {
     #[test]
     fn a_durable_read_waits_for_the_sync_of_every_commit_it_could_see() {
         let (release, released) = mpsc::channel::<bool>();
-        let (waker, _woken) = mpsc::sync_channel(8);
+        let waker = || {};
         let broken = Arc::new(AtomicBool::new(false));
         let flusher = Flusher::start(
             move || match released.recv() {

@@ -36,6 +36,9 @@ pub(crate) use open::nearly_full;
 pub use open::{migrate, open_direct};
 use open::{open_connection, open_initialised};
 
+/// What a write's caller is told once its commit is synced (or failed).
+pub(super) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
 /// Queued writes before callers wait for room.
 const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
@@ -125,9 +128,14 @@ impl Db {
                 ))?;
                 let wal = wal_path(path);
                 let mut file = None;
+                let waker = sender.clone();
                 let flusher = Flusher::start(
                     move || sync_wal(&wal, &mut file),
-                    sender.clone(),
+                    // A full queue means the writer is busy: it looks
+                    // again after its next write.
+                    move || {
+                        waker.try_send(Message::Flushed).ok();
+                    },
                     stats.clone(),
                     broken.clone(),
                 )?;

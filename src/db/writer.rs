@@ -12,7 +12,7 @@ use rusqlite::Connection;
 
 use super::checkpointer::{Checkpointer, CHECKPOINT_EVERY};
 use super::flusher::Flusher;
-use super::{panic_message, WriterStats};
+use super::{panic_message, Completion, WriterStats};
 use crate::error::{Error, RepeatedFailure, Result};
 use crate::store::in_savepoint;
 
@@ -40,7 +40,6 @@ pub(super) enum Run<'a> {
     /// It cannot run in this transaction: its caller is told why.
     Refused(Error),
 }
-pub(super) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub(super) enum Message {
     Write(Job, Priority),

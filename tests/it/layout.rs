@@ -2,6 +2,7 @@
 //! face or the router, no SQL in the faces or the desk, and storage imports
 //! nothing above it. Unlike the other files here, these tests start no server.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -285,6 +286,113 @@ fn storage_imports_nothing_above_it() {
         }
     }
     report("storage imports what is above it", found);
+}
+
+/// The module path of a source file: `src/a/b.rs` is `a::b`, and
+/// `src/a/mod.rs` is `a`.
+fn module_of(file: &str) -> String {
+    let path = file.trim_start_matches("src/").trim_end_matches(".rs");
+    path.trim_end_matches("/mod").replace('/', "::")
+}
+
+/// The longest of `modules` that `path` starts with.
+fn resolve<'a>(modules: &'a BTreeSet<String>, path: &str) -> Option<&'a String> {
+    let parts: Vec<&str> = path.split("::").collect();
+    (1..=parts.len())
+        .rev()
+        .find_map(|n| modules.get(&parts[..n].join("::")))
+}
+
+/// What each module of `src/` imports of the others, leaving out its own
+/// ancestors (a child may use what its parent declares).
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let files: Vec<(String, String)> = sources("src")
+        .into_iter()
+        .filter(|(f, _)| f != "src/lib.rs" && f != "src/main.rs")
+        .collect();
+    let modules: BTreeSet<String> = files.iter().map(|(f, _)| module_of(f)).collect();
+    let mut graph = BTreeMap::new();
+    for (file, text) in &files {
+        let own = module_of(file);
+        let parent = if file.ends_with("/mod.rs") {
+            own.clone()
+        } else {
+            own.rsplit_once("::")
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default()
+        };
+        let mut names = BTreeSet::new();
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (_, code) in statements(text) {
+            let mut paths = crate_paths(&code);
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find("super::") {
+                rest = &rest[at + "super::".len()..];
+                paths.extend(expand(rest).into_iter().map(|p| format!("{parent}::{p}")));
+            }
+            for path in paths {
+                if let Some(m) = resolve(&modules, &path) {
+                    let ancestor = own == *m || own.starts_with(&format!("{m}::"));
+                    if !ancestor {
+                        names.insert(m.clone());
+                    }
+                }
+            }
+        }
+        graph.insert(own, names);
+    }
+    graph
+}
+
+/// A cycle through `at`, if the graph has one reachable from it.
+fn cycle_from(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    at: &str,
+    path: &mut Vec<String>,
+    done: &mut BTreeSet<String>,
+) -> Option<Vec<String>> {
+    if let Some(i) = path.iter().position(|m| m == at) {
+        let mut cycle = path[i..].to_vec();
+        cycle.push(at.to_string());
+        return Some(cycle);
+    }
+    if !done.insert(at.to_string()) {
+        return None;
+    }
+    path.push(at.to_string());
+    for next in graph.get(at).into_iter().flatten() {
+        if let Some(cycle) = cycle_from(graph, next, path, done) {
+            return Some(cycle);
+        }
+    }
+    path.pop();
+    None
+}
+
+#[test]
+fn no_two_modules_import_each_other_round_a_cycle() {
+    let graph = imports();
+    let mut done = BTreeSet::new();
+    let mut found = Vec::new();
+    for module in graph.keys() {
+        if let Some(cycle) = cycle_from(&graph, module, &mut Vec::new(), &mut done) {
+            found.push(cycle.join(" -> "));
+        }
+    }
+    report("modules import each other in a cycle", found);
+}
+
+/// Configuration checks are leaves: `config` imports no feature module.
+#[test]
+fn configuration_imports_no_feature() {
+    let graph = imports();
+    let allowed = ["error", "store::accounts"];
+    let found: Vec<String> = graph["config"]
+        .iter()
+        .filter(|m| !allowed.contains(&m.as_str()))
+        .map(|m| format!("src/config.rs imports {m}"))
+        .collect();
+    report("configuration imports a feature", found);
 }
 
 /// The checks above see what they must: a face importing another, SQL in
