@@ -6,8 +6,7 @@
 //! with a `probability` (drawn from `crate::random`, so `--seed` repeats it)
 //! and answer `latency` late on the regdesk clock.
 
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Millis, DAY, HOUR};
@@ -16,6 +15,7 @@ use crate::random;
 use crate::state::{Failure, Operation, WaitingOn};
 use crate::store::domains;
 use crate::store::requests::Request;
+use crate::store::simulated::{self as table, RuleRow};
 
 use super::{Provider, Verdict};
 
@@ -152,6 +152,19 @@ impl Rule {
         Ok(ms)
     }
 
+    /// The row that keeps this rule at `position` in the table.
+    fn row(&self, position: usize) -> Result<RuleRow> {
+        Ok(RuleRow {
+            position: position as i64,
+            pattern: self.pattern.clone(),
+            operation: self.operation.clone(),
+            outcome: self.outcome.clone(),
+            times: self.times,
+            latency_ms: self.latency_ms(position)?,
+            probability: self.probability,
+        })
+    }
+
     fn matches(&self, req: &Request) -> bool {
         (self.operation == "*" || self.operation == req.operation.as_str())
             && glob(self.pattern.as_bytes(), req.domain.as_bytes())
@@ -197,24 +210,23 @@ fn show_latency(ms: Millis) -> Option<String> {
 
 /// The rules in order, each with its position in the table.
 fn load_positioned(conn: &Connection) -> Result<Vec<(i64, Rule)>> {
-    let mut stmt = conn.prepare_cached(
-        "select position, pattern, operation, outcome, times, latency_ms, probability
-         from sim_rules order by position",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            Rule {
-                pattern: r.get(1)?,
-                operation: r.get(2)?,
-                outcome: r.get(3)?,
-                times: r.get(4)?,
-                latency: show_latency(r.get(5)?),
-                probability: r.get(6)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(table::rules(conn)?
+        .into_iter()
+        .map(|row| (row.position, Rule::from(row)))
+        .collect())
+}
+
+impl From<RuleRow> for Rule {
+    fn from(row: RuleRow) -> Rule {
+        Rule {
+            pattern: row.pattern,
+            operation: row.operation,
+            outcome: row.outcome,
+            times: row.times,
+            latency: show_latency(row.latency_ms),
+            probability: row.probability,
+        }
+    }
 }
 
 pub fn load_rules(conn: &Connection) -> Result<Vec<Rule>> {
@@ -235,23 +247,12 @@ pub fn save_rules(conn: &Connection, rules: &[Rule]) -> Result<()> {
     for (i, rule) in rules.iter().enumerate() {
         rule.validate(i)?;
     }
-    conn.exec("delete from sim_rules", [])?;
-    for (i, rule) in rules.iter().enumerate() {
-        conn.execute(
-            "insert into sim_rules (position, pattern, operation, outcome, times, latency_ms, probability)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                i as i64,
-                rule.pattern,
-                rule.operation,
-                rule.outcome,
-                rule.times,
-                rule.latency_ms(i)?,
-                rule.probability
-            ],
-        )?;
-    }
-    Ok(())
+    let rows = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| rule.row(i))
+        .collect::<Result<Vec<_>>>()?;
+    table::replace_rules(conn, &rows)
 }
 
 /// The first rule that applies to `req`, with its latency. A counted rule
@@ -271,10 +272,7 @@ fn choose(conn: &Connection, req: &Request) -> Result<Option<(Outcome, Millis)>>
             continue;
         };
         if rule.times.is_some() {
-            conn.exec(
-                "update sim_rules set times = times - 1 where position = ?1",
-                [position],
-            )?;
+            table::use_rule(conn, position)?;
         }
         let latency = rule.latency_ms(0).unwrap_or(0);
         return Ok(Some((outcome, latency)));
@@ -282,14 +280,45 @@ fn choose(conn: &Connection, req: &Request) -> Result<Option<(Outcome, Millis)>>
     Ok(None)
 }
 
-/// An outcome as stored while its answer is held back (`None`: no rule).
-fn outcome_text(outcome: &Option<Outcome>) -> Option<String> {
-    outcome.as_ref().map(|o| match o {
+/// An outcome as stored while its answer is held back.
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
         Outcome::Success => "success".to_string(),
         Outcome::RegistryError => "registry_error".to_string(),
         Outcome::UserError(f) => format!("user_error:{f}"),
         Outcome::UnexpectedError => "unexpected_error".to_string(),
         Outcome::Async(ms) => format!("async:{ms}ms"),
+    }
+}
+
+/// What the rules say of a request: an outcome (`None`: no rule applies),
+/// or that a rule's answer is held back until a time.
+enum Ruled {
+    Now(Option<Outcome>),
+    HeldUntil(Millis),
+}
+
+/// Asks the rules about `req`. An answer a rule's latency held back is
+/// given once its time comes (and forgotten then); a rule with a latency
+/// holds its answer back.
+fn ruled(conn: &Connection, req: &Request, now: Millis) -> Result<Ruled> {
+    if let Some(held) = table::held(conn, req.id)? {
+        if held.answer_at > now {
+            return Ok(Ruled::HeldUntil(held.answer_at));
+        }
+        table::release(conn, req.id)?;
+        let outcome = held
+            .outcome
+            .and_then(|t| Outcome::parse("outcome", &t).ok());
+        return Ok(Ruled::Now(outcome));
+    }
+    Ok(match choose(conn, req)? {
+        Some((outcome, latency)) if latency > 0 => {
+            let at = now + latency;
+            table::hold(conn, req.id, Some(&outcome_text(&outcome)), at)?;
+            Ruled::HeldUntil(at)
+        }
+        chosen => Ruled::Now(chosen.map(|(outcome, _)| outcome)),
     })
 }
 
@@ -409,33 +438,10 @@ impl Provider for Simulated {
                 message: format!("{} is not in your portfolio", req.domain),
             });
         }
-        // An answer a rule's latency held back is given once its time comes.
-        let held: Option<(Option<String>, Millis)> = conn
-            .one(
-                "select outcome, answer_at from sim_deferred where request_id = ?1",
-                [req.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let ruled = match held {
-            Some((_, at)) if at > now => return Ok(Verdict::Defer { until: at }),
-            Some((text, _)) => {
-                conn.exec("delete from sim_deferred where request_id = ?1", [req.id])?;
-                text.and_then(|t| Outcome::parse("outcome", &t).ok())
-            }
-            None => match choose(conn, req)? {
-                Some((outcome, latency)) if latency > 0 => {
-                    let at = now + latency;
-                    conn.exec(
-                        "insert into sim_deferred (request_id, outcome, answer_at) values (?1, ?2, ?3)",
-                        params![req.id, outcome_text(&Some(outcome)), at],
-                    )?;
-                    return Ok(Verdict::Defer { until: at });
-                }
-                chosen => chosen.map(|(outcome, _)| outcome),
-            },
+        let ruled = match ruled(conn, req, now)? {
+            Ruled::HeldUntil(until) => return Ok(Verdict::Defer { until }),
+            Ruled::Now(outcome) => outcome.or_else(|| builtin(req)),
         };
-        let ruled = ruled.or_else(|| builtin(req));
         Ok(match ruled {
             // "success" injects nothing: the registry's own answer stands.
             None | Some(Outcome::Success) => Self::decide(conn, req, now)?,
