@@ -171,7 +171,7 @@ impl Ticker {
             // is left out (and logged once a tick).
             log::debug!("a tick job failed ({e}); running it again with a savepoint per request");
             let provider = self.provider.clone();
-            let careful = move |conn: &Connection| {
+            let again = move |conn: &Connection| {
                 tick_in(
                     conn,
                     provider.as_ref(),
@@ -181,7 +181,7 @@ impl Ticker {
                     &|| false,
                 )
             };
-            for done in self.db.write_background(vec![careful])? {
+            for done in self.db.write_background(vec![again])? {
                 report.add(&done?.report);
             }
         }

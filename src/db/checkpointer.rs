@@ -20,10 +20,11 @@ pub(super) const CHECKPOINT_EVERY: u32 = 32;
 /// The size the WAL file is cut back to (`journal_size_limit`) when SQLite
 /// starts it again from its beginning, which it does once a checkpoint has
 /// copied all of it back. Above what the WAL reaches under load (the
-/// writer checkpoints itself at 8,192 pages), so that a WAL that never
-/// outgrew it is never cut and grown again (a sync of a file whose size
-/// changed writes its inode too).
-pub(super) const WAL_BOUND: u64 = 16 << 20;
+/// ticker's large commits take it past the 8,192 pages at which the writer
+/// checkpoints itself), so that a WAL that never outgrew it is never cut
+/// and grown again: a sync of a file whose size changed writes its inode
+/// too, and a lower bound slowed a backlog's fulfilment down.
+pub(super) const WAL_BOUND: u64 = 64 << 20;
 
 /// Checkpoints in a row that leave the WAL over its bound before that is
 /// logged: one can miss the WAL's last commits, a run of them cannot.
