@@ -412,7 +412,8 @@ fn configuration_imports_no_feature() {
 }
 
 /// The checks above see what they must: a face importing another, SQL in
-/// a literal, and a grouped import of a forbidden module.
+/// a literal (named by file and line, outside a test module), and a
+/// grouped import of a forbidden module.
 #[test]
 fn the_layout_checks_find_what_they_look_for() {
     assert_eq!(
@@ -447,5 +448,10 @@ fn the_layout_checks_find_what_they_look_for() {
     assert_eq!(
         strip_comment("let a = \"//x\"; // note"),
         "let a = \"//x\"; "
+    );
+    let text = "fn f() {}\nconst Q: &str = \"select id from t\";\n#[cfg(test)]\nmod tests {\n    fn t(c: &C) { c.execute(\"x\", []); }\n}";
+    assert_eq!(
+        sql_in("src/x.rs", text),
+        ["src/x.rs:2: SQL in \"select id from t\""]
     );
 }
