@@ -3,7 +3,7 @@
 //! the real code paths: the desk's create (and submit), the ticker and
 //! `transition::apply`. Nothing is inserted behind the state machine.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::{json, Value};
 
 use crate::clock::{Clock, Millis, DAY};

@@ -208,18 +208,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        match e {
-            rusqlite::Error::QueryReturnedNoRows => Error::NotFound("row".into()),
-            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
-                Error::StorageFull
-            }
-            other => Error::Internal(format!("database: {other}")),
-        }
-    }
-}
-
 /// A refused event is a conflict with the request's state.
 impl From<crate::state::Refusal> for Error {
     fn from(r: crate::state::Refusal) -> Self {

@@ -43,8 +43,8 @@ use error::Result;
 use http::metrics::Metrics;
 use http::HttpServer;
 use registry::Provider;
-use rusqlite::Connection;
 use store::accounts::{self, NewAccount, Role};
+use store::Connection;
 use ticker::Ticker;
 
 /// Everything a request handler needs.

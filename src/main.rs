@@ -171,7 +171,7 @@ fn restore(db: &Path, backup: &Path) -> Result<()> {
 
 /// Opens the database, making it first if there is none (`account add`
 /// may come before the first `serve`).
-fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
+fn open(args: &DbArgs) -> Result<regdesk::store::Connection> {
     lock::check_file("db", &args.db).map_err(plain)?;
     upgrade::plan(&args.db).map_err(plain)?;
     db::open_direct(&Location::File(args.db.clone()))
@@ -182,7 +182,7 @@ fn open(args: &DbArgs) -> Result<rusqlite::Connection> {
 /// Opens a database that must be there already: a mistyped `--db` given to
 /// a command that only reads or adds to what is there would otherwise
 /// make an empty database and answer as if it were the one meant.
-fn open_existing(args: &DbArgs) -> Result<rusqlite::Connection> {
+fn open_existing(args: &DbArgs) -> Result<regdesk::store::Connection> {
     if !args.db.exists() {
         bail!(
             "{}: no database there (regdesk serve, migrate or account add makes one)",

@@ -4,13 +4,11 @@
 //! (`BATCH` requests) and each request's change commits with all its effects.
 //! `run_until_idle` can also be called directly (tests, the test clock).
 
-use crate::store::{in_savepoint, Cached};
+use crate::store::in_savepoint;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
-
-use rusqlite::{params, Connection};
 
 use crate::clock::{Clock, Millis};
 use crate::db::Db;
@@ -18,8 +16,9 @@ use crate::doorbell::Doorbell;
 use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
 use crate::state::{Event, State, WaitingOn};
-use crate::store::requests;
+use crate::store::due::{self, Due};
 use crate::store::transition::{self, Change, Moves, Next, Subject, Who};
+use crate::store::{requests, Connection};
 
 /// Requests handled per step of one write job.
 ///
@@ -121,7 +120,7 @@ impl Ticker {
         let now = self.clock.now();
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         self.stats.last_tick_at.store(now, Ordering::Relaxed);
-        if !self.db.read(move |conn| anything_due(conn, now))? {
+        if !self.db.read(move |conn| due::anything(conn, now))? {
             return Ok(TickReport::default());
         }
         // A job that finds less than a batch in every step has left nothing
@@ -212,9 +211,9 @@ impl Ticker {
                 return Ok(Vec::new());
             };
             let mut jobs = Vec::new();
-            for id in due(conn, DUE_FULFIL, now, EXTERNAL_BATCH)? {
+            for id in due::ids(conn, Due::Fulfil, now, EXTERNAL_BATCH)? {
                 let req = requests::load(conn, id)?;
-                match ext.prepare(conn, &req, now) {
+                match ext.payload(conn, &req, now) {
                     Ok(payload) => jobs.push((req, payload)),
                     Err(e) => log::error!("request {id}: {e}"),
                 }
@@ -285,83 +284,6 @@ impl Ticker {
     pub fn stop(&self) {
         self.bell.stop();
     }
-}
-
-// The ticker's queries. Each names the index it must use (SQLite refuses
-// to prepare it otherwise, so a test run catches a plan that would read the
-// whole table): without statistics, the planner preferred
-// `requests_state`, and read every queued or processing request per query.
-const DUE_DEPENDENCY_FAILED: &str = "select r.id from requests r indexed by requests_queued_deps
-     where r.state = 'queued' and r.depends_on is not null
-       and exists (select 1 from requests d where d.id = r.depends_on and d.state = 'failed')
-     order by r.id";
-/// Queued without an exec date: oldest first.
-const DUE_CLAIM_NOW: &str = "select r.id from requests r indexed by requests_due
-     where r.state = 'queued' and r.exec_date is null
-       and (r.depends_on is null
-            or exists (select 1 from requests d where d.id = r.depends_on and d.state = 'finished'))
-     order by r.id";
-/// Queued with an exec date that has come: the earliest first.
-const DUE_CLAIM_SCHEDULED: &str = "select r.id from requests r indexed by requests_due
-     where r.state = 'queued' and r.exec_date <= ?1
-       and (r.depends_on is null
-            or exists (select 1 from requests d where d.id = r.depends_on and d.state = 'finished'))
-     order by r.exec_date, r.id";
-const DUE_FULFIL: &str = "select id from requests indexed by requests_fulfil
-     where state = 'processing' and waiting_on = 'internal'
-       and (next_attempt_at is null or next_attempt_at <= ?1)
-     order by id";
-const DUE_WAIT_OVER: &str = "select id from requests indexed by requests_waiting
-     where state = 'processing' and wait_until <= ?1
-       and waiting_on in ('registry', 'registrant')
-     order by wait_until, id";
-
-/// The first `limit` ids a `DUE_*` query finds. The time is ?1 where the
-/// query needs it, and the limit is written into the SQL: SQLite compiles
-/// a statement again on every bind of a parameter its plan looked at (a
-/// `limit ?`, or a `?2 is not null` that once stood in these queries).
-/// Callers ask for 1, `BATCH` or (after a failed job) `BATCH * JOBS`, so
-/// each query has a few cached forms.
-fn due(conn: &Connection, sql: &str, now: Millis, limit: i64) -> Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(&format!("{sql} limit {limit}"))?;
-    let args: &[&dyn rusqlite::ToSql] = if stmt.parameter_count() == 0 {
-        &[]
-    } else {
-        &[&now]
-    };
-    let ids = stmt
-        .query_map(args, |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    Ok(ids)
-}
-
-/// The queued requests that may be claimed now, at most `limit`.
-fn due_claims(conn: &Connection, now: Millis, limit: i64) -> Result<Vec<i64>> {
-    let mut ids = due(conn, DUE_CLAIM_NOW, now, limit)?;
-    let left = limit as usize - ids.len().min(limit as usize);
-    if left > 0 {
-        ids.extend(
-            due(conn, DUE_CLAIM_SCHEDULED, now, limit)?
-                .into_iter()
-                .take(left),
-        );
-    }
-    Ok(ids)
-}
-
-fn anything_due(conn: &Connection, now: Millis) -> Result<bool> {
-    for sql in [
-        DUE_DEPENDENCY_FAILED,
-        DUE_CLAIM_NOW,
-        DUE_CLAIM_SCHEDULED,
-        DUE_FULFIL,
-        DUE_WAIT_OVER,
-    ] {
-        if !due(conn, sql, now, 1)?.is_empty() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// How a tick job keeps one request's failure from the others'.
@@ -485,7 +407,9 @@ fn tick_in(
         Ok::<_, Error>(ids)
     };
 
-    let ids = step(&mut turn, &|| due(conn, DUE_DEPENDENCY_FAILED, now, limit))?;
+    let ids = step(&mut turn, &|| {
+        due::ids(conn, Due::DependencyFailed, now, limit)
+    })?;
     report.dependency_failed = each(conn, isolation, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let change = Change {
@@ -498,7 +422,7 @@ fn tick_in(
 
     // Claims answered at once, which the fulfilment step below leaves.
     let mut answered = std::collections::HashSet::new();
-    let ids = step(&mut turn, &|| due_claims(conn, now, limit))?;
+    let ids = step(&mut turn, &|| due::claims(conn, now, limit))?;
     report.claimed = each(conn, isolation, &mut turn, ids, |id| {
         if claim(&at, requests::load(conn, id)?)? {
             answered.insert(id);
@@ -512,7 +436,7 @@ fn tick_in(
     let ids = if provider.external().is_some() {
         Vec::new()
     } else {
-        step(&mut turn, &|| due(conn, DUE_FULFIL, now, limit))?
+        step(&mut turn, &|| due::ids(conn, Due::Fulfil, now, limit))?
             .into_iter()
             .filter(|id| !answered.contains(id))
             .collect()
@@ -523,7 +447,7 @@ fn tick_in(
         settle_or_retry(&at, &req, verdict)
     })?;
 
-    let ids = step(&mut turn, &|| due(conn, DUE_WAIT_OVER, now, limit))?;
+    let ids = step(&mut turn, &|| due::ids(conn, Due::WaitOver, now, limit))?;
     report.waits_ended = each(conn, isolation, &mut turn, ids, |id| {
         let req = requests::load(conn, id)?;
         let verdict = provider.wait_over(conn, &req, now)?;
@@ -658,10 +582,7 @@ fn apply_settlement(
         }
         Settlement::Defer { until } => {
             // Not a change of state: the provider answers later.
-            conn.exec(
-                "update requests set next_attempt_at = ?1 where id = ?2 and state = 'processing'",
-                params![until, req.id],
-            )?;
+            due::defer(conn, req.id, until)?;
         }
         Settlement::Retry {
             attempts,
@@ -669,11 +590,7 @@ fn apply_settlement(
             message,
         } => {
             // Not a change of state: the next attempt is scheduled.
-            conn.exec(
-                "update requests set attempts = ?1, next_attempt_at = ?2, last_error = ?3,
-                        updated_at = ?4 where id = ?5 and state = 'processing'",
-                params![attempts, at, message, now, req.id],
-            )?;
+            due::retry(conn, req.id, attempts, at, &message, now)?;
         }
     }
     Ok(true)
@@ -762,30 +679,7 @@ fn settlement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::StatementStatus;
-
-    const ALL_DUE: [&str; 5] = [
-        DUE_DEPENDENCY_FAILED,
-        DUE_CLAIM_NOW,
-        DUE_CLAIM_SCHEDULED,
-        DUE_FULFIL,
-        DUE_WAIT_OVER,
-    ];
-
-    /// The ticker runs its queries with a new time on every tick: a plan
-    /// that depends on the bound time would be compiled again each time.
-    #[test]
-    fn due_queries_are_compiled_once() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::db::migrate(&mut conn).unwrap();
-        for sql in ALL_DUE {
-            for now in [1_000, 2_000, 3_000] {
-                due(&conn, sql, now, 10).unwrap();
-            }
-            let stmt = conn.prepare_cached(&format!("{sql} limit 10")).unwrap();
-            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
-        }
-    }
+    use crate::store::Cached;
 
     /// A request that cannot be handled fails its job; the job runs again a
     /// request at a time, and the others in it finish.

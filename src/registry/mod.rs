@@ -4,7 +4,7 @@
 pub mod simulated;
 pub mod webhook;
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::Value;
 
 use crate::clock::Millis;
@@ -75,7 +75,7 @@ pub trait Provider: Send + Sync {
 /// The out-of-process half of a provider (see `Provider::external`).
 pub trait External: Send + Sync {
     /// What to send for a claimed request; runs in a read.
-    fn prepare(&self, conn: &Connection, req: &Request, now: Millis) -> Result<Value>;
+    fn payload(&self, conn: &Connection, req: &Request, now: Millis) -> Result<Value>;
 
     /// Sends it and reads the answer; runs outside any transaction.
     fn call(&self, prepared: &Value, now: Millis) -> Verdict;

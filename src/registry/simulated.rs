@@ -6,7 +6,7 @@
 //! with a `probability` (drawn from `crate::random`, so `--seed` repeats it)
 //! and answer `latency` late on the regdesk clock.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Millis, DAY, HOUR};

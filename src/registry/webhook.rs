@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::{External, Provider, Verdict};
@@ -14,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::outbox::backoff;
 use crate::outbox::http::{excerpt, post_signed, Call, Posted, Reach};
 use crate::state::{Failure, WaitingOn};
-use crate::store::requests::Request;
-use crate::store::view;
+use crate::store::requests::{self, Request};
+use crate::store::{view, Connection};
 
 /// The webhook provider's settings.
 #[derive(Debug, Clone)]
@@ -94,17 +93,9 @@ impl External for Webhook {
     /// The payload: the request as the API shows it, and an event id that
     /// stays the same across retries of one round of processing (the id of
     /// the transition that entered processing), so receivers can dedupe.
-    fn prepare(&self, conn: &Connection, req: &Request, _now: Millis) -> Result<Value> {
+    fn payload(&self, conn: &Connection, req: &Request, _now: Millis) -> Result<Value> {
         let request = view::request_json_read(conn, req)?;
-        let entered: Option<i64> = conn
-            .query_row(
-                "select max(id) from transitions where request_id = ?1 and to_state = 'processing'
-                 and (from_state is null or from_state != 'processing')",
-                [req.id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten();
+        let entered = requests::entered_processing(conn, req.id)?;
         Ok(json!({
             "event_id": format!("evt_{}_{}", req.id, entered.unwrap_or(0)),
             "type": "request.fulfil",

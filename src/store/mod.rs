@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod deliveries;
 pub mod domains;
+pub mod due;
 pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
@@ -24,6 +25,20 @@ use rusqlite::Row;
 pub use rusqlite::Connection;
 
 use crate::error::{Error, Result};
+
+/// The database's errors as regdesk's, mapped here at the storage
+/// boundary: a missing row is not found, a full disk is its own error.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => Error::NotFound("row".into()),
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull => {
+                Error::StorageFull
+            }
+            other => Error::Internal(format!("database: {other}")),
+        }
+    }
+}
 
 // Rows are read by column position, in the order of each module's
 // `COLUMNS`: a lookup by name compares the name with every column's, and

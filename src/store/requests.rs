@@ -559,6 +559,20 @@ pub struct InvoiceItem {
     pub created_at: Millis,
 }
 
+/// The id of the transition by which `request_id` last entered
+/// processing from another state (a retry within processing keeps it).
+pub fn entered_processing(conn: &Connection, request_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "select max(id) from transitions where request_id = ?1 and to_state = 'processing'
+             and (from_state is null or from_state != 'processing')",
+            [request_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 pub fn invoice_items(conn: &Connection, request_id: i64) -> Result<Vec<InvoiceItem>> {
     Ok(conn.all(
         "select id, request_id, kind, description, amount_cents, created_at

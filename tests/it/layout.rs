@@ -1,6 +1,7 @@
 //! The layout's boundaries, read from the source: no face imports another
-//! face or the router, no SQL in the faces or the desk, and storage imports
-//! nothing above it. Unlike the other files here, these tests start no server.
+//! face or the router, no SQL outside storage and the database engine, and
+//! storage imports nothing above it. Unlike the other files here, these
+//! tests start no server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -248,28 +249,43 @@ fn no_face_imports_another_face() {
     report("a face imports another face", found);
 }
 
-#[test]
-fn faces_and_the_desk_hold_no_sql() {
+/// Where SQL may live: storage, and the engine's own (pragmas,
+/// migrations, backups).
+const SQL_HOMES: &[&str] = &["src/store/", "src/db/"];
+
+/// Each place a line of `text` runs SQL or a face holds a connection, as
+/// `file:line: what`; a file's `#[cfg(test)]` module, and what follows it,
+/// may set up its tests with SQL.
+fn sql_in(file: &str, text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let files = sources("src/face").into_iter().chain(sources("src/desk"));
-    for (file, text) in files {
-        for (n, code) in code_lines(&text) {
-            for call in SQL_CALLS {
-                if code.contains(call) {
-                    found.push(format!("{file}:{n}: {call}"));
-                }
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    for (n, code) in code_lines(code) {
+        for call in SQL_CALLS {
+            if code.contains(call) {
+                found.push(format!("{file}:{n}: {call}"));
             }
-            if file.starts_with("src/face/") && code.contains("Connection") {
-                found.push(format!("{file}:{n}: a face holds a Connection"));
-            }
-            for literal in literals(&code) {
-                if looks_like_sql(&literal) {
-                    found.push(format!("{file}:{n}: SQL in {literal:?}"));
-                }
+        }
+        if file.starts_with("src/face/") && code.contains("Connection") {
+            found.push(format!("{file}:{n}: a face holds a Connection"));
+        }
+        for literal in literals(&code) {
+            if looks_like_sql(&literal) {
+                found.push(format!("{file}:{n}: SQL in {literal:?}"));
             }
         }
     }
-    report("SQL outside src/store/", found);
+    found
+}
+
+#[test]
+fn no_sql_outside_the_store_and_the_database_engine() {
+    let mut found = Vec::new();
+    for (file, text) in sources("src") {
+        if !SQL_HOMES.iter().any(|home| file.starts_with(home)) {
+            found.extend(sql_in(&file, &text));
+        }
+    }
+    report("SQL outside src/store/ and src/db/", found);
 }
 
 #[test]
@@ -396,7 +412,8 @@ fn configuration_imports_no_feature() {
 }
 
 /// The checks above see what they must: a face importing another, SQL in
-/// a literal, and a grouped import of a forbidden module.
+/// a literal (named by file and line, outside a test module), and a
+/// grouped import of a forbidden module.
 #[test]
 fn the_layout_checks_find_what_they_look_for() {
     assert_eq!(
@@ -431,5 +448,10 @@ fn the_layout_checks_find_what_they_look_for() {
     assert_eq!(
         strip_comment("let a = \"//x\"; // note"),
         "let a = \"//x\"; "
+    );
+    let text = "fn f() {}\nconst Q: &str = \"select id from t\";\n#[cfg(test)]\nmod tests {\n    fn t(c: &C) { c.execute(\"x\", []); }\n}";
+    assert_eq!(
+        sql_in("src/x.rs", text),
+        ["src/x.rs:2: SQL in \"select id from t\""]
     );
 }
