@@ -173,7 +173,7 @@ fn restore(db: &Path, backup: &Path) -> Result<()> {
 /// may come before the first `serve`).
 fn open(args: &DbArgs) -> Result<regdesk::store::Connection> {
     lock::check_file("db", &args.db).map_err(plain)?;
-    upgrade::plan(&args.db).map_err(plain)?;
+    upgrade::refuse_newer(&args.db).map_err(plain)?;
     db::open_direct(&Location::File(args.db.clone()))
         .map_err(plain)
         .with_context(|| format!("opening {}", args.db.display()))
@@ -206,7 +206,7 @@ fn plain(e: regdesk::error::Error) -> anyhow::Error {
 /// old for, before anything opens it for serving.
 fn take_for_serving(db: &Path) -> Result<lock::Lock> {
     let lock = lock::take(db, Activity::Serve).map_err(plain)?;
-    upgrade::plan(db).map_err(plain)?;
+    upgrade::refuse_newer(db).map_err(plain)?;
     Ok(lock)
 }
 

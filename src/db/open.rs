@@ -99,7 +99,7 @@ fn stamp_migrations(conn: &Connection) -> Result<()> {
 }
 
 /// The version of the newest file in `migrations/` (a test keeps it true).
-const LATEST_MIGRATION: i64 = 6;
+pub(crate) const LATEST_MIGRATION: i64 = 6;
 
 /// Whether the database has every migration applied already: refinery's
 /// runner parses each migration's name with a regular expression it

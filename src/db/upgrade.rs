@@ -9,6 +9,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use super::open::LATEST_MIGRATION;
 use crate::error::{Error, Result};
 
 mod embedded {
@@ -45,26 +46,35 @@ pub fn known() -> Vec<Migration> {
     all
 }
 
-/// Reads where the database file `path` stands (a missing or empty file
-/// has had nothing). Refuses a database written by a newer regdesk, and
-/// an SQLite file with tables but no migration history (not regdesk's).
-pub fn plan(path: &Path) -> Result<Plan> {
-    let applied = applied(path)?;
-    let known = known();
-    let latest = known.last().map_or(0, |m| m.version);
-    if let Some(newer) = applied
-        .iter()
-        .copied()
-        .filter(|v| !known.iter().any(|m| m.version == *v))
-        .max()
-    {
-        return Err(Error::Conflict(format!(
+/// Refuses a database file written by a newer regdesk, and an SQLite file
+/// with tables but no migration history (not regdesk's); a missing or
+/// empty file passes. What a start checks: unlike `plan`, it does not
+/// read the embedded migrations' names (refinery compiles a regular
+/// expression for that, a good part of a start's time).
+pub fn refuse_newer(path: &Path) -> Result<()> {
+    newer_than_known(path, &applied(path)?)
+}
+
+fn newer_than_known(path: &Path, applied: &[i64]) -> Result<()> {
+    let latest = LATEST_MIGRATION;
+    match applied.iter().copied().filter(|v| *v > latest).max() {
+        None => Ok(()),
+        Some(newer) => Err(Error::Conflict(format!(
             "{} was written by a newer regdesk: its schema is at version {newer}, and this \
              binary knows versions up to {latest}; run the newer regdesk on it (or restore \
              a backup made before the upgrade)",
             path.display()
-        )));
+        ))),
     }
+}
+
+/// Reads where the database file `path` stands (a missing or empty file
+/// has had nothing): what `migrate` would apply. Refuses what
+/// `refuse_newer` refuses.
+pub fn plan(path: &Path) -> Result<Plan> {
+    let applied = applied(path)?;
+    newer_than_known(path, &applied)?;
+    let known = known();
     Ok(Plan {
         current: applied.iter().copied().max(),
         pending: known
