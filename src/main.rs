@@ -202,12 +202,10 @@ fn plain(e: regdesk::error::Error) -> anyhow::Error {
     }
 }
 
-/// Locks the database for a server, and refuses one this binary is too
-/// old for, before anything opens it for serving.
+/// Locks the database for a server. A database this binary is too old for
+/// is refused as the server opens it, before anything is migrated.
 fn take_for_serving(db: &Path) -> Result<lock::Lock> {
-    let lock = lock::take(db, Activity::Serve).map_err(plain)?;
-    upgrade::refuse_newer(db).map_err(plain)?;
-    Ok(lock)
+    lock::take(db, Activity::Serve).map_err(plain)
 }
 
 fn serve(config: Config) -> Result<()> {

@@ -243,6 +243,11 @@ pub(super) fn open_initialised<T>(
         }
     }
     let mut conn = open_connection(location, true)?;
+    if let Location::File(path) = location {
+        // Nothing is migrated in a database a newer regdesk wrote, nor in
+        // an SQLite file that is not regdesk's.
+        super::upgrade::refuse_newer_in(&conn, path)?;
+    }
     let applied = migrate(&mut conn)?;
     if applied > 0 {
         log::info!("applied {applied} migration(s)");

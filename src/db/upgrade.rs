@@ -55,6 +55,12 @@ pub fn refuse_newer(path: &Path) -> Result<()> {
     newer_than_known(path, &applied(path)?)
 }
 
+/// `refuse_newer` on a connection already open to `path` (the server's
+/// own, before it migrates anything).
+pub(super) fn refuse_newer_in(conn: &Connection, path: &Path) -> Result<()> {
+    newer_than_known(path, &applied_in(conn, path)?)
+}
+
 fn newer_than_known(path: &Path, applied: &[i64]) -> Result<()> {
     let latest = LATEST_MIGRATION;
     match applied.iter().copied().filter(|v| *v > latest).max() {
@@ -95,6 +101,11 @@ fn applied(path: &Path) -> Result<Vec<i64>> {
     )
     .map_err(|e| unreadable(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    applied_in(&conn, path)
+}
+
+/// The versions in the migration history of `conn`'s database (`path`).
+fn applied_in(conn: &Connection, path: &Path) -> Result<Vec<i64>> {
     let history: Option<String> = conn
         .query_row(
             "select name from sqlite_master where type = 'table' \
