@@ -2,6 +2,7 @@
 //! database, pragmas of every connection, migrations, and the connections of
 //! the command-line tools.
 
+use super::upgrade::{self, LATEST_MIGRATION};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -97,9 +98,6 @@ fn stamp_migrations(conn: &Connection) -> Result<()> {
     conn.execute("update refinery_schema_history set applied_on = ?1", [now])?;
     Ok(())
 }
-
-/// The version of the newest file in `migrations/` (a test keeps it true).
-pub(crate) const LATEST_MIGRATION: i64 = 6;
 
 /// Whether the database has every migration applied already: refinery's
 /// runner parses each migration's name with a regular expression it
@@ -246,7 +244,7 @@ pub(super) fn open_initialised<T>(
     if let Location::File(path) = location {
         // Nothing is migrated in a database a newer regdesk wrote, nor in
         // an SQLite file that is not regdesk's.
-        super::upgrade::refuse_newer_in(&conn, path)?;
+        upgrade::refuse_newer_in(&conn, path)?;
     }
     let applied = migrate(&mut conn)?;
     if applied > 0 {
