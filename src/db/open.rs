@@ -2,12 +2,12 @@
 //! database, pragmas of every connection, migrations, and the connections of
 //! the command-line tools.
 
-use super::upgrade::{self, LATEST_MIGRATION};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::upgrade::{self, LATEST_MIGRATION};
 use super::Location;
 use crate::error::{Error, Result};
 
