@@ -216,8 +216,7 @@ pub struct Config {
     /// Client connections open at once; past it, idle ones are closed and
     /// then new ones. Default: what the descriptor limit leaves once the
     /// database, the senders and the listeners have theirs.
-    #[arg(long, env = "REGDESK_MAX_CONNECTIONS",
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    #[arg(long, env = "REGDESK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Milliseconds a request's head (its request line and headers) may
     /// take from its first byte (1 ms to an hour).
@@ -259,6 +258,9 @@ impl Config {
             operator_token(token)?;
         }
         millis("header_timeout_ms", self.header_timeout_ms, 1)?;
+        if let Some(n) = self.max_connections {
+            connections(n)?;
+        }
         if let Some(url) = &self.public_url {
             public_origin(url)?;
         }
@@ -334,6 +336,21 @@ fn millis(field: &str, ms: u64, least: u64) -> Result<()> {
     }
 }
 
+/// The bound on open client connections.
+fn connections(n: usize) -> Result<()> {
+    if (1..=MAX_CONNECTIONS).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "max_connections",
+            format!("must be 1 to {MAX_CONNECTIONS}, not {n}"),
+        ))
+    }
+}
+
+/// The most client connections `--max-connections` may allow.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// A count of tries given in `field`.
 fn attempts(field: &str, n: i64) -> Result<()> {
     if (1..=100).contains(&n) {
@@ -369,8 +386,9 @@ fn operator_token(token: &str) -> Result<()> {
 
 // ----- outgoing addresses: leaf checks the senders use as well --------------------
 
-/// Checks a webhook URL given in `field`: plain `http://` with a host.
-pub fn check_http_url(field: &str, url: &str) -> Result<()> {
+/// Checks a webhook URL given in `field`: plain `http://` with a host;
+/// the URL as parsed.
+pub fn check_http_url(field: &str, url: &str) -> Result<url::Url> {
     // Measured as given, in characters (as the API document counts), then
     // trimmed.
     if url.chars().count() > 2000 {
@@ -397,7 +415,7 @@ pub fn check_http_url(field: &str, url: &str) -> Result<()> {
                 field,
                 format!("{} is not a host name", quoted(name)),
             )),
-            Some(_) => Ok(()),
+            Some(_) => Ok(parsed),
             None => Err(Error::invalid(field, "names no host")),
         },
         Err(e) => Err(Error::invalid(field, format!("is not a URL: {e}"))),

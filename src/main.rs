@@ -121,12 +121,13 @@ fn refuse_arguments(e: clap::Error) -> ! {
     e.exit()
 }
 
-/// `regdesk migrate [--dry-run]`, holding the database's lock.
+/// `regdesk migrate [--dry-run]`: a migration holds the database's lock;
+/// a dry run only reads, and leaves no file behind.
 fn migrate(args: &MigrateArgs) -> Result<()> {
     let path = &args.db.db;
-    let _lock = lock::take(path, Activity::Migrate).map_err(plain)?;
-    let plan = upgrade::plan(path).map_err(plain)?;
     if args.dry_run {
+        lock::check_file("db", path).map_err(plain)?;
+        let plan = upgrade::plan(path).map_err(plain)?;
         if plan.pending.is_empty() {
             println!("nothing to do: {} is up to date", path.display());
         }
@@ -135,6 +136,7 @@ fn migrate(args: &MigrateArgs) -> Result<()> {
         }
         return Ok(());
     }
+    let _lock = lock::take(path, Activity::Migrate).map_err(plain)?;
     db::open_direct(&Location::File(path.clone())).map_err(plain)?;
     println!("migrated {}", path.display());
     Ok(())
@@ -173,7 +175,6 @@ fn restore(db: &Path, backup: &Path) -> Result<()> {
 /// may come before the first `serve`).
 fn open(args: &DbArgs) -> Result<regdesk::store::Connection> {
     lock::check_file("db", &args.db).map_err(plain)?;
-    upgrade::refuse_newer(&args.db).map_err(plain)?;
     db::open_direct(&Location::File(args.db.clone()))
         .map_err(plain)
         .with_context(|| format!("opening {}", args.db.display()))
@@ -202,12 +203,6 @@ fn plain(e: regdesk::error::Error) -> anyhow::Error {
     }
 }
 
-/// Locks the database for a server. A database this binary is too old for
-/// is refused as the server opens it, before anything is migrated.
-fn take_for_serving(db: &Path) -> Result<lock::Lock> {
-    lock::take(db, Activity::Serve).map_err(plain)
-}
-
 fn serve(config: Config) -> Result<()> {
     let where_ = if config.memory {
         "memory".to_string()
@@ -219,7 +214,13 @@ fn serve(config: Config) -> Result<()> {
     // Held until the server has stopped; the kernel releases it on a crash.
     let _lock = match config.memory {
         true => None,
-        false => Some(take_for_serving(&config.db).context("starting")?),
+        // A database this binary is too old for is refused as the server
+        // opens it, before anything is migrated.
+        false => Some(
+            lock::take(&config.db, Activity::Serve)
+                .map_err(plain)
+                .context("starting")?,
+        ),
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {

@@ -31,7 +31,6 @@ use crate::store::{requests, Connection};
 pub const BATCH: i64 = 8;
 /// Write jobs one tick sends the writer.
 const JOBS: usize = 32;
-pub use crate::registry::MAX_ATTEMPTS;
 /// Requests sent to an external provider per tick: each is an HTTP call.
 const EXTERNAL_BATCH: i64 = 16;
 /// Ticks per `run_until_idle` at most, so that it always returns.
@@ -89,10 +88,6 @@ impl Ticker {
             interval,
             stats: TickerStats::default(),
         }
-    }
-
-    pub fn provider(&self) -> &Arc<dyn Provider> {
-        &self.provider
     }
 
     /// Asks the thread to tick now rather than at the next interval.

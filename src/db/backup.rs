@@ -2,9 +2,8 @@
 //! from a running one; both write a consistent snapshot with `vacuum into`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use super::open::{open_connection, sync_parent};
 use super::{Db, Location};
@@ -60,13 +59,10 @@ pub fn backup_file(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a consistent copy of the database `src` to `dst`, synced.
-fn copy_into(src: &Path, dst: &Path) -> Result<()> {
-    let conn = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+/// Writes a consistent copy of the database `src` (its WAL included, if
+/// it has one) to `dst`, synced.
+pub(super) fn copy_into(src: &Path, dst: &Path) -> Result<()> {
+    let conn = super::open_read_only(src)?;
     conn.execute("vacuum into ?1", [dst.to_string_lossy().to_string()])?;
     drop(conn);
     std::fs::File::open(dst)?.sync_all()?;

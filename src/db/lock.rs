@@ -42,7 +42,7 @@ pub struct Lock {
 }
 
 /// The lock file of the database `db`: `db` with `.lock` appended.
-pub fn lock_path(db: &Path) -> PathBuf {
+fn lock_path(db: &Path) -> PathBuf {
     let mut path = db.as_os_str().to_owned();
     path.push(".lock");
     PathBuf::from(path)

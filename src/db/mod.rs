@@ -44,6 +44,17 @@ const QUEUE_DEPTH: usize = 4096;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 32;
 
+/// A read-only connection to the database file `path`, for a copy or a
+/// look that must not write to it.
+fn open_read_only(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 /// Where the database lives.
 #[derive(Debug, Clone)]
 pub enum Location {

@@ -11,10 +11,6 @@ use super::upgrade::{self, LATEST_MIGRATION};
 use super::Location;
 use crate::error::{Error, Result};
 
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
-
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     // temp_store = memory: every write runs in a savepoint, and the statement
@@ -120,7 +116,7 @@ pub fn migrate(conn: &mut Connection) -> Result<usize> {
         return Ok(0);
     }
     // One transaction for all of them: an upgrade applies whole or not at all.
-    let report = embedded::migrations::runner()
+    let report = upgrade::runner()
         .set_grouped(true)
         .run(conn)
         .map_err(|e| Error::Internal(format!("migrations: {e}")))?;
@@ -217,11 +213,7 @@ fn create_file<T>(path: &Path, init: &dyn Fn(&Connection) -> Result<T>) -> Resul
 
 /// Makes a new directory entry in `path`'s directory durable.
 pub(super) fn sync_parent(path: &Path) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = std::fs::File::open(dir) {
+    if let Ok(d) = std::fs::File::open(super::lock::directory(path)) {
         d.sync_all().ok();
     }
 }
@@ -244,7 +236,7 @@ pub(super) fn open_initialised<T>(
     if let Location::File(path) = location {
         // Nothing is migrated in a database a newer regdesk wrote, nor in
         // an SQLite file that is not regdesk's.
-        upgrade::refuse_newer_in(&conn, path)?;
+        upgrade::refuse_newer(&conn, path)?;
     }
     let applied = migrate(&mut conn)?;
     if applied > 0 {
@@ -280,11 +272,7 @@ mod tests {
 
     #[test]
     fn latest_migration_is_the_newest_file() {
-        let newest = embedded::migrations::runner()
-            .get_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .max();
+        let newest = upgrade::known().last().map(|m| m.version);
         assert_eq!(newest, Some(LATEST_MIGRATION));
     }
 
@@ -338,7 +326,7 @@ mod tests {
     #[test]
     fn rows_and_indexes_survive_v6_and_checks_still_refuse() {
         let mut conn = Connection::open_in_memory().unwrap();
-        embedded::migrations::runner()
+        upgrade::runner()
             .set_target(refinery::Target::Version(5))
             .set_grouped(true)
             .run(&mut conn)

@@ -5,9 +5,8 @@
 //! or the restored one, never a mix. The caller holds the database's lock.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 use super::lock;
 use super::upgrade;
@@ -41,7 +40,7 @@ pub fn restore(backup: &Path, db: &Path, now: &str) -> Result<Restored> {
     if partial.exists() {
         std::fs::remove_file(&partial)?;
     }
-    if let Err(e) = copy(backup, &partial) {
+    if let Err(e) = super::backup::copy_into(backup, &partial) {
         std::fs::remove_file(&partial).ok();
         return Err(e);
     }
@@ -62,7 +61,7 @@ pub fn restore(backup: &Path, db: &Path, now: &str) -> Result<Restored> {
         }
     }
     std::fs::rename(&partial, db)?;
-    sync_directory(db);
+    super::open::sync_parent(db);
     Ok(Restored {
         version: plan.current,
         pending: plan.pending.len(),
@@ -87,7 +86,7 @@ fn check_backup(backup: &Path) -> Result<upgrade::Plan> {
             format!("{} is empty", backup.display()),
         ));
     }
-    let conn = read_only(backup)?;
+    let conn = super::open_read_only(backup)?;
     let verdict: Vec<String> = conn
         .prepare("pragma integrity_check")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -107,25 +106,6 @@ fn damaged(backup: &Path, why: &str) -> Error {
         "backup",
         format!("{} fails SQLite's integrity check: {why}", backup.display()),
     )
-}
-
-fn read_only(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
-}
-
-/// Writes a consistent copy of `src` (its WAL included, if it has one) to
-/// `dst`, synced.
-fn copy(src: &Path, dst: &Path) -> Result<()> {
-    let conn = read_only(src)?;
-    conn.execute("vacuum into ?1", [dst.to_string_lossy().to_string()])?;
-    drop(conn);
-    std::fs::File::open(dst)?.sync_all()?;
-    Ok(())
 }
 
 /// Keeps the database `db` as `kept` (a second name of the same file, so
@@ -157,13 +137,6 @@ fn keep(db: &Path, kept: &Path) -> Result<PathBuf> {
         kept_link(&wal, &with_suffix(kept, "-wal"))?;
     }
     Ok(kept.to_path_buf())
-}
-
-/// Makes the rename durable.
-fn sync_directory(path: &Path) {
-    if let Ok(d) = std::fs::File::open(lock::directory(path)) {
-        d.sync_all().ok();
-    }
 }
 
 #[cfg(test)]

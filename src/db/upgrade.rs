@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
@@ -17,6 +17,12 @@ pub(crate) const LATEST_MIGRATION: i64 = 6;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
+}
+
+/// refinery's runner of the migrations this binary carries (the one place
+/// they are embedded).
+pub(super) fn runner() -> refinery::Runner {
+    embedded::migrations::runner()
 }
 
 /// One migration this binary carries.
@@ -37,7 +43,7 @@ pub struct Plan {
 
 /// The migrations this binary carries, oldest first.
 pub fn known() -> Vec<Migration> {
-    let mut all: Vec<Migration> = embedded::migrations::runner()
+    let mut all: Vec<Migration> = runner()
         .get_migrations()
         .iter()
         .map(|m| Migration {
@@ -49,18 +55,12 @@ pub fn known() -> Vec<Migration> {
     all
 }
 
-/// Refuses a database file written by a newer regdesk, and an SQLite file
-/// with tables but no migration history (not regdesk's); a missing or
-/// empty file passes. What a start checks: unlike `plan`, it does not
-/// read the embedded migrations' names (refinery compiles a regular
-/// expression for that, a good part of a start's time).
-pub fn refuse_newer(path: &Path) -> Result<()> {
-    newer_than_known(path, &applied(path)?)
-}
-
-/// `refuse_newer` on a connection already open to `path` (the server's
-/// own, before it migrates anything).
-pub(super) fn refuse_newer_in(conn: &Connection, path: &Path) -> Result<()> {
+/// Refuses a database written by a newer regdesk, and an SQLite file with
+/// tables but no migration history (not regdesk's), on a connection open
+/// to `path` before anything is migrated. Unlike `plan`, it does not read
+/// the embedded migrations' names (refinery compiles a regular expression
+/// for that, a good part of a start's time).
+pub(super) fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
     newer_than_known(path, &applied_in(conn, path)?)
 }
 
@@ -98,12 +98,7 @@ fn applied(path: &Path) -> Result<Vec<i64>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| unreadable(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let conn = super::open_read_only(path).map_err(|e| unreadable(path, e))?;
     applied_in(&conn, path)
 }
 

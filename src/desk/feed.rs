@@ -11,7 +11,7 @@ use crate::store::order_events::{self, OrderEvent};
 use crate::store::requests::{self, Annotation, FeedEntry, Request};
 use crate::App;
 
-use super::require_operator;
+use super::{own_scope, require_operator};
 
 /// The caller's oldest unread notification.
 pub fn next_notification(app: &App, caller: &Account) -> Result<Option<Notification>> {
@@ -40,22 +40,16 @@ pub fn notifications(
         .read(move |conn| notifications::list(conn, account, status, after, limit))
 }
 
-/// Whose transitions the caller's event feed shows: every account's for
-/// operators.
-fn feed_scope(caller: &Account) -> Option<i64> {
-    (!caller.is_operator()).then_some(caller.id)
-}
-
 /// Where a feed that wants only what happens from now on starts.
 pub fn latest_event(app: &App, caller: &Account) -> Result<i64> {
-    let account = feed_scope(caller);
+    let account = own_scope(caller);
     app.db
         .read(move |conn| requests::latest_transition(conn, account))
 }
 
 /// Up to `limit` transitions after `after`, oldest first.
 pub fn events(app: &App, caller: &Account, after: i64, limit: i64) -> Result<Vec<FeedEntry>> {
-    let account = feed_scope(caller);
+    let account = own_scope(caller);
     app.db
         .read(move |conn| requests::feed(conn, after, account, limit))
 }

@@ -24,6 +24,12 @@ pub fn require_operator(caller: &Account) -> Result<()> {
     }
 }
 
+/// Whose objects a caller sees when it names no account: every account's
+/// for operators, its own for a customer.
+pub fn own_scope(caller: &Account) -> Option<i64> {
+    (!caller.is_operator()).then_some(caller.id)
+}
+
 /// The account a list is about: the `account_id` asked for (any, or none,
 /// for operators); a customer's own whatever was asked, and another
 /// account's id is not found for them.

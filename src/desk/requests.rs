@@ -109,7 +109,7 @@ pub fn act(
                         annotation: act.note,
                         ..Change::default()
                     };
-                    return transition::apply(conn, id, Event::SendBack, who, change, now);
+                    return transition::apply(conn, r, Event::SendBack, who, change, now);
                 }
                 Action::Resolve => {
                     let resolution = act
@@ -122,7 +122,7 @@ pub fn act(
                 reason: change,
                 ..Change::default()
             };
-            transition::apply(conn, id, event, who, change, now)
+            transition::apply(conn, r, event, who, change, now)
         },
     )
 }
@@ -160,7 +160,7 @@ pub fn registry_event(
                     reason: message,
                     ..Change::default()
                 };
-                transition::apply(conn, id, Event::Resolve(resolution), who, change, now)
+                transition::apply(conn, r, Event::Resolve(resolution), who, change, now)
             }
         },
     )
@@ -242,12 +242,12 @@ pub fn bulk(
         };
         for id in ids {
             let moved = in_savepoint(conn, "bulk_item", || {
-                requests::visible(conn, id, caller.id, caller.is_operator())?;
+                let r = requests::visible(conn, id, caller.id, caller.is_operator())?;
                 let change = Change {
                     reason: reason.clone(),
                     ..Change::default()
                 };
-                transition::apply(conn, id, event.clone(), &who, change, now)
+                transition::apply(conn, r, event.clone(), &who, change, now)
             })?;
             match moved {
                 Ok(_) => outcome.done.push(id),
@@ -282,7 +282,7 @@ pub fn cancel_scheduled(app: &App, caller: &Account, user_id: i64, ids: Vec<i64>
                 reason: Some("scheduled task deleted through the task face".into()),
                 ..Change::default()
             };
-            transition::apply(conn, id, Event::Abort, &who, change, now)?;
+            transition::apply(conn, r, Event::Abort, &who, change, now)?;
         }
         Ok(())
     })

@@ -1,14 +1,18 @@
 //! A customer's notification webhook: the endpoint the outbox pushes to and
-//! the log of what it delivered. The address rule is checked before any of
-//! these runs (`outbox::webhooks::check_endpoint`).
+//! the log of what it delivered.
 
 use crate::error::Result;
+use crate::outbox::webhooks::check_endpoint;
 use crate::store::accounts::Account;
 use crate::store::deliveries::{self, Delivery, Endpoint};
 use crate::App;
 
-/// Sets the caller's endpoint (one per account), replacing any before it.
+/// Sets the caller's endpoint (one per account), replacing any before it:
+/// a plain `http://` URL without user info, to a public address unless the
+/// server allows private ones (`outbox::webhooks::check_endpoint`).
 pub fn set(app: &App, caller: &Account, url: String, secret: String) -> Result<Endpoint> {
+    check_endpoint(&url, app.config.allow_private_webhooks)?;
+    let url = url.trim().to_string();
     let (account, now) = (caller.id, app.clock.now());
     app.db
         .write(move |conn| deliveries::put_endpoint(conn, account, &url, &secret, now))

@@ -430,20 +430,12 @@ pub fn bulk(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let body = body_object(req)?;
     only_keys(&body, &["action", "ids", "filter", "reason"])?;
     let action = req_str(&body, "action")?;
-    let action = match action.parse::<Action>() {
-        Ok(a @ (Action::Authorise | Action::Abort | Action::Retry)) => a,
-        _ => {
-            return Err(Error::invalid(
-                "action",
-                "bulk actions are authorise, abort and retry",
-            ))
-        }
-    };
-    if action.operator_only() {
-        desk::require_operator(caller)?;
-    }
+    // Which actions may be taken in bulk, and by whom, is the desk's rule.
+    let action = action
+        .parse::<Action>()
+        .map_err(|_| Error::invalid("action", "bulk actions are authorise, abort and retry"))?;
     let targets = targets(&body, caller)?;
-    let reason = opt_str(&body, "reason")?;
+    let reason = note(&body, "reason", false)?;
     let outcome = requests::bulk(app, caller, action, targets, reason)?;
     let failed: Vec<Value> = outcome
         .failed
@@ -482,7 +474,7 @@ pub fn cancel_pending(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 
 pub fn scheduled(app: &App, caller: &Account) -> Result<Resp> {
     let f = Filter {
-        account_id: (!caller.is_operator()).then_some(caller.id),
+        account_id: desk::own_scope(caller),
         ..Filter::default()
     };
     let listed = filter::scheduled(app, f)?;

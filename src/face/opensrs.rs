@@ -103,11 +103,15 @@ fn reply(now: Millis, object: &str, outcome: Outcome) -> Resp {
     Resp::new(200, "text/xml; charset=utf-8", body)
 }
 
-/// An envelope refused before it was read (a body over the limit): the XCP
-/// reply with the refusal's HTTP status.
+/// An envelope refused before it was read: an XCP reply, with HTTP 200 as
+/// every XCP answer has (clients take other statuses for transport
+/// failures), but for a body over the limit (413, refused before it is
+/// read) and a server that is stopping (503: try again).
 pub fn refusal(now: Millis, err: &Error) -> Resp {
     let mut resp = reply(now, "", Err(Refusal::from(err.clone())));
-    resp.status = err.status();
+    if matches!(err, Error::TooLarge(_) | Error::Unavailable(_)) {
+        resp.status = err.status();
+    }
     resp
 }
 

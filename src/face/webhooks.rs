@@ -6,9 +6,8 @@ use serde_json::json;
 
 use crate::desk::webhooks;
 use crate::error::{Error, Result};
-use crate::face::json_args::{after, body_object, limit, opt_str};
+use crate::face::json_args::{after, body_object, limit, only_keys, opt_str, req_str};
 use crate::http::{Req, Resp};
-use crate::outbox::webhooks::check_endpoint;
 use crate::random;
 use crate::store::accounts::Account;
 use crate::App;
@@ -21,14 +20,8 @@ const MAX_SECRET: usize = 256;
 /// generated when none is given, and shown in this answer only.
 pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let body = body_object(req)?;
-    if let Some(k) = body
-        .keys()
-        .find(|k| !["url", "secret"].contains(&k.as_str()))
-    {
-        return Err(Error::invalid(k.as_str(), "unknown field"));
-    }
-    let url = opt_str(&body, "url")?.ok_or_else(|| Error::invalid("url", "is required"))?;
-    check_endpoint(&url, app.config.allow_private_webhooks)?;
+    only_keys(&body, &["url", "secret"])?;
+    let url = req_str(&body, "url")?;
     let given = opt_str(&body, "secret")?;
     if let Some(s) = &given {
         let n = s.chars().count();
@@ -43,7 +36,7 @@ pub fn put(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         .is_none()
         .then(|| format!("whsec_{}", random::hex(24)));
     let secret = given.or_else(|| generated.clone()).unwrap_or_default();
-    let endpoint = webhooks::set(app, caller, url.trim().to_string(), secret)?;
+    let endpoint = webhooks::set(app, caller, url, secret)?;
     let mut v = serde_json::to_value(&endpoint)?;
     if let Some(secret) = generated {
         v["secret"] = json!(secret);

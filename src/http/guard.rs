@@ -17,18 +17,13 @@ use super::{Req, Resp};
 pub fn refused(app: &App, req: &Req) -> Option<Resp> {
     let face = router::face_of(&req.method, &req.path);
     let err = check(app.config.public_url.as_deref(), req, &face).err()?;
-    let mut resp = router::refusal(app, &req.method, &req.path, &err);
-    if matches!(face, Face::Xcp) {
-        // Every XCP refusal is an HTTP 200 (clients treat other statuses as
-        // transport failures).
-        resp.status = 200;
-    }
-    Some(resp)
+    Some(router::refusal(app, &req.method, &req.path, &err))
 }
 
 fn check(public_url: Option<&str>, req: &Req, face: &Face) -> Result<()> {
     credentials_once(req)?;
-    if !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+    // A HEAD is a GET by now (`http::serve`).
+    if !matches!(req.method.as_str(), "GET" | "OPTIONS") {
         same_origin(public_url, req)?;
     }
     if matches!(face, Face::Task | Face::Xcp) && !req.body.is_empty() {
@@ -87,13 +82,10 @@ fn cross_site(what: String) -> Error {
 }
 
 /// The origin (`scheme://host[:port]`, lower-case, without a default port)
-/// of an http or https URL.
-fn origin_of(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url.trim()).ok()?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return None;
-    }
-    Some(parsed.origin().ascii_serialization())
+/// that `origin` names: an `Origin` header's value is a bare origin, as
+/// `--public-url` is, and is read the same way.
+fn origin_of(origin: &str) -> Option<String> {
+    config::public_origin(origin).ok()
 }
 
 /// A body for an XML face must say it is XML: `text/xml`,

@@ -75,8 +75,8 @@ pub fn route(app: &App, req: &Req) -> Resp {
 /// A refusal before a handler runs (a body over the limit, a bad query
 /// string), in the format of the face `route` gives the request to: every
 /// task-face answer, errors included, is XML, and so is every XCP answer
-/// (an XCP client reads the refusal in an `OPS_envelope`; the status stays
-/// the refusal's, as for every body over the limit).
+/// (an XCP client reads the refusal in an `OPS_envelope`, with HTTP 200
+/// but for a body over the limit and a stopping server).
 pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
     match face(method, &segments(path)) {
         Face::Task => crate::face::bdom::error(err),

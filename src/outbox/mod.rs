@@ -152,11 +152,6 @@ impl Outbox {
         Ok(self.tried.load(Ordering::SeqCst).saturating_sub(before))
     }
 
-    /// Asks the feeding thread to look for due work now.
-    pub fn wake(&self) {
-        self.bell.ring();
-    }
-
     /// Stops feeding the pool; its threads end after their sends.
     pub fn stop(&self) {
         self.bell.stop();
@@ -316,31 +311,6 @@ fn pool_thread(rx: &Mutex<Receiver<Job>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The arrows point down: storage writes the rows to send and never
-    /// calls a sender; configuration checks import no feature; the
-    /// registry reads no ticker constant.
-    #[test]
-    fn storage_configuration_and_the_registry_do_not_call_up() {
-        let uses = |text: &str, what: &str| text.lines().any(|l| l.contains(what));
-        let store = [
-            include_str!("../store/deliveries.rs"),
-            include_str!("../store/notifications.rs"),
-        ];
-        for text in store {
-            assert!(!uses(text, "crate::outbox"));
-        }
-        let config = include_str!("../config.rs");
-        for feature in ["crate::outbox", "crate::registry", "crate::mail"] {
-            assert!(!uses(config, feature), "config uses {feature}");
-        }
-        for text in [
-            include_str!("../registry/mod.rs"),
-            include_str!("../registry/webhook.rs"),
-        ] {
-            assert!(!uses(text, "crate::ticker"));
-        }
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

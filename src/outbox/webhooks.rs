@@ -47,8 +47,8 @@ impl Settings {
 /// Checks an endpoint URL a customer gives: a plain `http://` URL, no user
 /// name or password, and (unless `allow_private`) a public address.
 pub fn check_endpoint(url: &str, allow_private: bool) -> Result<()> {
-    config::check_http_url("url", url)?;
-    address::check_endpoint(url, allow_private)
+    let parsed = config::check_http_url("url", url)?;
+    address::check_host(&parsed, allow_private)
 }
 
 /// Sends `first` and, while they are delivered, the endpoint's next due

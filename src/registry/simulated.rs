@@ -315,7 +315,7 @@ fn ruled(conn: &Connection, req: &Request, now: Millis) -> Result<Ruled> {
     Ok(match choose(conn, req)? {
         Some((outcome, latency)) if latency > 0 => {
             let at = now + latency;
-            table::hold(conn, req.id, Some(&outcome_text(&outcome)), at)?;
+            table::hold(conn, req.id, &outcome_text(&outcome), at)?;
             Ruled::HeldUntil(at)
         }
         chosen => Ruled::Now(chosen.map(|(outcome, _)| outcome)),

@@ -42,6 +42,17 @@ pub(crate) fn ser_time<S: serde::Serializer>(
     s.serialize_str(&clock::format(*ms))
 }
 
+/// `ser_time` for a time that may be missing (`null`).
+pub(crate) fn ser_opt_time<S: serde::Serializer>(
+    ms: &Option<Millis>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => ser_time(ms, s),
+        None => s.serialize_none(),
+    }
+}
+
 impl Account {
     pub fn is_operator(&self) -> bool {
         self.role == Role::Operator

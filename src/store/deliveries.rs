@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use crate::clock::{self, Millis};
+use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::store::accounts::ser_time;
 use crate::store::notifications;
@@ -24,16 +24,6 @@ pub struct Endpoint {
     pub created_at: Millis,
     #[serde(serialize_with = "ser_time")]
     pub updated_at: Millis,
-}
-
-fn ser_opt_time<S: serde::Serializer>(
-    ms: &Option<Millis>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&clock::format(*ms)),
-        None => s.serialize_none(),
-    }
 }
 
 pub fn endpoint(conn: &Connection, account_id: i64) -> Result<Option<Endpoint>> {
@@ -119,9 +109,9 @@ pub struct Delivery {
     pub attempts: i64,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "super::accounts::ser_opt_time")]
     pub next_attempt_at: Option<Millis>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "super::accounts::ser_opt_time")]
     pub delivered_at: Option<Millis>,
     #[serde(serialize_with = "ser_time")]
     pub created_at: Millis,

@@ -95,9 +95,6 @@ pub(crate) fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// `execute` and `query_row` through the connection's statement cache: the
-/// hot paths run the same few statements thousands of times a second, and
-/// compiling them each time was a large part of the writer's time.
 /// A page of at most `limit` rows from `rows` (read in page order), and
 /// the id to continue after when there are more. One row past the page is
 /// read to know; the page is cut while reading, since a bound `limit ?`
@@ -118,6 +115,9 @@ pub(crate) fn page<T>(
     Ok((rows, next))
 }
 
+/// `execute` and `query_row` through the connection's statement cache: the
+/// hot paths run the same few statements thousands of times a second, and
+/// compiling them each time was a large part of the writer's time.
 pub trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn one<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>

@@ -22,16 +22,6 @@ pub struct Notification {
     pub read_at: Option<Millis>,
 }
 
-fn ser_opt_time<S: serde::Serializer>(
-    ms: &Option<Millis>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&crate::clock::format(*ms)),
-        None => s.serialize_none(),
-    }
-}
-
 /// The columns `from_row` reads (a literal: see `requests::columns`).
 macro_rules! columns {
     () => {
@@ -193,9 +183,9 @@ pub struct Mail {
     pub state: String,
     pub attempts: i64,
     pub last_error: Option<String>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "super::accounts::ser_opt_time")]
     pub next_attempt_at: Option<Millis>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "super::accounts::ser_opt_time")]
     pub sent_at: Option<Millis>,
     #[serde(serialize_with = "super::accounts::ser_time")]
     pub created_at: Millis,

@@ -100,12 +100,7 @@ pub fn held(conn: &Connection, request_id: i64) -> Result<Option<Held>> {
 }
 
 /// Holds `outcome` back for `request_id` until `answer_at`.
-pub fn hold(
-    conn: &Connection,
-    request_id: i64,
-    outcome: Option<&str>,
-    answer_at: Millis,
-) -> Result<()> {
+pub fn hold(conn: &Connection, request_id: i64, outcome: &str, answer_at: Millis) -> Result<()> {
     conn.exec(
         "insert into sim_deferred (request_id, outcome, answer_at) values (?1, ?2, ?3)",
         params![request_id, outcome, answer_at],

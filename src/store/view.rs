@@ -84,7 +84,7 @@ impl<'a> RequestView<'a> {
 }
 
 /// A request as the API shows it.
-pub fn request_json(r: &Request, annotations: Vec<&Annotation>) -> Value {
+fn request_json(r: &Request, annotations: Vec<&Annotation>) -> Value {
     view_value(RequestView::new(r, annotations))
 }
 
@@ -204,17 +204,6 @@ fn detail_of(
     })
 }
 
-fn time<S: Serializer>(ms: &Millis, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&clock::format(*ms))
-}
-
-fn opt_time<S: Serializer>(ms: &Option<Millis>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&clock::format(*ms)),
-        None => s.serialize_none(),
-    }
-}
-
 /// A notification as `GET /notification` shows it and its webhook sends it.
 impl Serialize for Notification {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -228,9 +217,9 @@ impl Serialize for Notification {
             message: &'a str,
             domain: &'a str,
             request_id: Option<i64>,
-            #[serde(serialize_with = "time")]
+            #[serde(serialize_with = "super::accounts::ser_time")]
             created_at: &'a Millis,
-            #[serde(serialize_with = "opt_time")]
+            #[serde(serialize_with = "super::accounts::ser_opt_time")]
             read_at: &'a Option<Millis>,
         }
         Shape {
@@ -257,15 +246,15 @@ impl Serialize for Domain {
             account_id: i64,
             name: &'a str,
             status: &'a str,
-            #[serde(serialize_with = "time")]
+            #[serde(serialize_with = "super::accounts::ser_time")]
             expires_at: &'a Millis,
             transfer_lock: bool,
             privacy: bool,
             contacts: &'a Value,
             nameservers: &'a Value,
-            #[serde(serialize_with = "time")]
+            #[serde(serialize_with = "super::accounts::ser_time")]
             created_at: &'a Millis,
-            #[serde(serialize_with = "time")]
+            #[serde(serialize_with = "super::accounts::ser_time")]
             updated_at: &'a Millis,
         }
         Shape {

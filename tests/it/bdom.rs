@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::{agent, owner, send, xml_tree as tree, El, Server, PATIENT};
+use crate::support::{agent, basic, owner, send, xml_tree as tree, El, Server, PATIENT};
 
 // ----- the seed's examples (004, 6.2-6.7), verbatim ---------------------------
 
@@ -56,11 +56,6 @@ impl Xml {
         let message = &t.child("message").text;
         assert!(message.contains(needle), "{message:?} lacks {needle:?}");
     }
-}
-
-fn basic(user: i64, token: &str) -> String {
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-    format!("Basic {creds}")
 }
 
 fn bearer(token: &str) -> String {

@@ -1151,3 +1151,59 @@ fn unknown_and_repeated_query_parameters_are_refused() {
     let all = s.get("/api/v1/requests", &alice).json();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(2));
 }
+
+/// An idempotency key longer than 255 characters is refused naming the
+/// header, and nothing is created.
+#[test]
+fn an_overlong_idempotency_key_is_refused_and_creates_nothing() {
+    let s = Server::start();
+    let (_, alice) = s.customer("alice");
+    let body = json!({"domain": "once.com", "operation": "create"}).to_string();
+    let long = "k".repeat(256);
+    let key = [("Idempotency-Key", long.as_str())];
+    let a = s.call_with("POST", "/api/v1/requests", Some(&alice), Some(&body), &key);
+    assert_eq!(
+        (a.status, error_of(&a).2.as_deref()),
+        (422, Some("Idempotency-Key"))
+    );
+    let listed = s.get("/api/v1/requests", &alice).json();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(0));
+}
+
+/// Every bulk body that cannot be acted on is refused naming its field,
+/// and changes nothing.
+#[test]
+fn bulk_bodies_are_refused_naming_the_field() {
+    let s = Server::start();
+    let (_, alice) = s.customer("alice");
+    let r = s.order(&alice, "held.com", "create", owner());
+    let id = r["id"].as_i64().unwrap();
+    let many: Vec<i64> = (1..=1001).collect();
+    for (body, field) in [
+        (json!({"action": "resolve", "ids": [id]}), "action"),
+        (json!({"action": "nonsense", "ids": [id]}), "action"),
+        (
+            json!({"action": "abort", "ids": [id], "filter": {}}),
+            "filter",
+        ),
+        (json!({"action": "abort", "ids": many}), "ids"),
+        (json!({"action": "abort"}), "ids"),
+        (
+            json!({"action": "abort", "filter": {"state": true}}),
+            "filter.state",
+        ),
+        (
+            json!({"action": "abort", "ids": [id], "reason": "x".repeat(1001)}),
+            "reason",
+        ),
+    ] {
+        let a = s.post("/api/v1/requests/bulk", &s.operator, body.clone());
+        assert_eq!(
+            (a.status, error_of(&a).2.as_deref()),
+            (422, Some(field)),
+            "{body}: {}",
+            a.text
+        );
+    }
+    assert_eq!(s.request(&alice, id)["state"], r["state"]);
+}

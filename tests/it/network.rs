@@ -8,11 +8,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::json;
 
 use crate::support::{
-    addr, owner, raw, refused_start, xcp_envelope, xcp_reply, xcp_signature, Server,
+    addr, basic, owner, raw, refused_start, xcp_envelope, xcp_reply, xcp_signature, Server,
 };
 
 /// A half-sent head: a request line and one header, then nothing.
@@ -195,11 +194,6 @@ fn a_request_head_must_be_complete_within_the_header_timeout() {
 }
 
 // ----- writes from other sites ------------------------------------------------
-
-fn basic(user: i64, token: &str) -> String {
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-    format!("Basic {creds}")
-}
 
 /// A POST of `body` with `headers`, as a browser or a client sends it.
 fn post(s: &Server, path: &str, body: &str, headers: &[(&str, &str)]) -> crate::support::Answer {

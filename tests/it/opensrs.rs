@@ -380,6 +380,19 @@ fn a_refusal_before_reading_the_body_tells_the_servers_time() {
     }
 }
 
+/// A request refused before its handler runs for its target (a query
+/// string that is not UTF-8 once decoded) is still an XCP reply with HTTP
+/// 200, as every XCP refusal but a body over the limit.
+#[test]
+fn a_bad_target_is_an_xcp_refusal_with_http_200() {
+    let s = Server::start();
+    let body = "<OPS_envelope></OPS_envelope>";
+    let r = post_raw(&s, "/?%FF", body, &[]);
+    assert!(!r.ok(), "{}", r.text);
+    assert_eq!(r.code(), "400", "{}", r.text);
+    assert!(r.message().contains("query"), "{}", r.text);
+}
+
 #[test]
 fn malformed_envelopes_are_xcp_refusals() {
     let s = Server::start();

@@ -621,6 +621,22 @@ fn every_wrong_setting_is_refused_at_the_start_used_or_not() {
             "webhook_timeout_ms",
         ),
         (
+            &["--header-timeout-ms", "0"][..],
+            &[][..],
+            "header_timeout_ms",
+        ),
+        (
+            &["--header-timeout-ms", "3600001"][..],
+            &[][..],
+            "header_timeout_ms",
+        ),
+        (&["--max-connections", "0"][..], &[][..], "max_connections"),
+        (
+            &[][..],
+            &[("REGDESK_MAX_CONNECTIONS", "1000001")][..],
+            "max_connections",
+        ),
+        (
             &["--webhook-timeout-ms", "18446744073709551615"][..],
             &[][..],
             "webhook_timeout_ms",

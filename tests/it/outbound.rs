@@ -261,3 +261,25 @@ fn the_timeout_bounds_the_whole_delivery_not_each_read() {
     assert_eq!(d["last_error"], "timed out", "{d}");
     assert!(took < Duration::from_secs(3), "{took:?}: {d}");
 }
+
+/// The rule holds at every send, not only when the endpoint is set: an
+/// endpoint set while the server allowed inside addresses is not reached
+/// once it no longer does.
+#[test]
+fn an_endpoint_set_while_inside_addresses_were_allowed_is_refused_at_send() {
+    let rx = Receiver::start(|_, _| (200, String::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("regdesk.db");
+    let alice = {
+        let s = Server::start_with_db(&db, &["--test-clock", ALLOW]);
+        let (_, alice) = s.customer("alice");
+        assert_eq!(put_hook(&s, &alice, json!({"url": rx.url})).status, 200);
+        alice
+    };
+    let s = Server::start_with_db(&db, &["--test-clock", "--delivery-max-attempts", "1"]);
+    s.order(&alice, "alice.com", "create", owner());
+    s.tick();
+    assert!(rx.received().is_empty(), "the inside receiver was reached");
+    let d = &deliveries(&s, &alice)[0];
+    assert_eq!(d["last_error"], "address not allowed", "{d}");
+}

@@ -128,8 +128,9 @@ fn a_restore_brings_back_the_backup_and_keeps_the_file_it_replaced() {
     assert_eq!(ordered(&s, &token), ["after.com", "before.com"]);
 }
 
-/// A backup that is missing, not SQLite, or from a newer regdesk is
-/// refused naming the file, and the database is left as it was.
+/// A backup that is missing, not SQLite, damaged, another program's or
+/// from a newer regdesk is refused naming the file, and the database is
+/// left as it was.
 #[test]
 fn a_backup_that_cannot_be_restored_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,9 +142,21 @@ fn a_backup_that_cannot_be_restored_is_refused_naming_it() {
     std::fs::write(&text, "these are notes, not a database").unwrap();
     let newer = dir.path().join("newer.db");
     newer_database(&newer);
+    let damaged = dir.path().join("damaged.db");
+    std::fs::copy(&db, &damaged).unwrap();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[2048..4096].fill(0xFF);
+    std::fs::write(&damaged, bytes).unwrap();
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("create table t (x)")
+        .unwrap();
     for (file, says) in [
         (dir.path().join("missing.db"), "does not exist"),
         (text, "is not an SQLite database"),
+        (damaged, "fails SQLite's integrity check"),
+        (foreign, "is an SQLite database but not regdesk's"),
         (newer.clone(), "was written by a newer regdesk"),
     ] {
         let (code, _, stderr) = regdesk(path_args(&["restore", "--db"], &[&db, &file]));
@@ -182,6 +195,8 @@ fn migrate_dry_run_lists_what_would_run_and_a_newer_database_is_refused() {
     assert_eq!(lines[0], "would apply V1__initial");
     assert!(lines.len() >= 6, "{out}");
     assert!(!db.exists(), "a dry run made the database");
+    let lock = dir.path().join("regdesk.db.lock");
+    assert!(!lock.exists(), "a dry run left a lock file");
     let (code, _, _) = regdesk(path_args(&["migrate", "--db"], &[&db]));
     assert_eq!(code, Some(0));
     let (code, out, _) = regdesk(path_args(&["migrate", "--dry-run", "--db"], &[&db]));
@@ -281,6 +296,9 @@ fn the_command_line_documents_itself() {
         out.contains("_regdesk()") && out.contains("restore"),
         "{out:.300}"
     );
+    let (code, out, err) = regdesk(["completions", "tcsh"]);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert!(err.contains("'tcsh'") && err.contains("bash"), "{err}");
     let (code, out, _) = regdesk(["man"]);
     assert_eq!(code, Some(0));
     assert!(

@@ -652,3 +652,10 @@ pub fn try_xml_tree(xml: &str) -> Result<El, String> {
         }
     }
 }
+
+/// An HTTP Basic `Authorization` value for the task face: `USER_ID:TOKEN`.
+pub fn basic(user: i64, token: &str) -> String {
+    use base64::Engine;
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+    format!("Basic {creds}")
+}
