@@ -4,7 +4,6 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'regdesk.token';
   const POLL_MS = 3000;
   const PAGE_SIZE = 50;
 
@@ -79,8 +78,14 @@
   };
   const BULK_ACTIONS = { authorise: 'Authorise', abort: 'Abort', retry: 'Retry' };
 
+  // Views beyond the three built into the page register here (views.js,
+  // expiring.js): {id, label, operatorOnly, load(section, params)}; each
+  // gets a tab, a section and its own parameters in the URL.
+  const EXTRA_VIEWS = [];
+  const CORE_VIEWS = ['requests', 'notifications', 'scheduled'];
+
   const state = {
-    token: null,
+    csrf: null,
     me: null,
     accounts: [],
     view: 'requests',
@@ -198,7 +203,10 @@
   }
 
   async function api(method, path, body, raw) {
-    const headers = { Authorization: `Bearer ${state.token}` };
+    // The session cookie goes with every request; a write also carries the
+    // session's CSRF token, which only this origin's pages can read.
+    const headers = {};
+    if (method !== 'GET' && state.csrf) headers['X-CSRF-Token'] = state.csrf;
     const init = { method, headers };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -211,7 +219,7 @@
       throw new ApiError(0, 'network', `the server could not be reached (${err.message})`);
     }
     if (res.status === 401 && state.me) {
-      signOut('Your token is no longer accepted. Sign in again.');
+      signedOut('Your session has ended. Sign in again.');
     }
     if (res.ok && raw) return res;
     if (res.status === 204) return null;
@@ -260,15 +268,20 @@
     }
     const open = Number(p.get('open'));
     return {
-      view: ['requests', 'notifications', 'scheduled'].includes(view) ? view : 'requests',
+      view: viewIds().includes(view) ? view : 'requests',
       filters,
       openId: Number.isInteger(open) && open > 0 ? open : null,
     };
   }
 
+  function viewIds() {
+    return CORE_VIEWS.concat(EXTRA_VIEWS.filter((v) => !v.operatorOnly || isOperator()).map((v) => v.id));
+  }
+
   function routeHash(view, filters, openId) {
     const p = new URLSearchParams();
     if (view && view !== 'requests') p.set('view', view);
+    if (!CORE_VIEWS.includes(view)) return `#${p}`;
     for (const [k, v] of filterParams(filters)) p.set(k, v);
     if (openId) p.set('open', String(openId));
     const s = p.toString();
@@ -312,6 +325,9 @@
     } else if (state.view === 'scheduled') {
       lastFilterKey = null;
       loadScheduled();
+    } else {
+      lastFilterKey = null;
+      loadExtraView(state.view);
     }
     if (r.openId !== state.openId || (r.openId && !state.detail)) {
       state.openId = r.openId;
@@ -322,11 +338,17 @@
 
   // ----- sign in / out --------------------------------------------------------
 
-  async function signIn(token) {
-    state.token = token;
+  /** Signs in with a name and password: the server sets the session cookie. */
+  async function signIn(name, password) {
+    const res = await api('POST', '/session', { name, password });
+    await enter(res);
+  }
+
+  /** Shows the desk for the session `res` ({account, csrf_token}) names. */
+  async function enter(res) {
+    state.csrf = res.csrf_token;
     const me = await api('GET', '/me');
     state.me = me;
-    sessionStorage.setItem(TOKEN_KEY, token);
     state.accounts = [];
     if (me.role === 'operator') {
       try {
@@ -340,7 +362,9 @@
     $('who-name').textContent = me.name;
     $('who-role').textContent = me.role;
     show($('signin'), false);
+    show($('set-password'), false);
     show($('topbar'), true);
+    renderExtraTabs();
     renderBulkControls();
     lastFilterKey = null;
     state.view = null;
@@ -348,21 +372,84 @@
     await startPolling();
   }
 
-  function signOut(message) {
-    sessionStorage.removeItem(TOKEN_KEY);
+  /** Ends the session on the server, then shows the sign-in form. */
+  async function signOut() {
+    try {
+      await api('DELETE', '/session');
+    } catch (_) {
+      // The cookie may be gone already; the form is shown either way.
+    }
+    signedOut('You are signed out.');
+  }
+
+  function signedOut(message) {
     stopPolling();
     Object.assign(state, {
-      token: null, me: null, accounts: [], detail: null, openId: null, rows: [], eventCursor: null,
+      csrf: null, me: null, accounts: [], detail: null, openId: null, rows: [], eventCursor: null,
     });
     state.selected.clear();
     lastFilterKey = null;
     document.body.classList.remove('is-operator');
-    for (const v of ['view-requests', 'view-notifications', 'view-scheduled', 'topbar', 'detail']) show($(v), false);
+    for (const v of ['view-requests', 'view-notifications', 'view-scheduled', 'topbar', 'detail', 'set-password']) show($(v), false);
+    for (const v of EXTRA_VIEWS) if (v.section) show(v.section, false);
     clear($('requests-body'));
     show($('signin'), true);
     setMessage($('signin-error'), message || '');
-    $('token').value = '';
-    $('token').focus();
+    $('password').value = '';
+    $(($('name').value ? 'password' : 'name')).focus();
+  }
+
+  /** The form a one-time set-password link (#set-password=TOKEN) opens. */
+  function showSetPassword(token) {
+    show($('signin'), false);
+    show($('set-password'), true);
+    $('set-password-form').dataset.token = token;
+    history.replaceState(null, '', location.pathname);
+    $('new-password').focus();
+  }
+
+  // ----- views registered from other files -----------------------------------------
+
+  function registerView(view) {
+    EXTRA_VIEWS.push(view);
+    if (state.me) {
+      renderExtraTabs();
+      applyRoute();
+    }
+  }
+
+  function renderExtraTabs() {
+    const nav = document.querySelector('nav.tabs');
+    for (const a of nav.querySelectorAll('a[data-extra]')) a.remove();
+    for (const v of EXTRA_VIEWS) {
+      if (v.operatorOnly && !isOperator()) continue;
+      nav.append(h('a', {
+        href: `#view=${encodeURIComponent(v.id)}`,
+        id: `tab-${v.id}`,
+        dataset: { view: v.id, extra: '1' },
+        onclick: (e) => { e.preventDefault(); navigate({ view: v.id, openId: null, filters: [] }); },
+      }, v.label));
+    }
+  }
+
+  function loadExtraView(id) {
+    const v = EXTRA_VIEWS.find((x) => x.id === id);
+    if (!v) return;
+    if (!v.section) {
+      v.section = h('section', { id: `view-${v.id}`, class: 'view', 'aria-labelledby': `${v.id}-title` });
+      $('main').append(v.section);
+    }
+    for (const o of EXTRA_VIEWS) if (o.section) show(o.section, o === v);
+    show(v.section, true);
+    v.load(v.section, new URLSearchParams(location.hash.replace(/^#/, '')));
+  }
+
+  /** Puts a registered view's own parameters into the URL, without reloading it. */
+  function setViewParams(params) {
+    const p = new URLSearchParams();
+    p.set('view', state.view);
+    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== '') p.set(k, v);
+    history.replaceState(null, '', `${location.pathname}#${p}`);
   }
 
   // ----- the filter builder ---------------------------------------------------
@@ -1126,7 +1213,12 @@
   // ----- views -------------------------------------------------------------------
 
   function renderTabs() {
-    for (const v of ['requests', 'notifications', 'scheduled']) {
+    for (const v of EXTRA_VIEWS) if (v.section && v.id !== state.view) show(v.section, false);
+    for (const t of document.querySelectorAll('nav.tabs a[data-extra]')) {
+      if (t.dataset.view === state.view) t.setAttribute('aria-current', 'page');
+      else t.removeAttribute('aria-current');
+    }
+    for (const v of CORE_VIEWS) {
       show($(`view-${v}`), state.view === v);
       const tab = $(`tab-${v}`);
       tab.href = routeHash(v, v === 'requests' ? state.filters : state.filters, null);
@@ -1188,22 +1280,42 @@
   function wire() {
     $('signin-form').addEventListener('submit', async (e) => {
       e.preventDefault();
-      const token = $('token').value.trim();
-      if (!token) {
-        setMessage($('signin-error'), 'Enter your API token.');
+      const name = $('name').value.trim();
+      const password = $('password').value;
+      for (const el of [$('name'), $('password')]) el.removeAttribute('aria-invalid');
+      const empty = !name ? $('name') : (!password ? $('password') : null);
+      if (empty) {
+        empty.setAttribute('aria-invalid', 'true');
+        setMessage($('signin-error'), !name ? 'Enter your account name.' : 'Enter your password.');
+        empty.focus();
         return;
       }
       $('signin-button').disabled = true;
       try {
-        await signIn(token);
+        await signIn(name, password);
       } catch (err) {
-        state.token = null;
         state.me = null;
-        setMessage($('signin-error'), err.status === 401
-          ? 'That token was not accepted. Check it and try again.'
-          : errorText(err, 'Signing in'));
+        state.csrf = null;
+        let text = errorText(err, 'Signing in');
+        if (err.status === 401) text = 'That name and password do not match an account. Check them and try again.';
+        else if (err.status === 429) text = `Too many failed sign-ins: ${err.message}`;
+        setMessage($('signin-error'), text);
+        $('password').select();
       } finally {
         $('signin-button').disabled = false;
+      }
+    });
+    $('set-password-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const token = $('set-password-form').dataset.token;
+      try {
+        const res = await api('POST', '/password-link', { token, password: $('new-password').value });
+        await enter(res);
+        toast('Your password is set.');
+      } catch (err) {
+        setMessage($('set-password-error'), errorText(err, 'Setting the password'));
+        $('new-password').setAttribute('aria-invalid', 'true');
+        $('new-password').focus();
       }
     });
     $('sign-out').addEventListener('click', () => signOut());
@@ -1266,17 +1378,31 @@
 
   async function boot() {
     wire();
-    const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (!saved) {
-      signOut();
+    const link = /^#set-password=([^&]+)/.exec(location.hash);
+    if (link) {
+      showSetPassword(decodeURIComponent(link[1]));
       return;
     }
     try {
-      await signIn(saved);
+      // A new tab of a signed-in browser: the cookie says who it is.
+      await enter(await api('GET', '/session'));
     } catch (e) {
-      signOut(e.status === 401 ? 'Your saved token is no longer accepted. Sign in again.' : errorText(e, 'Signing in'));
+      signedOut(e.status === 401 || e.status === 0 ? '' : errorText(e, 'Signing in'));
     }
   }
 
-  boot();
+  // The regdesk API that views in other files use.
+  window.regdesk = {
+    api, h, clear, show, setMessage, timeEl, fmtTime, stateBadge, errorText, toast, confirmDialog,
+    registerView, setViewParams, navigate, isOperator, accountName,
+    me: () => state.me,
+    accounts: () => state.accounts,
+    refreshAccounts: async () => {
+      if (!isOperator()) return;
+      state.accounts = (await api('GET', '/accounts')).items || [];
+    },
+  };
+
+  // After every deferred script: the other files' views are registered.
+  document.addEventListener('DOMContentLoaded', boot);
 })();

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod filter;
 pub mod orders;
 pub mod requests;
+pub mod sessions;
 pub mod webhooks;
 
 use crate::error::{Error, Result};

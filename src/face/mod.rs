@@ -11,6 +11,7 @@ pub mod json_args;
 pub mod native;
 pub mod opensrs;
 pub mod ops;
+pub mod session;
 pub mod webhooks;
 pub mod xcp_xml;
 pub mod xml_tree;

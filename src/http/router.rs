@@ -5,6 +5,7 @@ use crate::face::json_args::id_segment;
 use crate::face::native;
 use crate::face::opensrs;
 use crate::face::ops;
+use crate::face::session;
 use crate::face::webhooks;
 use crate::App;
 
@@ -86,7 +87,13 @@ pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
 }
 
 fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
-    let caller = app.bearer(req)?;
+    // Signing in is what gives a caller: these two come before it.
+    match (method, path) {
+        ("POST", ["session"]) => return session::sign_in(app, req),
+        ("POST", ["password-link"]) => return session::use_link(app, req),
+        _ => {}
+    }
+    let caller = super::session::caller(app, req)?;
     check_query(method, path, &req.query)?;
     let c = &caller;
     match (method, path) {
@@ -132,6 +139,20 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["sim", "rules"]) => native::get_rules(app, c),
         ("PUT", ["sim", "rules"]) => native::put_rules(app, req, c),
         ("POST", ["admin", "reset"]) => ops::reset(app, c),
+
+        ("GET", ["session"]) => session::current(app, req),
+        ("DELETE", ["session"]) => session::sign_out(app, req),
+        ("GET", ["sessions"]) => session::list(app, req, c),
+        ("DELETE", ["sessions", id]) => session::revoke(app, id_segment("session", id)?, c),
+        ("PUT", ["accounts", id, "password"]) => {
+            session::set_password(app, req, id_segment("account", id)?, c)
+        }
+        ("POST", ["accounts", id, "password-link"]) => {
+            session::password_link(app, id_segment("account", id)?, c)
+        }
+        ("POST", ["accounts", id, "unlock"]) => {
+            session::unlock(app, id_segment("account", id)?, c)
+        }
 
         _ => Err(unserved(path)),
     }
@@ -264,6 +285,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/webhook"),
     ("DELETE", "/api/v1/webhook"),
     ("GET", "/api/v1/webhook-deliveries"),
+    ("POST", "/api/v1/session"),
+    ("POST", "/api/v1/password-link"),
+    ("GET", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/sessions"),
+    ("DELETE", "/api/v1/sessions/{id}"),
+    ("PUT", "/api/v1/accounts/{id}/password"),
+    ("POST", "/api/v1/accounts/{id}/password-link"),
+    ("POST", "/api/v1/accounts/{id}/unlock"),
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;
+pub mod sessions;
 pub mod simulated;
 pub mod transition;
 pub mod view;

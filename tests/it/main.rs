@@ -17,5 +17,6 @@ mod opensrs;
 mod ops;
 mod outbound;
 mod running;
+mod sessions;
 mod storage;
 mod webhook;
