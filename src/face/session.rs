@@ -130,7 +130,10 @@ pub fn use_link(app: &App, req: &Req) -> Result<Resp> {
     only_keys(&body, &["token", "password"])?;
     let token = req_str(&body, "token")?;
     if !crate::store::accounts::presentable(token.trim()) {
-        return Err(Error::invalid("token", "is not a set-password link's token"));
+        return Err(Error::invalid(
+            "token",
+            "is not a set-password link's token",
+        ));
     }
     let password = password(&body)?;
     opened(

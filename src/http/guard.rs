@@ -240,14 +240,31 @@ mod tests {
         let cookie = ("cookie", "regdesk_session=s3cret");
         let token = session::csrf_token("s3cret");
         let other = session::csrf_token("other");
-        let cases: &[(&str, &str, Vec<(&str, &str)>, bool)] = &[
+        // (method, path, headers, allowed)
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, bool);
+        let cases: &[Case] = &[
             ("POST", "/api/v1/requests", vec![cookie], false),
-            ("POST", "/api/v1/requests", vec![cookie, ("x-csrf-token", &other)], false),
-            ("POST", "/api/v1/requests", vec![cookie, ("x-csrf-token", &token)], true),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("x-csrf-token", &other)],
+                false,
+            ),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("x-csrf-token", &token)],
+                true,
+            ),
             ("DELETE", "/api/v1/session", vec![cookie], false),
             ("GET", "/api/v1/requests", vec![cookie], true),
             ("POST", "/api/v1/session", vec![cookie], true),
-            ("POST", "/api/v1/requests", vec![cookie, ("authorization", "Bearer t")], true),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("authorization", "Bearer t")],
+                true,
+            ),
             ("POST", "/api/v1/requests", vec![], true),
         ];
         for (method, path, headers, allowed) in cases {
@@ -257,7 +274,11 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             let got = check(None, &r, &Face::Other);
-            assert_eq!(got.is_ok(), *allowed, "{method} {path} {headers:?}: {got:?}");
+            assert_eq!(
+                got.is_ok(),
+                *allowed,
+                "{method} {path} {headers:?}: {got:?}"
+            );
         }
     }
 

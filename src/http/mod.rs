@@ -125,6 +125,9 @@ impl Resp {
         match err {
             Error::Unauthorized => resp.with_header("WWW-Authenticate", "Bearer realm=\"regdesk\""),
             Error::MethodNotAllowed(allowed) => resp.with_header("Allow", allowed),
+            Error::Locked { retry_after_secs } => {
+                resp.with_header("Retry-After", &retry_after_secs.to_string())
+            }
             _ => resp,
         }
     }

@@ -150,9 +150,7 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("POST", ["accounts", id, "password-link"]) => {
             session::password_link(app, id_segment("account", id)?, c)
         }
-        ("POST", ["accounts", id, "unlock"]) => {
-            session::unlock(app, id_segment("account", id)?, c)
-        }
+        ("POST", ["accounts", id, "unlock"]) => session::unlock(app, id_segment("account", id)?, c),
 
         _ => Err(unserved(path)),
     }

@@ -18,7 +18,10 @@ struct Browser {
 impl Browser {
     fn call(&self, s: &Server, method: &str, path: &str, body: Option<Value>) -> Answer {
         let body = body.map(|b| b.to_string());
-        let headers = [("Cookie", self.cookie.as_str()), ("X-CSRF-Token", &self.csrf)];
+        let headers = [
+            ("Cookie", self.cookie.as_str()),
+            ("X-CSRF-Token", &self.csrf),
+        ];
         s.call_with(method, path, None, body.as_deref(), &headers)
     }
 
@@ -83,7 +86,10 @@ fn a_password_sign_in_sets_a_strict_http_only_cookie_that_works_until_sign_out()
     assert_eq!(b.call(&s, "GET", "/api/v1/me", None).json()["name"], "acme");
     let out = b.call(&s, "DELETE", "/api/v1/session", None);
     assert_eq!(out.status, 204, "{}", out.text);
-    assert!(out.header("set-cookie").unwrap_or_default().contains("Max-Age=0"));
+    assert!(out
+        .header("set-cookie")
+        .unwrap_or_default()
+        .contains("Max-Age=0"));
     assert_eq!(b.call(&s, "GET", "/api/v1/me", None).status, 401);
     assert_eq!(b.call(&s, "GET", "/api/v1/session", None).status, 401);
 }
@@ -98,7 +104,10 @@ fn a_wrong_password_or_name_is_refused_alike() {
         assert!(a.header("set-cookie").is_none());
     }
     let a = s.call("POST", "/api/v1/session", None, Some(r#"{"name":"acme"}"#));
-    assert_eq!(error_of(&a), (422, "invalid".into(), Some("password".into())));
+    assert_eq!(
+        error_of(&a),
+        (422, "invalid".into(), Some("password".into()))
+    );
 }
 
 #[test]
@@ -157,7 +166,10 @@ fn a_secure_cookie_when_the_public_url_is_https() {
     assert_eq!(set_password(&s, &s.operator, id, PASSWORD).status, 204);
     let a = sign_in_answer(&s, "acme", PASSWORD);
     assert_eq!(a.status, 200, "{}", a.text);
-    assert!(a.header("set-cookie").unwrap_or_default().contains("; Secure"));
+    assert!(a
+        .header("set-cookie")
+        .unwrap_or_default()
+        .contains("; Secure"));
 }
 
 #[test]
@@ -169,7 +181,10 @@ fn a_set_password_link_works_once_and_signs_in() {
     let a = s.call("POST", &path, Some(&s.operator), None);
     assert_eq!(a.status, 201, "{}", a.text);
     let url = a.json()["url"].as_str().unwrap_or_default().to_string();
-    let secret = url.split("#set-password=").nth(1).expect("the link's token");
+    let secret = url
+        .split("#set-password=")
+        .nth(1)
+        .expect("the link's token");
     let use_link = |password: &str| {
         let body = json!({"token": secret, "password": password}).to_string();
         s.call("POST", "/api/v1/password-link", None, Some(&body))
@@ -194,6 +209,154 @@ fn the_new_routes_answer_without_credentials_with_401() {
         ("DELETE", "/api/v1/sessions/1"),
         ("POST", "/api/v1/accounts/1/unlock"),
     ] {
-        assert_eq!(s.call(method, path, None, None).status, 401, "{method} {path}");
+        assert_eq!(
+            s.call(method, path, None, None).status,
+            401,
+            "{method} {path}"
+        );
     }
+}
+
+#[test]
+fn five_failed_sign_ins_refuse_the_account_until_an_operator_unlocks_it() {
+    let s = Server::start_with(&["--test-clock"]);
+    let (id, _, _) = customer_signed_in(&s, "acme");
+    for _ in 0..5 {
+        assert_eq!(sign_in_answer(&s, "acme", "wrong password").status, 401);
+    }
+    // Now even the right password is refused, and the answer says for how long.
+    let a = sign_in_answer(&s, "acme", PASSWORD);
+    assert_eq!(a.status, 429, "{}", a.text);
+    let wait: i64 = a.header("retry-after").unwrap_or("0").parse().unwrap_or(0);
+    assert!(wait > 0 && wait <= 15 * 60, "{wait}");
+    let path = format!("/api/v1/accounts/{id}/unlock");
+    let (_, customer) = s.customer("beta");
+    assert_eq!(s.call("POST", &path, Some(&customer), None).status, 403);
+    assert_eq!(s.call("POST", &path, Some(&s.operator), None).status, 204);
+    browser(&sign_in_answer(&s, "acme", PASSWORD));
+}
+
+#[test]
+fn the_refusal_after_failed_sign_ins_lifts_by_itself() {
+    let s = Server::start_with(&["--test-clock"]);
+    customer_signed_in(&s, "acme");
+    for _ in 0..5 {
+        sign_in_answer(&s, "acme", "wrong password");
+    }
+    assert_eq!(sign_in_answer(&s, "acme", PASSWORD).status, 429);
+    s.advance("16m");
+    browser(&sign_in_answer(&s, "acme", PASSWORD));
+}
+
+#[test]
+fn a_customer_sets_only_its_own_password() {
+    let s = Server::start();
+    let (id, token) = s.customer("acme");
+    let (other, _) = s.customer("beta");
+    assert_eq!(set_password(&s, &token, id, PASSWORD).status, 204);
+    let a = set_password(&s, &token, other, PASSWORD);
+    assert!(matches!(a.status, 403 | 404), "{}", a.text);
+    let a = set_password(&s, &token, id, "short");
+    assert_eq!(
+        error_of(&a),
+        (422, "invalid".into(), Some("password".into()))
+    );
+    // An operator's change ends the account's sessions.
+    let b = browser(&sign_in_answer(&s, "acme", PASSWORD));
+    assert_eq!(
+        set_password(&s, &s.operator, id, "another horse").status,
+        204
+    );
+    assert_eq!(b.call(&s, "GET", "/api/v1/me", None).status, 401);
+}
+
+#[test]
+fn the_demo_prints_a_password_for_each_demo_customer_after_the_tokens() {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.args(["serve", "--demo", "--memory", "--listen", "127.0.0.1:0"]);
+    let (mut child, mut out, base) = crate::support::launch(cmd);
+    let mut lines = Vec::new();
+    while lines.len() < 7 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l.rsplit_once(' ').map_or("", |(k, _)| k))
+        .collect();
+    assert_eq!(
+        kinds[1..],
+        [
+            "demo token alice:",
+            "demo token bob:",
+            "demo token carol:",
+            "demo password alice:",
+            "demo password bob:",
+            "demo password carol:",
+        ],
+        "{lines:?}"
+    );
+    let password = lines[4]
+        .rsplit_once(": ")
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    let body = json!({ "name": "alice", "password": password }).to_string();
+    let a = crate::support::call_at(&base, "POST", "/api/v1/session", None, Some(&body), &[]);
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
+#[test]
+fn account_passwd_sets_a_password_from_the_flag_or_standard_input() {
+    use std::io::Write;
+    let s = Server::start();
+    let (_, _) = s.customer("acme");
+    let db = s.dir.path().join("regdesk.db");
+    let db = db.to_string_lossy().to_string();
+    let (code, out, err) = crate::support::regdesk([
+        "account",
+        "passwd",
+        "acme",
+        "--db",
+        &db,
+        "--password",
+        "short",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("password") && err.contains("8 to 128"),
+        "{err}"
+    );
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .args(["account", "passwd", "acme", "--db", &db])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run regdesk");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(b"piped in horse\n").ok();
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "password set for acme"
+    );
+    browser(&sign_in_answer(&s, "acme", "piped in horse"));
+    let (code, _, err) = crate::support::regdesk([
+        "account",
+        "passwd",
+        "nobody",
+        "--db",
+        &db,
+        "--password",
+        PASSWORD,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("nobody"), "{err}");
 }
