@@ -19,3 +19,6 @@ create table password_links (
     expires_at integer not null
 );
 create index password_links_by_account on password_links(account_id);
+
+-- The charges view lists a month of invoice items, of one account or all.
+create index invoice_items_created on invoice_items(created_at);

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod charges;
 pub mod credentials;
 pub mod feed;
 pub mod filter;

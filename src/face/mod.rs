@@ -12,6 +12,7 @@ pub mod native;
 pub mod opensrs;
 pub mod ops;
 pub mod session;
+pub mod web;
 pub mod webhooks;
 pub mod xcp_xml;
 pub mod xml_tree;

@@ -6,6 +6,7 @@ use crate::face::native;
 use crate::face::opensrs;
 use crate::face::ops;
 use crate::face::session;
+use crate::face::web;
 use crate::face::webhooks;
 use crate::App;
 
@@ -151,6 +152,13 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
             session::password_link(app, id_segment("account", id)?, c)
         }
         ("POST", ["accounts", id, "unlock"]) => session::unlock(app, id_segment("account", id)?, c),
+        ("PATCH", ["accounts", id]) => web::edit_account(app, req, id_segment("account", id)?, c),
+        ("GET", ["charges"]) => web::charges(app, req, c),
+        ("GET", ["charges.csv"]) => web::charges_csv(app, req, c),
+        ("GET", ["tokens"]) => web::tokens(app, c),
+        ("POST", ["tokens"]) => web::new_token(app, c),
+        ("DELETE", ["tokens", id]) => web::revoke_token(app, req, id_segment("token", id)?, c),
+        ("POST", ["mail", id, "resend"]) => web::resend_mail(app, id_segment("mail", id)?, c),
 
         _ => Err(unserved(path)),
     }
@@ -292,6 +300,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/accounts/{id}/password"),
     ("POST", "/api/v1/accounts/{id}/password-link"),
     ("POST", "/api/v1/accounts/{id}/unlock"),
+    ("PATCH", "/api/v1/accounts/{id}"),
+    ("GET", "/api/v1/charges"),
+    ("GET", "/api/v1/charges.csv"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{id}"),
+    ("POST", "/api/v1/mail/{id}/resend"),
 ];
 
 #[cfg(test)]

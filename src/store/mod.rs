@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod charges;
 pub mod credentials;
 pub mod deliveries;
 pub mod domains;

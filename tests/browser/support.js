@@ -13,6 +13,8 @@ const BIN = process.env.REGDESK_BIN || path.join(ROOT, 'target', 'debug', 'regde
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(__dirname, 'screenshots');
 const OPERATOR = 'op-browser-token';
+// Every account the tests sign in with gets this web password.
+const PASSWORD = 'browser test horse';
 
 /** Starts `regdesk serve` on a free port, in memory, with the clock frozen. */
 async function startServer() {
@@ -44,11 +46,16 @@ async function startServer() {
       if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${text}`);
       return data;
     },
+    /** Gives account `id` the tests' web password. */
+    async setPassword(id, password = PASSWORD) {
+      await this.call('PUT', `/accounts/${id}/password`, OPERATOR, { password });
+    },
     stop() {
       child.kill('SIGTERM');
     },
   };
   await server.call('POST', '/clock', OPERATOR, { freeze: true });
+  await server.setPassword((await server.call('GET', '/me', OPERATOR)).id);
   return server;
 }
 
@@ -81,4 +88,4 @@ async function screenshot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-module.exports = { startServer, startBrowser, screenshot };
+module.exports = { startServer, startBrowser, screenshot, PASSWORD };

@@ -4,7 +4,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { startServer, startBrowser, screenshot } = require('./support');
+const { startServer, startBrowser, screenshot, PASSWORD } = require('./support');
 
 let server;
 let browser;
@@ -39,9 +39,11 @@ const rows = () => page.$$eval('#requests-body tr.req-row', (trs) => trs.map((tr
 
 const domains = async () => (await rows()).map((r) => r.domain).sort();
 
-async function signIn(token) {
+async function signIn(name, password = PASSWORD) {
   await page.goto(server.url + '/');
-  await page.fill('#token', token);
+  await page.waitForSelector('#signin', { state: 'visible' });
+  await page.fill('#name', name);
+  await page.fill('#password', password);
   await page.click('#signin-button');
   await page.waitForSelector('#topbar', { state: 'visible' });
 }
@@ -83,6 +85,8 @@ before(async () => {
   const op = server.operator;
   acme = await server.call('POST', '/accounts', op, { name: 'acme', email: 'desk@acme.test' });
   beta = await server.call('POST', '/accounts', op, { name: 'beta-hosting', email: 'desk@beta.test' });
+  await server.setPassword(acme.id);
+  await server.setPassword(beta.id);
   const order = async (who, domain, extra) => {
     const r = await server.call('POST', '/requests', who.token, { domain, operation: 'create', submit: true, ...extra });
     ids[domain] = r.id;
@@ -132,16 +136,19 @@ test('the UI is served from the binary with its content types and a CSP', async 
   }
 });
 
-test('a wrong token is refused in words; the operator then sees every account', async () => {
+test('a wrong password is refused in words; the operator then sees every account', async () => {
   await page.goto(server.url + '/');
-  await page.fill('#token', 'rd_not-a-token');
+  await page.fill('#name', 'operator');
+  await page.fill('#password', 'not the password');
   await page.click('#signin-button');
   await until('the sign-in error', async () => page.isVisible('#signin-error'));
-  assert.match(await page.textContent('#signin-error'), /not accepted/);
+  assert.match(await page.textContent('#signin-error'), /do not match/);
   assert.equal(await page.isVisible('#topbar'), false);
 
-  await signIn(server.operator);
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('regdesk.token')), server.operator);
+  await signIn('operator');
+  // The session is an HttpOnly cookie: no script of the page can read it.
+  assert.equal(await page.evaluate(() => document.cookie), '');
+  assert.equal(await page.evaluate(() => JSON.stringify(sessionStorage)), '{}');
   assert.equal(await page.textContent('#who-role'), 'operator');
   await until('all requests', async () => (await rows()).length === 12);
   assert.ok(await page.isVisible('th.col-account'), 'operators get an account column');
@@ -390,8 +397,7 @@ test('next page follows the cursor and first page goes back', async () => {
 
 test('a customer sees only their own requests and reads the notification queue oldest first', async () => {
   await signOut();
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('regdesk.token')), null);
-  await signIn(acme.token);
+  await signIn('acme');
   assert.equal(await page.textContent('#who-role'), 'customer');
   await clearFilters();
   await until('Acme\'s rows', async () => (await rows()).length > 0);

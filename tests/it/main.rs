@@ -19,4 +19,5 @@ mod outbound;
 mod running;
 mod sessions;
 mod storage;
+mod webdesk;
 mod webhook;
