@@ -148,13 +148,22 @@
     if (!iso) return '—';
     // Times are RFC 3339 UTC; show them compactly, still in UTC, so that
     // everyone on a support call reads the same clock.
-    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(iso);
+    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})/.exec(iso);
     return m ? `${m[1]} ${m[2]}` : iso;
+  }
+
+  /** The time in the viewer's own zone, named: what hovering a time shows. */
+  function localTime(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    return d.toLocaleString(undefined, {
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+    });
   }
 
   function timeEl(iso) {
     if (!iso) return document.createTextNode('—');
-    return h('time', { datetime: iso, title: iso }, fmtTime(iso));
+    return h('time', { datetime: iso, title: `${localTime(iso)} (your time); ${iso}` }, fmtTime(iso));
   }
 
   function stateBadge(st, failure) {
@@ -298,6 +307,7 @@
   }
 
   let lastFilterKey = null;
+  let lastExtraHash = null;
   function applyRoute() {
     const r = readRoute();
     const viewChanged = r.view !== state.view;
@@ -327,8 +337,11 @@
       loadScheduled();
     } else {
       lastFilterKey = null;
-      loadExtraView(state.view);
+      // A link followed fires both popstate and hashchange: load once.
+      if (location.hash !== lastExtraHash || viewChanged) loadExtraView(state.view);
     }
+    if (CORE_VIEWS.includes(state.view)) lastExtraHash = null;
+    else lastExtraHash = location.hash;
     if (r.openId !== state.openId || (r.openId && !state.detail)) {
       state.openId = r.openId;
       if (r.openId) openDetail(r.openId);
@@ -645,7 +658,7 @@
     h('td', { class: 'col-domain', 'data-label': 'Domain' }, h('span', { class: 'domain' }, r.domain)),
     h('td', { class: 'col-op', 'data-label': 'Operation' }, r.operation),
     h('td', { class: 'col-state', 'data-label': 'State' }, stateBadge(r.state, r.failure)),
-    h('td', { class: 'col-wait', 'data-label': 'Waiting on' }, r.waiting_on || (r.state === 'limbo' ? 'operator' : '—')),
+    h('td', { class: 'col-wait', 'data-label': 'Waiting on' }, r.waiting_on || '—'),
     h('td', { class: 'col-account', 'data-label': 'Account' }, accountName(r.account_id)),
     h('td', { class: 'col-time col-created', 'data-label': 'Created' }, timeEl(r.created_at)),
     h('td', { class: 'col-time', 'data-label': 'Updated' }, timeEl(r.updated_at)));
@@ -676,6 +689,9 @@
   }
 
   function renderSelection() {
+    // "Everything matching the filter" with no filter would be everything.
+    const filtered = filterParams(state.filters).toString() !== '';
+    show($('bulk-filter-action').closest('.bulk-part'), filtered);
     const n = state.selected.size;
     $('selected-count').textContent = n ? `${n} selected` : 'No rows selected';
     for (const b of $('bulk-selected-buttons').querySelectorAll('button')) b.disabled = n === 0;
@@ -905,6 +921,17 @@
     return Number.isFinite(n) ? n.toFixed(2) : String(cents);
   }
 
+  /** Why a request waits in review, from the rules the server applies. */
+  function reviewReason(d) {
+    const p = d.params || {};
+    if (p.premium) return 'It is a premium name: premium orders are always reviewed by an operator.';
+    if (p.phase) return `It is a ${p.phase} order: orders in a launch phase are always reviewed.`;
+    const a = state.accounts.find((x) => x.id === d.account_id) || (state.me && state.me.id === d.account_id ? state.me : null);
+    if (a && a.review_all) return `The account ${a.name} has every order reviewed before it is processed.`;
+    if (a) return `Its amount is over the account's review limit of ${(a.review_limit_cents / 100).toFixed(2)}.`;
+    return 'Its amount is over the account\'s review limit, or the account has every order reviewed.';
+  }
+
   function renderDetail(d, actionsChanged) {
     $('detail-kicker').textContent = `Request #${d.id} · ${d.operation}`;
     $('detail-title').textContent = d.domain;
@@ -918,7 +945,14 @@
     if (d.missing && d.missing.length) {
       c.append(h('div', { class: 'callout warn', 'data-section': 'missing' },
         h('strong', {}, 'Missing information'),
-        h('ul', { class: 'missing-list' }, d.missing.map((m) => h('li', {}, h('code', {}, m))))));
+        h('ul', { class: 'missing-list' }, d.missing.map((m) => h('li', {}, h('code', {}, m)))),
+        (d.state === 'incomplete' || d.state === 'new') && (!isOperator() || d.account_id === state.me.id)
+          ? h('a', { href: `#view=order&request=${d.id}`, class: 'btn small primary', id: 'fill-missing' }, 'Fill in what is missing')
+          : null));
+    }
+    if (d.state === 'review') {
+      c.append(h('div', { class: 'callout', 'data-section': 'review' },
+        h('strong', {}, 'Why it needs review'), h('p', {}, reviewReason(d))));
     }
     if (d.last_error && d.state === 'limbo') {
       c.append(h('div', { class: 'callout danger' }, h('strong', {}, 'Last error'), h('p', {}, d.last_error)));

@@ -17,9 +17,9 @@ const OPERATOR = 'op-browser-token';
 const PASSWORD = 'browser test horse';
 
 /** Starts `regdesk serve` on a free port, in memory, with the clock frozen. */
-async function startServer() {
+async function startServer(extraArgs = []) {
   const child = spawn(BIN, [
-    'serve', '--listen', '127.0.0.1:0', '--test-clock', '--memory', '--operator-token', OPERATOR,
+    'serve', '--listen', '127.0.0.1:0', '--test-clock', '--memory', '--operator-token', OPERATOR, ...extraArgs,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
@@ -59,6 +59,55 @@ async function startServer() {
   return server;
 }
 
+/**
+ * A small SMTP server on 127.0.0.1 that accepts every message: enough of
+ * RFC 5321 for regdesk's mail outbox. Resolves with its smtp:// URL, the
+ * messages it took, and close().
+ */
+async function startSmtpSink() {
+  const net = require('node:net');
+  const messages = [];
+  const server = net.createServer((socket) => {
+    let buffer = '';
+    let data = null;
+    const say = (line) => socket.write(`${line}\r\n`);
+    say('220 sink ESMTP');
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('utf8');
+      let i;
+      while ((i = buffer.indexOf('\r\n')) >= 0) {
+        const line = buffer.slice(0, i);
+        buffer = buffer.slice(i + 2);
+        if (data !== null) {
+          if (line === '.') { messages.push(data); data = null; say('250 2.0.0 queued'); } else data += `${line}\n`;
+          continue;
+        }
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === 'EHLO' || verb === 'HELO') say('250 sink');
+        else if (verb === 'DATA') { data = ''; say('354 go ahead'); } else if (verb === 'QUIT') { say('221 bye'); socket.end(); } else say('250 2.0.0 ok');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `smtp://127.0.0.1:${server.address().port}`, messages, close: () => server.close() };
+}
+
+/** Runs axe-core on the page: the serious and critical violations, in words. */
+async function axeViolations(page) {
+  const source = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  // Evaluated over the DevTools protocol, which the page's CSP does not
+  // govern: the page itself still runs only its own scripts.
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(source);
+  const result = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  return result;
+}
+
 /** A fresh headless Chromium with its own profile. */
 async function startBrowser() {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regdesk-chromium-'));
@@ -74,6 +123,12 @@ async function startBrowser() {
   });
   return {
     context,
+    /** Another browser, with cookies of its own: a second person or device. */
+    async startOther() {
+      const other = await startBrowser();
+      other.page = await other.context.newPage();
+      return other;
+    },
     async close() {
       await context.close();
       fs.rmSync(profile, { recursive: true, force: true });
@@ -88,4 +143,4 @@ async function screenshot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-module.exports = { startServer, startBrowser, screenshot, PASSWORD };
+module.exports = { startServer, startBrowser, screenshot, startSmtpSink, axeViolations, PASSWORD };
