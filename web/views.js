@@ -434,7 +434,7 @@
       h('td', { 'data-label': 'Domain' }, h('span', { class: 'domain' }, d.name)),
       h('td', { 'data-label': 'Status' }, status),
       h('td', { 'data-label': 'Expires' }, timeEl(d.expires_at)),
-      h('td', { 'data-label': 'Transfer lock' }, d.transfer_lock ? '🔒 locked' : 'unlocked'),
+      h('td', { 'data-label': 'Transfer lock' }, d.transfer_lock ? h('strong', {}, 'locked') : 'unlocked'),
       h('td', { 'data-label': 'Name servers' }, ns.length ? ns.join(', ') : '—'),
       h('td', { 'data-label': 'Owner' }, owner.name ? `${owner.name} <${owner.email || ''}>` : '—'),
       h('td', { 'data-label': 'Actions' }, h('div', { class: 'btn-row wrap' }, actions)));
