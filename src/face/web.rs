@@ -96,6 +96,12 @@ pub fn edit_account(app: &App, req: &Req, id: i64, caller: &Account) -> Result<R
         review_limit_cents,
         review_all: opt_bool(&body, "review_all")?,
     };
+    if body.is_empty() {
+        return Err(Error::invalid(
+            "email",
+            "give at least one of email, role, review_limit_cents, review_all",
+        ));
+    }
     let account = desk::accounts::edit(app, caller, id, edit)?;
     Ok(Resp::json(200, &account))
 }

@@ -86,6 +86,7 @@ fn an_operator_edits_an_account_and_the_new_rule_applies_at_once() {
         error_of(&bad),
         (422, "invalid".into(), Some("review_limit_cents".into()))
     );
+    assert_eq!(edit(&s.operator, json!({})).status, 422);
     let bad = edit(&s.operator, json!({"role": "king"}));
     assert_eq!(error_of(&bad).2.as_deref(), Some("role"));
     let me = s.get("/api/v1/me", &s.operator).json();
