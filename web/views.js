@@ -364,6 +364,16 @@
 
   R.registerView({ id: 'order', label: 'Order', load: loadOrder });
 
+  /** For operators, an "Account" filter appended to `controls`; else null. */
+  function accountFilter(controls, id, account) {
+    if (!R.isOperator()) return null;
+    const sel = h('select', { id },
+      h('option', { value: '' }, 'Every account'),
+      R.accounts().map((a) => h('option', { value: String(a.id), selected: String(a.id) === account }, `${a.name} (#${a.id})`)));
+    controls.append(h('label', { for: id }, 'Account'), sel);
+    return sel;
+  }
+
   // ----- the portfolio ------------------------------------------------------------
 
   const DOMAIN_ACTIONS = [
@@ -377,13 +387,7 @@
     const search = h('input', { type: 'search', id: 'domains-q', value: q, placeholder: 'part of a name', autocomplete: 'off', spellcheck: 'false' });
     const controls = h('div', { class: 'card filters inline', role: 'search' },
       h('label', { for: 'domains-q' }, 'Name contains'), search);
-    let accountSel = null;
-    if (R.isOperator()) {
-      accountSel = h('select', { id: 'domains-account' },
-        h('option', { value: '' }, 'Every account'),
-        R.accounts().map((a) => h('option', { value: String(a.id), selected: String(a.id) === account }, `${a.name} (#${a.id})`)));
-      controls.append(h('label', { for: 'domains-account' }, 'Account'), accountSel);
-    }
+    const accountSel = accountFilter(controls, 'domains-account', account);
     const error = h('p', { class: 'error', role: 'alert', hidden: true });
     const table = h('table', { class: 'grid', id: 'domains' },
       h('caption', { class: 'sr-only' }, 'Domains in the portfolio'),
@@ -454,13 +458,7 @@
     clear(section).append(heading('charges', 'Charges', 'Invoice items by month, in UTC. A request that fails or goes back for more information takes its charges back.'));
     const monthIn = h('input', { type: 'month', id: 'charges-month', value: month });
     const controls = h('div', { class: 'card filters inline' }, h('label', { for: 'charges-month' }, 'Month'), monthIn);
-    let accountSel = null;
-    if (R.isOperator()) {
-      accountSel = h('select', { id: 'charges-account' },
-        h('option', { value: '' }, 'Every account'),
-        R.accounts().map((a) => h('option', { value: String(a.id), selected: String(a.id) === account }, `${a.name} (#${a.id})`)));
-      controls.append(h('label', { for: 'charges-account' }, 'Account'), accountSel);
-    }
+    const accountSel = accountFilter(controls, 'charges-account', account);
     const csv = h('button', { type: 'button', class: 'btn small', id: 'charges-csv' }, 'Download CSV');
     controls.append(csv);
     const error = h('p', { class: 'error', role: 'alert', hidden: true });

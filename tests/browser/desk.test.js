@@ -5,9 +5,11 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const support = require('./support');
+
 const {
-  startServer, startBrowser, screenshot, startSmtpSink, axeViolations, PASSWORD,
-} = require('./support');
+  startServer, startBrowser, screenshot, startSmtpSink, axeViolations, until, PASSWORD,
+} = support;
 
 let server;
 let sink;
@@ -17,34 +19,8 @@ let carol; // customer {id, token}
 
 const owner = { contacts: { owner: { name: 'Carol Owner', email: 'carol@example.test' } } };
 
-async function until(what, check) {
-  const deadline = Date.now() + 10000;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function signIn(p, name, password = PASSWORD) {
-  await p.goto(server.url + '/');
-  await p.waitForSelector('#signin', { state: 'visible' });
-  await p.fill('#name', name);
-  await p.fill('#password', password);
-  await p.click('#signin-button');
-  await p.waitForSelector('#topbar', { state: 'visible' });
-}
-
-async function signOut(p) {
-  await p.click('#sign-out');
-  await p.waitForSelector('#signin', { state: 'visible' });
-}
+const signIn = (p, name, password = PASSWORD) => support.signIn(p, server.url, name, password);
+const { signOut } = support;
 
 /** Opens a view by its tab and waits for its heading. */
 async function openView(id) {

@@ -108,6 +108,38 @@ async function axeViolations(page) {
   return result;
 }
 
+/** Polls `check` until it returns a truthy value or 10 s pass; then it fails with `what`. */
+async function until(what, check) {
+  const deadline = Date.now() + 10000;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+
+/** Signs `name` in on `page` through the sign-in form of the desk at `url`. */
+async function signIn(page, url, name, password = PASSWORD) {
+  await page.goto(url + '/');
+  await page.waitForSelector('#signin', { state: 'visible' });
+  await page.fill('#name', name);
+  await page.fill('#password', password);
+  await page.click('#signin-button');
+  await page.waitForSelector('#topbar', { state: 'visible' });
+}
+
+/** Signs out with the top bar's button. */
+async function signOut(page) {
+  await page.click('#sign-out');
+  await page.waitForSelector('#signin', { state: 'visible' });
+}
+
 /** A fresh headless Chromium with its own profile. */
 async function startBrowser() {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'regdesk-chromium-'));
@@ -143,4 +175,6 @@ async function screenshot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
-module.exports = { startServer, startBrowser, screenshot, startSmtpSink, axeViolations, PASSWORD };
+module.exports = {
+  startServer, startBrowser, screenshot, startSmtpSink, axeViolations, until, signIn, signOut, PASSWORD,
+};

@@ -4,7 +4,11 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { startServer, startBrowser, screenshot, PASSWORD } = require('./support');
+const support = require('./support');
+
+const {
+  startServer, startBrowser, screenshot, until, PASSWORD,
+} = support;
 
 let server;
 let browser;
@@ -15,22 +19,6 @@ const ids = {};
 
 const contacts = (name) => ({ contacts: { owner: { name, email: 'owner@example.test' } } });
 
-/** Polls `check` until it returns a truthy value or 10 s pass; then it fails with `what`. */
-async function until(what, check) {
-  const deadline = Date.now() + 10000;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`timed out waiting for ${what} (last: ${last})`);
-}
-
 const rows = () => page.$$eval('#requests-body tr.req-row', (trs) => trs.map((tr) => ({
   id: Number(tr.dataset.id),
   state: tr.dataset.state,
@@ -39,19 +27,8 @@ const rows = () => page.$$eval('#requests-body tr.req-row', (trs) => trs.map((tr
 
 const domains = async () => (await rows()).map((r) => r.domain).sort();
 
-async function signIn(name, password = PASSWORD) {
-  await page.goto(server.url + '/');
-  await page.waitForSelector('#signin', { state: 'visible' });
-  await page.fill('#name', name);
-  await page.fill('#password', password);
-  await page.click('#signin-button');
-  await page.waitForSelector('#topbar', { state: 'visible' });
-}
-
-async function signOut() {
-  await page.click('#sign-out');
-  await page.waitForSelector('#signin', { state: 'visible' });
-}
+const signIn = (name, password = PASSWORD) => support.signIn(page, server.url, name, password);
+const signOut = () => support.signOut(page);
 
 /** Adds a filter row through the builder: field, operator, value. */
 async function addFilter(field, op, value) {
