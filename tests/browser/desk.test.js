@@ -40,11 +40,7 @@ before(async () => {
   carol = await server.call('POST', '/accounts', server.operator, { name: 'carol', email: 'carol@example.test' });
   await server.setPassword(carol.id);
   browser = await startBrowser();
-  page = await browser.context.newPage();
-  page.on('dialog', (d) => {
-    d.dismiss();
-    throw new Error(`unexpected native dialog: ${d.message()}`);
-  });
+  page = await browser.newPage();
 });
 
 after(async () => {

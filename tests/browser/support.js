@@ -155,6 +155,16 @@ async function startBrowser() {
   });
   return {
     context,
+    /** A new tab that fails loudly if the page ever opens a native dialog. */
+    async newPage() {
+      const page = await context.newPage();
+      page.on('dialog', (d) => {
+        // window.confirm/alert must never be used.
+        d.dismiss();
+        throw new Error(`unexpected native dialog: ${d.message()}`);
+      });
+      return page;
+    },
     /** Another browser, with cookies of its own: a second person or device. */
     async startOther() {
       const other = await startBrowser();
