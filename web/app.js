@@ -787,8 +787,8 @@
     const btn = $('export-csv');
     btn.disabled = true;
     try {
-      // The export needs the bearer token, so it is fetched here and handed
-      // to the browser as a file rather than linked to directly.
+      // Fetched here and handed to the browser as a file, so that a refusal
+      // shows in the page rather than as a downloaded error.
       const res = await api('GET', `/requests.csv?${listQuery()}`, undefined, true);
       const blob = await res.blob();
       const url = URL.createObjectURL(blob);

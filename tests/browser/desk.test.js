@@ -224,7 +224,8 @@ test('an operator creates an account, explains its review rule, and sets its pas
   await page.check('#acct-review-all');
   await page.click('#new-account-form button[type="submit"]');
   await page.waitForSelector('#created-account');
-  assert.match(await page.inputValue('#created-token'), /^rd_/);
+  const daveToken = await page.inputValue('#created-token');
+  assert.match(daveToken, /^rd_/);
   const card = 'article[data-account="dave"]';
   await page.waitForSelector(card);
   assert.match(await page.textContent(`${card} .review-words`), /Every order is reviewed/);
@@ -234,6 +235,13 @@ test('an operator creates an account, explains its review rule, and sets its pas
   await until('the confirmation', async () => /password of dave is set/.test(await page.textContent(card)));
   await accessible('accounts');
   await screenshot(page, 'accounts');
+  // The review rule, in words, where an order waits on it.
+  const held = await server.call('POST', '/requests', daveToken, { domain: 'dave-shop.com', operation: 'create', submit: true, params: owner });
+  assert.equal(held.state, 'review');
+  await page.goto(`${server.url}/#open=${held.id}`);
+  await page.waitForSelector('[data-section="review"]');
+  assert.match(await page.textContent('[data-section="review"]'), /dave has every order reviewed/);
+  await page.keyboard.press('Escape');
   const other = await browser.startOther();
   try {
     await signIn(other.page, 'dave', 'dave horse battery');
@@ -244,6 +252,7 @@ test('an operator creates an account, explains its review rule, and sets its pas
 });
 
 test('a set-password link made for an account sets the password and signs in', async () => {
+  await openView('accounts');
   const card = 'article[data-account="carol"]';
   // SMTP is configured here: the link goes out by mail.
   await page.click(`${card} button[aria-label="Set-password link for carol"]`);
