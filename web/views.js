@@ -521,20 +521,25 @@
 
   // ----- the account's own settings ---------------------------------------------------------
 
-  function passwordForm(id, label, submit, onSave) {
+  /** A new password's form; with `own`, it asks for the present one too. */
+  function passwordForm(id, label, submit, onSave, own) {
     const input = h('input', { type: 'password', autocomplete: 'new-password' });
+    const current = own ? h('input', { type: 'password', autocomplete: 'current-password' }) : null;
     const form = h('form', { class: 'inline-form', novalidate: true },
+      current ? field(`${id}-current`, 'Present password', current, 'Leave empty if you have none yet.') : null,
       field(id, label, input, '8 to 128 characters; any characters.'), formError(),
       h('button', { type: 'submit', class: 'btn small primary' }, submit));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       clearErrors(form);
       try {
-        await onSave(input.value);
+        await onSave(input.value, current && current.value ? current.value : undefined);
         input.value = '';
+        if (current) current.value = '';
         setMessage(form.querySelector('.form-error'), '');
       } catch (err) {
-        showRefusal(form, err, (f) => (f === 'password' ? id : null), 'Setting the password');
+        const ids = { password: id, current_password: `${id}-current` };
+        showRefusal(form, err, (f) => ids[f] || null, 'Setting the password');
       }
     });
     return form;
@@ -544,10 +549,12 @@
     const me = R.me();
     clear(section).append(heading('account', `Account: ${me.name}`, `${me.email} · ${me.role}`));
     const pw = h('section', { class: 'card panel', 'aria-labelledby': 'pw-title' }, h('h2', { id: 'pw-title' }, 'Password'),
-      passwordForm('own-password', 'New password', 'Change password', async (p) => {
-        await api('PUT', `/accounts/${me.id}/password`, { password: p });
-        toast('Your password is changed.');
-      }));
+      h('p', { class: 'muted' }, 'Changing it signs out every other browser.'),
+      passwordForm('own-password', 'New password', 'Change password', async (p, current) => {
+        await api('PUT', `/accounts/${me.id}/password`, { password: p, current_password: current });
+        toast('Your password is changed; your other sessions are signed out.');
+        renderSessions();
+      }, true));
     const sessions = h('section', { class: 'card panel', 'aria-labelledby': 'sessions-title' },
       h('h2', { id: 'sessions-title' }, 'Where you are signed in'), h('div', { id: 'sessions-list' }));
     const tokens = h('section', { class: 'card panel', 'aria-labelledby': 'tokens-title' },

@@ -75,14 +75,41 @@ pub fn close(app: &App, caller: &Account, session_id: i64) -> Result<()> {
         .write(move |conn| sessions::close(conn, id, session_id))
 }
 
-/// Sets account `account_id`'s web password: the account itself or an
-/// operator. Its other sessions end when an operator sets it.
-pub fn set_password(app: &App, caller: &Account, account_id: i64, password: &str) -> Result<()> {
-    credentials::set_password(app, caller, account_id, Secret::Web, password)?;
-    if caller.id != account_id {
-        app.db
-            .write(move |conn| sessions::close_all(conn, account_id))?;
+/// A web password to set, and what the change must prove and keep.
+pub struct NewPassword {
+    pub password: String,
+    /// The caller's present password: needed to change one's own once
+    /// one is set, so that an open session alone cannot take the account.
+    pub current: Option<String>,
+    /// Where the caller's request comes from (a wrong `current` counts as
+    /// a failed sign-in).
+    pub address: IpAddr,
+    /// The session making the change, which stays signed in.
+    pub session: Option<i64>,
+}
+
+/// Sets account `account_id`'s web password: the account itself (with its
+/// present password, once it has one) or an operator. The account's other
+/// sessions end.
+pub fn set_password(app: &App, caller: &Account, account_id: i64, new: NewPassword) -> Result<()> {
+    if caller.id == account_id && credentials::has_password(app, account_id, Secret::Web)? {
+        let current = new.current.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "current_password",
+                "is required to change your own password",
+            )
+        })?;
+        credentials::sign_in(app, Secret::Web, &caller.name, current, new.address).map_err(
+            |e| match e {
+                Error::Unauthorized => Error::invalid("current_password", "is not your password"),
+                other => other,
+            },
+        )?;
     }
+    credentials::set_password(app, caller, account_id, Secret::Web, &new.password)?;
+    let keep = new.session.filter(|_| caller.id == account_id);
+    app.db
+        .write(move |conn| sessions::close_others(conn, account_id, keep))?;
     Ok(())
 }
 

@@ -9,9 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde_json::{json, Value};
 
 use crate::clock;
-use crate::desk::sessions::{self, Opened, SESSION_DAYS};
+use crate::desk::sessions::{self, NewPassword, Opened, SESSION_DAYS};
 use crate::error::{Error, Result};
-use crate::face::json_args::{body_object, only_keys, req_str};
+use crate::face::json_args::{body_object, only_keys, opt_str, req_str};
 use crate::http::session::{self as cookie, csrf_token, set_cookie};
 use crate::http::{Req, Resp};
 use crate::store::accounts::Account;
@@ -20,6 +20,11 @@ use crate::App;
 
 /// Characters of a browser's `User-Agent` the sessions list keeps.
 const MAX_USER_AGENT: usize = 200;
+
+/// The address a request comes from, as the sign-in throttle counts it.
+fn address(req: &Req) -> IpAddr {
+    req.peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
 fn origin(req: &Req) -> Origin {
     Origin {
@@ -58,10 +63,9 @@ pub fn sign_in(app: &App, req: &Req) -> Result<Resp> {
     only_keys(&body, &["name", "password"])?;
     let name = req_str(&body, "name")?;
     let password = password(&body)?;
-    let address = req.peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     opened(
         app,
-        sessions::sign_in(app, name.trim(), &password, address, origin(req))?,
+        sessions::sign_in(app, name.trim(), &password, address(req), origin(req))?,
     )
 }
 
@@ -100,12 +104,19 @@ pub fn revoke(app: &App, id: i64, caller: &Account) -> Result<Resp> {
     Ok(Resp::empty(204))
 }
 
-/// `PUT /accounts/{id}/password` `{password}`: the account itself or an
+/// `PUT /accounts/{id}/password` `{password, current_password?}`: the
+/// account itself (with its present password, once it has one) or an
 /// operator sets its web password.
 pub fn set_password(app: &App, req: &Req, id: i64, caller: &Account) -> Result<Resp> {
     let body = body_object(req)?;
-    only_keys(&body, &["password"])?;
-    sessions::set_password(app, caller, id, &password(&body)?)?;
+    only_keys(&body, &["password", "current_password"])?;
+    let new = NewPassword {
+        password: password(&body)?,
+        current: opt_str(&body, "current_password")?,
+        address: address(req),
+        session: cookie::current(app, req).ok().map(|(s, _)| s.id),
+    };
+    sessions::set_password(app, caller, id, new)?;
     Ok(Resp::empty(204))
 }
 

@@ -103,9 +103,12 @@ pub fn close(conn: &Connection, account_id: i64, id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Ends every session of an account (its password changed).
-pub fn close_all(conn: &Connection, account_id: i64) -> Result<usize> {
-    Ok(conn.exec("delete from sessions where account_id = ?1", [account_id])?)
+/// Ends every session of an account but `keep` (its password changed).
+pub fn close_others(conn: &Connection, account_id: i64, keep: Option<i64>) -> Result<usize> {
+    Ok(conn.exec(
+        "delete from sessions where account_id = ?1 and id is not ?2",
+        params![account_id, keep],
+    )?)
 }
 
 /// Removes the sessions and links that have expired.

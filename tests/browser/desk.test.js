@@ -91,6 +91,15 @@ test('the account view lists sessions and ends another one', async () => {
     await until('one session', async () => (await page.$$('#sessions tbody tr')).length === 1);
     await other.page.reload();
     await other.page.waitForSelector('#signin', { state: 'visible' });
+    // Changing the password asks for the present one, beside its field.
+    await page.fill('#own-password', 'carol second horse');
+    await page.click('#view-account form button[type="submit"]');
+    await until('the refusal', async () => page.isVisible('#own-password-current-error'));
+    assert.match(await page.textContent('#own-password-current-error'), /current_password/);
+    await page.fill('#own-password-current', PASSWORD);
+    await page.fill('#own-password', PASSWORD);
+    await page.click('#view-account form button[type="submit"]');
+    await until('the change', async () => !(await page.isVisible('#own-password-current-error')) && (await page.inputValue('#own-password')) === '');
   } finally {
     await other.close();
   }

@@ -256,7 +256,7 @@ fn a_customer_sets_only_its_own_password() {
     assert_eq!(set_password(&s, &token, id, PASSWORD).status, 204);
     let a = set_password(&s, &token, other, PASSWORD);
     assert!(matches!(a.status, 403 | 404), "{}", a.text);
-    let a = set_password(&s, &token, id, "short");
+    let a = set_password(&s, &s.operator, id, "short");
     assert_eq!(
         error_of(&a),
         (422, "invalid".into(), Some("password".into()))
@@ -359,4 +359,35 @@ fn account_passwd_sets_a_password_from_the_flag_or_standard_input() {
     ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("nobody"), "{err}");
+}
+
+#[test]
+fn changing_ones_own_password_needs_the_present_one_and_ends_the_other_sessions() {
+    let s = Server::start();
+    let (id, _, b) = customer_signed_in(&s, "acme");
+    let other = browser(&sign_in_answer(&s, "acme", PASSWORD));
+    let path = format!("/api/v1/accounts/{id}/password");
+    let change = |body: Value| b.call(&s, "PUT", &path, Some(body));
+    let a = change(json!({"password": "a new horse"}));
+    assert_eq!(
+        error_of(&a).2.as_deref(),
+        Some("current_password"),
+        "{}",
+        a.text
+    );
+    let a = change(json!({"password": "a new horse", "current_password": "a guess"}));
+    assert_eq!(
+        error_of(&a).2.as_deref(),
+        Some("current_password"),
+        "{}",
+        a.text
+    );
+    // Nothing changed so far.
+    assert_eq!(other.call(&s, "GET", "/api/v1/me", None).status, 200);
+    let a = change(json!({"password": "a new horse", "current_password": PASSWORD}));
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert_eq!(b.call(&s, "GET", "/api/v1/me", None).status, 200);
+    assert_eq!(other.call(&s, "GET", "/api/v1/me", None).status, 401);
+    assert_eq!(sign_in_answer(&s, "acme", PASSWORD).status, 401);
+    browser(&sign_in_answer(&s, "acme", "a new horse"));
 }
