@@ -322,3 +322,21 @@ test('the operator\'s notifications say where limbo notices go; the core views p
   await accessible('request detail');
   await screenshot(page, 'request-detail');
 });
+
+test('at 360 px wide the new views do not scroll sideways', async () => {
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#detail', { state: 'hidden' });
+  await page.setViewportSize({ width: 360, height: 780 });
+  try {
+    for (const view of ['order', 'domains', 'charges', 'account', 'accounts', 'outbox']) {
+      await openView(view);
+      const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+        .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1 && el.offsetParent !== null)
+        .slice(0, 5).map((el) => `${el.tagName}#${el.id}.${el.className} ${Math.round(el.getBoundingClientRect().right)}`));
+      assert.deepEqual(wide, [], view);
+      await screenshot(page, `narrow-${view}`);
+    }
+  } finally {
+    await page.setViewportSize({ width: 1360, height: 860 });
+  }
+});
