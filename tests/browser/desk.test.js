@@ -105,6 +105,27 @@ test('the account view lists sessions and ends another one', async () => {
   }
 });
 
+test('the account view makes an API token shown once, revokes it, and refuses a private webhook', async () => {
+  await openView('account');
+  await page.click('#new-token-button');
+  const token = await page.inputValue('#new-token');
+  assert.match(token, /^rd_/);
+  const me = await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(me.status, 200);
+  const id = (await page.$$eval('#tokens li', (lis) => lis.map((li) => li.textContent))).length;
+  assert.ok(id >= 2);
+  await page.click('#tokens li:last-child button');
+  await page.click('#confirm-ok');
+  await until('the revoked token to go', async () => (await page.$$('#tokens li')).length === id - 1);
+  const gone = await fetch(`${server.url}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(gone.status, 401);
+  await page.fill('#hook-url', 'http://127.0.0.1/hook');
+  await page.click('#hook-box button[type="submit"]');
+  await until('the refusal beside the URL', async () => page.isVisible('#hook-url-error'));
+  assert.equal(await page.getAttribute('#hook-url', 'aria-invalid'), 'true');
+  await accessible('account with refusals');
+});
+
 test('five wrong passwords lock the account, and the page says so', async () => {
   const other = await browser.startOther();
   try {
