@@ -6,10 +6,13 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod contacts;
 pub mod feed;
 pub mod filter;
+pub mod hosts;
 pub mod orders;
 pub mod requests;
+pub mod transfers;
 pub mod webhooks;
 
 use crate::error::{Error, Result};
