@@ -54,3 +54,7 @@ create table transfers (
 );
 create index transfers_domain on transfers(domain, request_id);
 create index transfers_pending on transfers(domain) where status = 'pending';
+-- The open transfer requests, which each tick looks through for those of a
+-- name another account holds here.
+create index requests_open_transfers on requests(id)
+    where operation = 'transfer' and state in ('queued', 'processing');

@@ -362,3 +362,101 @@ pub(crate) fn auth_info(value: &str) -> Result<String> {
     }
     Ok(value.to_string())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::accounts::{self, NewAccount, Role};
+
+    /// A customer account made for a test.
+    pub(crate) fn account(app: &App, name: &str) -> Account {
+        let new = NewAccount {
+            name: name.into(),
+            email: format!("{name}@example.net"),
+            role: Role::Customer,
+            review_limit_cents: None,
+            review_all: false,
+        };
+        let token = format!("rd_{name}_token_for_tests");
+        app.db
+            .write(move |conn| accounts::create(conn, &new, &token, 0))
+            .unwrap()
+    }
+
+    fn new(id: &str) -> NewContact {
+        NewContact {
+            id: id.into(),
+            name: "Ada Lovelace".into(),
+            city: "London".into(),
+            cc: "gb".into(),
+            email: "ada@example.net".into(),
+            street: vec!["1 Main St".into(), "Floor 2".into()],
+            voice: Some("+44.2079460000".into()),
+            auth_info: Some(String::new()),
+            ..NewContact::default()
+        }
+    }
+
+    /// What the EPP face relies on: a check per id, another account's
+    /// contact with and without its auth info, and an order's contacts made
+    /// from contact objects that remember where they came from.
+    #[test]
+    fn objects_become_an_orders_inline_contacts_and_others_need_auth_info() {
+        let handle = crate::start(Config::for_tests()).unwrap();
+        let app = &handle.app;
+        let (alice, bob) = (account(app, "alice"), account(app, "bob"));
+        let c = create(app, &alice, new("ada-1")).unwrap();
+        assert_eq!(c.auth_info.len(), 16);
+        create(app, &alice, new("ada-2")).unwrap();
+        assert!(matches!(
+            create(app, &bob, new("ada-1")),
+            Err(Error::Exists(_))
+        ));
+
+        let ids = ["ada-1", "free-1", "x"].map(String::from);
+        let avail = check(app, &ids).unwrap();
+        let seen: Vec<(bool, bool)> = avail
+            .iter()
+            .map(|a| (a.available, a.reason.is_some()))
+            .collect();
+        assert_eq!(seen, [(false, true), (true, false), (false, true)]);
+
+        assert!(matches!(
+            get(app, &bob, "ada-1", None),
+            Err(Error::NotYours(_))
+        ));
+        assert!(matches!(
+            get(app, &bob, "ada-1", Some("wrong")),
+            Err(Error::NotYours(_))
+        ));
+        assert_eq!(get(app, &bob, "ada-1", Some(&c.auth_info)).unwrap(), c);
+        assert!(matches!(
+            get(app, &bob, "nobody", None),
+            Err(Error::NotFound(_))
+        ));
+
+        let others = [("tech".to_string(), "ada-2".to_string())];
+        let v = order_contacts(app, &alice, "ada-1", &others).unwrap();
+        assert_eq!(v["owner"]["id"], "ada-1");
+        assert_eq!(v["owner"]["address"], "1 Main St, Floor 2");
+        assert_eq!(v["owner"]["phone"], "+44.2079460000");
+        assert_eq!(v["tech"]["id"], "ada-2");
+        assert_eq!(
+            form::params(
+                crate::state::Operation::Create,
+                Some(&json!({ "contacts": v }))
+            )
+            .map(|_| ()),
+            Ok(())
+        );
+        let bad_role = [("owner2".to_string(), "ada-2".to_string())];
+        let refused = order_contacts(app, &alice, "ada-1", &bad_role).unwrap_err();
+        assert_eq!(refused.field(), Some("contacts"));
+        assert!(matches!(
+            order_contacts(app, &bob, "ada-1", &[]),
+            Err(Error::NotYours(_))
+        ));
+        handle.stop();
+    }
+}

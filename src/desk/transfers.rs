@@ -182,3 +182,106 @@ pub fn pending_for(app: &App, caller: &Account, domain: &str) -> Result<Option<T
     let t = app.db.read(move |conn| table::pending(conn, &name))?;
     Ok(t.filter(|t| party(caller, t)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::desk::contacts::tests::account;
+    use crate::store::Cached;
+
+    /// `name`, held by `holder`, with auth code `code-1234`, locked or not.
+    fn held(app: &App, holder: &Account, name: &str, locked: bool) {
+        let (id, name) = (holder.id, name.to_string());
+        app.db
+            .write(move |conn| {
+                conn.exec(
+                    "insert into domains (account_id, name, status, expires_at, transfer_lock,
+                                          auth_code, contacts, created_at, updated_at)
+                     values (?1, ?2, 'active', 1000, ?3, 'code-1234',
+                             '{\"owner\":{\"name\":\"H\",\"email\":\"h@example.net\"}}', 0, 0)",
+                    rusqlite::params![id, name, locked],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// What the EPP face relies on: each refusal as its own error, then a
+    /// pending transfer both sides (and no one else) see, until the gaining
+    /// account cancels it.
+    #[test]
+    fn a_request_is_refused_for_each_reason_and_otherwise_pending_until_cancelled() {
+        let handle = crate::start(Config::for_tests()).unwrap();
+        let app = &handle.app;
+        let (holder, gainer, stranger) = (
+            account(app, "holder"),
+            account(app, "gainer"),
+            account(app, "stranger"),
+        );
+        held(app, &holder, "open.example", false);
+        held(app, &holder, "locked.example", true);
+        let ask =
+            |who: &Account, name: &str, code: &str| request(app, who, name, code, None, "test");
+        assert!(matches!(
+            ask(&gainer, "nobody.example", "x"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            ask(&holder, "open.example", "code-1234"),
+            Err(Error::Invalid { .. })
+        ));
+        assert!(matches!(
+            ask(&gainer, "locked.example", "code-1234"),
+            Err(Error::Prohibited(_))
+        ));
+        assert!(matches!(
+            ask(&gainer, "open.example", "wrong"),
+            Err(Error::WrongAuth(_))
+        ));
+        let bad_period = request(app, &gainer, "open.example", "code-1234", Some(11), "test");
+        assert_eq!(bad_period.unwrap_err().field(), Some("period"));
+        assert!(matches!(
+            query(app, &gainer, "open.example"),
+            Err(Error::NoTransfer(_))
+        ));
+
+        let t = ask(&gainer, "open.example", "code-1234").unwrap();
+        assert_eq!(t.status, TransferStatus::Pending);
+        assert_eq!(
+            (t.gaining_name.as_str(), t.losing_name.as_str()),
+            ("gainer", "holder")
+        );
+        assert_eq!(t.act_by, t.requested_at + 5 * DAY);
+        assert_eq!(t.expires_at, Some(1000 + 365 * DAY));
+        let again = ask(&stranger, "open.example", "code-1234");
+        assert!(matches!(again, Err(Error::TransferPending(_))));
+        assert_eq!(query(app, &holder, "open.example").unwrap(), t);
+        assert!(matches!(
+            query(app, &stranger, "open.example"),
+            Err(Error::NotYours(_))
+        ));
+        assert_eq!(
+            pending_for(app, &holder, "open.example").unwrap(),
+            Some(t.clone())
+        );
+        assert_eq!(pending_for(app, &stranger, "open.example").unwrap(), None);
+        assert!(matches!(
+            cancel(app, &holder, "open.example"),
+            Err(Error::Forbidden(_))
+        ));
+
+        let ended = cancel(app, &gainer, "open.example").unwrap();
+        assert_eq!(ended.status, TransferStatus::ClientCancelled);
+        assert_eq!(
+            query(app, &gainer, "open.example").unwrap().status,
+            ended.status
+        );
+        assert!(matches!(
+            approve(app, &holder, "open.example"),
+            Err(Error::NoTransfer(_))
+        ));
+        assert_eq!(pending_for(app, &holder, "open.example").unwrap(), None);
+        handle.stop();
+    }
+}

@@ -299,12 +299,14 @@ pub fn tick(conn: &Connection, now: Millis, wait: Millis) -> Result<usize> {
     let mut moved = 0;
     let to_start: Vec<i64> = conn.all(
         &format!(
-            "select r.id from requests r indexed by requests_operation join domains d on d.name = r.domain
-             where r.operation = 'transfer' and d.account_id <> r.account_id
-               and ((r.state = 'queued' and (r.exec_date is null or r.exec_date <= ?1)
+            "select r.id from requests r indexed by requests_open_transfers
+             join domains d on d.name = r.domain
+             where r.operation = 'transfer' and r.state in ('queued', 'processing')
+               and d.account_id <> r.account_id
+               and ((r.state = 'queued' and (r.exec_date is null or r.exec_date <= +?1)
                      and (r.depends_on is null or exists (select 1 from requests p
                           where p.id = r.depends_on and p.state = 'finished')))
-                    or (r.state = 'processing' and r.waiting_on = 'internal'))
+                    or r.waiting_on = 'internal')
              order by r.id limit {BATCH}"
         ),
         [now],
@@ -317,7 +319,7 @@ pub fn tick(conn: &Connection, now: Millis, wait: Millis) -> Result<usize> {
     let overdue: Vec<String> = conn.all(
         &format!(
             "select t.domain from transfers t join requests r on r.id = t.request_id
-             where t.status = 'pending' and t.act_by <= ?1
+             where t.status = 'pending' and t.act_by <= +?1
                and r.state = 'processing' and r.waiting_on = 'registrant'
              order by t.act_by limit {BATCH}"
         ),
