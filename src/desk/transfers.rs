@@ -175,6 +175,15 @@ fn answer(app: &App, caller: &Account, domain: &str, status: Status) -> Result<T
     })
 }
 
+/// The transfer of work request `request_id` if the caller is a side of
+/// it (a notification names the request: what a poll message shows).
+pub fn for_request(app: &App, caller: &Account, request_id: i64) -> Result<Option<Transfer>> {
+    let t = app
+        .db
+        .read(move |conn| table::of_request(conn, request_id))?;
+    Ok(t.filter(|t| party(caller, t)))
+}
+
 /// The pending transfer of `domain` if the caller is a side of it (what
 /// `GET /api/v1/domains/{name}` shows its holder).
 pub fn pending_for(app: &App, caller: &Account, domain: &str) -> Result<Option<Transfer>> {
@@ -273,6 +282,9 @@ mod tests {
 
         let ended = cancel(app, &gainer, "open.example").unwrap();
         assert_eq!(ended.status, TransferStatus::ClientCancelled);
+        let of_request = |who| for_request(app, who, t.request_id).unwrap();
+        assert_eq!(of_request(&holder), Some(ended.clone()));
+        assert_eq!(of_request(&stranger), None);
         assert_eq!(
             query(app, &gainer, "open.example").unwrap().status,
             ended.status

@@ -162,8 +162,10 @@ pub fn patch_host(app: &App, req: &Req, name: &str, caller: &Account) -> Result<
     only_keys(&body, &["add", "remove", "name"])?;
     let (add, remove) = (addresses(&body, "add")?, addresses(&body, "remove")?);
     let new_name = opt_str(&body, "name")?;
-    let h =
-        hosts::update(app, caller, name, add, remove, new_name).map_err(hidden("host", name))?;
+    // Another account's host is not found; a new name under another
+    // account's domain is that account's (403).
+    hosts::get(app, caller, name).map_err(hidden("host", name))?;
+    let h = hosts::update(app, caller, name, add, remove, new_name)?;
     Ok(Resp::json(200, &h))
 }
 

@@ -205,10 +205,14 @@ pub fn start(
     by_request(conn, request_id)
 }
 
-fn by_request(conn: &Connection, request_id: i64) -> Result<Transfer> {
+/// The transfer work request `request_id` carries, if it is one.
+pub fn of_request(conn: &Connection, request_id: i64) -> Result<Option<Transfer>> {
     let sql = format!("{SELECT} where t.request_id = ?1");
-    conn.one(&sql, [request_id], from_row)
-        .optional()?
+    Ok(conn.one(&sql, [request_id], from_row).optional()?)
+}
+
+fn by_request(conn: &Connection, request_id: i64) -> Result<Transfer> {
+    of_request(conn, request_id)?
         .ok_or_else(|| Error::Internal(format!("transfer of request {request_id} not found")))
 }
 
