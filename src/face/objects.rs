@@ -209,6 +209,9 @@ fn addresses(body: &Map<String, Value>, field: &str) -> Result<Vec<IpAddr>> {
 /// answer to the pending transfer, or the gaining account's withdrawal;
 /// the transfer as it ended.
 pub fn answer_transfer(app: &App, name: &str, action: &str, caller: &Account) -> Result<Resp> {
+    // As for `GET /domains/{name}`: a name that cannot be is not found.
+    let name = &crate::form::domain_name("name", name)
+        .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
     let t = match action {
         "approve" => transfers::approve(app, caller, name)?,
         "reject" => transfers::reject(app, caller, name)?,
