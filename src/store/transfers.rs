@@ -317,32 +317,43 @@ pub fn tick(conn: &Connection, now: Millis, wait: Millis) -> Result<usize> {
         |r| r.get(0),
     )?;
     for id in to_start {
-        start_or_refuse(conn, requests::load(conn, id)?, wait, now)?;
-        moved += 1;
+        moved += isolated(conn, id, || {
+            start_or_refuse(conn, requests::load(conn, id)?, wait, now)
+        })?;
     }
-    let overdue: Vec<String> = conn.all(
+    let overdue: Vec<(i64, String)> = conn.all(
         &format!(
-            "select t.domain from transfers t join requests r on r.id = t.request_id
+            "select t.request_id, t.domain from transfers t join requests r on r.id = t.request_id
              where t.status = 'pending' and t.act_by <= +?1
                and r.state = 'processing' and r.waiting_on = 'registrant'
              order by t.act_by limit {BATCH}"
         ),
         [now],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    for domain in overdue {
-        if let Some(t) = pending(conn, &domain)? {
-            end(
-                conn,
-                &t,
-                TransferStatus::ServerApproved,
-                &Who::system("system"),
-                now,
-            )?;
-            moved += 1;
-        }
+    for (id, domain) in overdue {
+        moved += isolated(conn, id, || {
+            let Some(t) = pending(conn, &domain)? else {
+                return Ok(());
+            };
+            let who = Who::system("system");
+            end(conn, &t, TransferStatus::ServerApproved, &who, now).map(|_| ())
+        })?;
     }
     Ok(moved)
+}
+
+/// Runs `f` for request `id` in a savepoint: a request that cannot be
+/// moved is logged and left as it was, and the others go on. 1 when it
+/// moved.
+fn isolated(conn: &Connection, id: i64, f: impl FnOnce() -> Result<()>) -> Result<usize> {
+    match super::in_savepoint(conn, "transfer", f)? {
+        Ok(()) => Ok(1),
+        Err(e) => {
+            log::error!("transfer request {id}: {e}");
+            Ok(0)
+        }
+    }
 }
 
 /// Starts the wait of a transfer request the ticker found, or refuses it
