@@ -60,6 +60,8 @@ pub enum Error {
     NoTransfer(String),
     /// Another account's object, named with no right to it (EPP 2201).
     NotYours(String),
+    /// Too many failed sign-ins: refused for this many more seconds.
+    Locked { retry_after_secs: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -94,6 +96,7 @@ impl Error {
             Error::WrongAuth(_) | Error::NotYours(_) => 403,
             Error::Exists(_) | Error::InUse(_) | Error::Prohibited(_) => 409,
             Error::TransferPending(_) | Error::NoTransfer(_) => 409,
+            Error::Locked { .. } => 429,
         }
     }
 
@@ -119,6 +122,7 @@ impl Error {
             Error::TransferPending(_) => "transfer_pending",
             Error::NoTransfer(_) => "no_transfer",
             Error::NotYours(_) => "not_yours",
+            Error::Locked { .. } => "locked",
         }
     }
 
@@ -169,6 +173,9 @@ impl Error {
             Error::StorageFull => "the disk holding the database is full: nothing was written; \
                                    send it again once there is room"
                 .into(),
+            Error::Locked { retry_after_secs } => {
+                format!("too many failed sign-ins: refused for {retry_after_secs} more seconds")
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod contacts;
+pub mod credentials;
 pub mod feed;
 pub mod filter;
 pub mod hosts;

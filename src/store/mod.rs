@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod contacts;
+pub mod credentials;
 pub mod deliveries;
 pub mod domains;
 pub mod due;
