@@ -65,12 +65,18 @@ pub fn request(
             depends_on: None,
         };
         let (req, _) = super::orders::open(conn, &caller, &new, true, now)?;
-        if req.state == State::Queued {
-            return table::start(conn, req, &held, wait, &face, now);
+        match req.state {
+            State::Queued => table::start(conn, req, &held, wait, &face, now),
+            // An order that needs an operator's authorisation starts to
+            // wait on the holder once authorised.
+            State::Review => Ok(unstarted(conn, &req, &held, now + wait, period)),
+            // The domain's own contacts lack what an order needs: nothing
+            // is kept.
+            _ => Err(Error::invalid(
+                "contacts",
+                format!("{name} lacks {}", req.missing.join(", ")),
+            )),
         }
-        // An order that needs an operator's authorisation starts to wait
-        // on the holder once authorised.
-        Ok(unstarted(conn, &req, &held, now + wait, period))
     })?;
     app.ticker.wake();
     Ok(t)
@@ -247,6 +253,21 @@ mod tests {
         assert!(matches!(
             ask(&gainer, "open.example", "wrong"),
             Err(Error::WrongAuth(_))
+        ));
+        held(app, &holder, "bare.example", false);
+        app.db
+            .write(|conn| {
+                Ok(conn.exec(
+                    "update domains set contacts = '{}' where name = 'bare.example'",
+                    [],
+                )?)
+            })
+            .unwrap();
+        let bare = ask(&gainer, "bare.example", "code-1234").unwrap_err();
+        assert_eq!(bare.field(), Some("contacts"), "{bare}");
+        assert!(matches!(
+            query(app, &gainer, "bare.example"),
+            Err(Error::NoTransfer(_))
         ));
         let bad_period = request(app, &gainer, "open.example", "code-1234", Some(11), "test");
         assert_eq!(bad_period.unwrap_err().field(), Some("period"));
