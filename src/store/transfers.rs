@@ -149,60 +149,62 @@ pub fn start(
 ) -> Result<Transfer> {
     let act_by = now + wait;
     let losing = super::accounts::get(conn, held.account_id)?;
-    let change = Change {
-        reason: Some(format!(
-            "waiting for {} to approve the transfer (asked through {face}; approved by time at {})",
-            losing.name,
-            crate::clock::format(act_by)
-        )),
-        wait_until: Some(act_by),
-        ..Change::default()
-    };
-    let who = Who::system("regdesk");
-    let wait_event = Event::Wait(WaitingOn::Registrant);
-    let request_id = req.id;
-    if req.state == State::Queued {
-        let next = |_: &Request| {
-            Ok(Some(Next {
-                event: wait_event.clone(),
-                who: who.clone(),
-                change: change.clone(),
-            }))
-        };
-        transition::apply(
-            conn,
-            req,
-            Moves::Then(Event::Claim, &next),
-            &who,
-            Change::default(),
-            now,
-        )?;
-    } else {
-        transition::apply(conn, req, wait_event.clone(), &who, change.clone(), now)?;
-    }
-    let period = form::period(&requests::load(conn, request_id)?.params);
+    let (request_id, gaining, period) = (req.id, req.account_id, form::period(&req.params));
+    let reason = format!(
+        "waiting for {} to approve the transfer (asked through {face}; approved by time at {})",
+        losing.name,
+        crate::clock::format(act_by)
+    );
+    wait_on_holder(conn, req, reason, act_by, now)?;
     conn.exec(
         "insert into transfers (request_id, domain, status, gaining_account, losing_account,
                                 requested_at, act_by, expires_at)
-         select ?1, ?2, 'pending', account_id, ?3, ?4, ?5, ?6 from requests where id = ?1",
+         values (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
         params![
             request_id,
             held.name,
+            gaining,
             held.account_id,
             now,
             act_by,
             held.expires_at + period * 365 * DAY
         ],
     )?;
-    notify_holder(
-        conn,
-        request_id,
-        held.account_id,
-        &held.name,
-        TransferStatus::Pending,
-        now,
-    )?;
+    let pending = TransferStatus::Pending;
+    notify_holder(conn, request_id, held.account_id, &held.name, pending, now)?;
     by_request(conn, request_id)
+}
+
+/// Moves `req` (queued, or processing and not waiting) on to wait on its
+/// registrant, the holder, until `until`: a queued one is claimed first.
+fn wait_on_holder(
+    conn: &Connection,
+    req: Request,
+    reason: String,
+    until: Millis,
+    now: Millis,
+) -> Result<()> {
+    let who = Who::system("regdesk");
+    let change = Change {
+        reason: Some(reason),
+        wait_until: Some(until),
+        ..Change::default()
+    };
+    let wait = Event::Wait(WaitingOn::Registrant);
+    if req.state != State::Queued {
+        transition::apply(conn, req, wait, &who, change, now)?;
+        return Ok(());
+    }
+    let next = |_: &Request| {
+        Ok(Some(Next {
+            event: wait.clone(),
+            who: who.clone(),
+            change: change.clone(),
+        }))
+    };
+    let claim = Moves::Then(Event::Claim, &next);
+    transition::apply(conn, req, claim, &who, Change::default(), now)?;
+    Ok(())
 }
 
 /// The transfer work request `request_id` carries, if it is one.
