@@ -88,7 +88,7 @@ pub fn valid_id(field: &str, id: &str) -> Result<()> {
 
 /// Which of `ids` may be created.
 pub fn check(app: &App, ids: &[String]) -> Result<Vec<Availability>> {
-    bounded(ids)?;
+    bounded("id", ids)?;
     let ids = ids.to_vec();
     app.db.read(move |conn| {
         ids.iter()
@@ -103,11 +103,11 @@ pub fn check(app: &App, ids: &[String]) -> Result<Vec<Availability>> {
     })
 }
 
-/// Refuses a check of more than `MAX_CHECK` names.
-pub(crate) fn bounded(names: &[String]) -> Result<()> {
+/// Refuses a check of more than `MAX_CHECK` names (`field`).
+pub(crate) fn bounded(field: &str, names: &[String]) -> Result<()> {
     if names.len() > MAX_CHECK {
         return Err(Error::invalid(
-            "id",
+            field,
             format!("at most {MAX_CHECK} in one check"),
         ));
     }

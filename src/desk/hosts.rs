@@ -19,7 +19,7 @@ pub const MAX_ADDRESSES: usize = 13;
 
 /// Which of `names` may be created.
 pub fn check(app: &App, names: &[String]) -> Result<Vec<Availability>> {
-    super::contacts::bounded(names)?;
+    super::contacts::bounded("name", names)?;
     let names = names.to_vec();
     app.db.read(move |conn| {
         names
