@@ -238,6 +238,10 @@ pub struct Config {
     /// Origin is not this one are refused.
     #[arg(long, env = "REGDESK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Days a transfer between two accounts here waits for the holder's
+    /// answer before it is approved (1 to 365, on the one clock).
+    #[arg(long, env = "REGDESK_TRANSFER_AUTO_APPROVE_DAYS", default_value_t = 5)]
+    pub transfer_auto_approve_days: u32,
 }
 
 /// The longest tick interval, webhook timeout or first retry delay: an hour.
@@ -275,6 +279,12 @@ impl Config {
         if let Some(url) = &self.public_url {
             public_origin(url)?;
         }
+        if !(1..=365).contains(&self.transfer_auto_approve_days) {
+            return Err(Error::invalid(
+                "transfer_auto_approve_days",
+                "must be 1 to 365",
+            ));
+        }
         Ok(())
     }
 
@@ -307,6 +317,7 @@ impl Config {
             max_connections: None,
             header_timeout_ms: 10_000,
             public_url: None,
+            transfer_auto_approve_days: 5,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Ticker {
     bell: Doorbell,
     interval: Duration,
     pub stats: TickerStats,
+    /// How long a transfer between accounts here waits on the holder.
+    transfer_wait: Millis,
 }
 
 /// What one tick did.
@@ -87,7 +89,14 @@ impl Ticker {
             bell: Doorbell::new(),
             interval,
             stats: TickerStats::default(),
+            transfer_wait: crate::registry::simulated::AUTO_APPROVE,
         }
+    }
+
+    /// Sets how long a transfer between accounts waits on the holder.
+    pub fn with_transfer_wait(mut self, wait: Millis) -> Ticker {
+        self.transfer_wait = wait;
+        self
     }
 
     /// Asks the thread to tick now rather than at the next interval.
@@ -149,6 +158,16 @@ impl Ticker {
             })
             .collect();
         let mut report = TickReport::default();
+        // Transfers between two accounts here wait on the holder, not on a
+        // provider: started, and approved by time, before the jobs run.
+        let wait = self.transfer_wait;
+        let between = move |conn: &Connection| crate::store::transfers::tick(conn, now, wait);
+        for moved in self.db.write_background(vec![between])? {
+            match moved {
+                Ok(n) => report.waits_ended += n,
+                Err(e) => log::error!("transfers between accounts: {e}"),
+            }
+        }
         let mut failed = None;
         for done in self.db.write_background(jobs)? {
             match done {

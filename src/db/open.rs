@@ -390,7 +390,6 @@ mod tests {
     fn an_up_to_date_database_is_left_alone_and_an_old_one_upgraded() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert!(!up_to_date(&conn));
-        // Every migration once (their numbers may have gaps).
         assert_eq!(migrate(&mut conn).unwrap(), upgrade::known().len());
         assert!(up_to_date(&conn));
         assert_eq!(migrate(&mut conn).unwrap(), 0);

@@ -7,12 +7,15 @@
 pub mod accounts;
 pub mod admin;
 pub mod charges;
+pub mod contacts;
 pub mod credentials;
 pub mod feed;
 pub mod filter;
+pub mod hosts;
 pub mod orders;
 pub mod requests;
 pub mod sessions;
+pub mod transfers;
 pub mod webhooks;
 
 use crate::error::{Error, Result};

@@ -9,6 +9,7 @@ pub mod bdom;
 pub mod bdom_xml;
 pub mod json_args;
 pub mod native;
+pub mod objects;
 pub mod opensrs;
 pub mod ops;
 pub mod session;

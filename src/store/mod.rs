@@ -5,16 +5,19 @@
 pub mod accounts;
 pub mod admin;
 pub mod charges;
+pub mod contacts;
 pub mod credentials;
 pub mod deliveries;
 pub mod domains;
 pub mod due;
+pub mod hosts;
 pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;
 pub mod sessions;
 pub mod simulated;
+pub mod transfers;
 pub mod transition;
 pub mod view;
 
