@@ -488,6 +488,9 @@ pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
     let value = match desk::feed::domain(app, caller, name.clone())? {
         NameLookup::Held(d) => {
             let mut v = serde_json::to_value(&d)?;
+            // Its holder (or an operator) reads the code to give a gaining
+            // registrar; lists and notifications never carry it.
+            v["auth_code"] = json!(d.auth_code);
             v["order"] = Value::Null;
             v["transfer"] = json!(desk::transfers::pending_for(app, caller, &name)?);
             v
