@@ -193,7 +193,10 @@ pub fn start(config: Config) -> Result<Handle> {
     };
     let interval = Duration::from_millis(config.tick_interval_ms);
     let outbox = outbox::Outbox::new(db.clone(), clock.clone(), &config)?;
-    let ticker = Arc::new(Ticker::new(db.clone(), clock.clone(), provider, interval));
+    let ticker = Arc::new(
+        Ticker::new(db.clone(), clock.clone(), provider, interval)
+            .with_lifecycle(desk::lifecycle::Schedule::from_flags(&config.lifecycle)),
+    );
     let demo_tokens = if config.demo {
         demo::seed(&db, &clock, &ticker)?
     } else {

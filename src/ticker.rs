@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Millis};
 use crate::db::Db;
+use crate::desk::lifecycle;
 use crate::doorbell::Doorbell;
 use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
@@ -53,6 +54,7 @@ pub struct Ticker {
     bell: Doorbell,
     interval: Duration,
     pub stats: TickerStats,
+    lifecycle: lifecycle::Schedule,
 }
 
 /// What one tick did.
@@ -62,11 +64,13 @@ pub struct TickReport {
     pub claimed: usize,
     pub fulfilled: usize,
     pub waits_ended: usize,
+    /// Domain lifecycle steps done.
+    pub lifecycle: usize,
 }
 
 impl TickReport {
     pub fn total(&self) -> usize {
-        self.dependency_failed + self.claimed + self.fulfilled + self.waits_ended
+        self.dependency_failed + self.claimed + self.fulfilled + self.waits_ended + self.lifecycle
     }
 
     fn add(&mut self, other: &TickReport) {
@@ -74,6 +78,7 @@ impl TickReport {
         self.claimed += other.claimed;
         self.fulfilled += other.fulfilled;
         self.waits_ended += other.waits_ended;
+        self.lifecycle += other.lifecycle;
     }
 }
 
@@ -87,7 +92,14 @@ impl Ticker {
             bell: Doorbell::new(),
             interval,
             stats: TickerStats::default(),
+            lifecycle: lifecycle::Schedule::default(),
         }
+    }
+
+    /// The ticker with the lifecycle's periods from the serve flags.
+    pub fn with_lifecycle(mut self, schedule: lifecycle::Schedule) -> Ticker {
+        self.lifecycle = schedule;
+        self
     }
 
     /// Asks the thread to tick now rather than at the next interval.
@@ -115,8 +127,12 @@ impl Ticker {
         let now = self.clock.now();
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         self.stats.last_tick_at.store(now, Ordering::Relaxed);
+        let swept = lifecycle::sweep_jobs(&self.db, &self.lifecycle, now)?;
         if !self.db.read(move |conn| due::anything(conn, now))? {
-            return Ok(TickReport::default());
+            return Ok(TickReport {
+                lifecycle: swept,
+                ..TickReport::default()
+            });
         }
         // A job that finds less than a batch in every step has left nothing
         // due, and the jobs after it stop at once (a tick for one request
@@ -148,7 +164,10 @@ impl Ticker {
                 }
             })
             .collect();
-        let mut report = TickReport::default();
+        let mut report = TickReport {
+            lifecycle: swept,
+            ..TickReport::default()
+        };
         let mut failed = None;
         for done in self.db.write_background(jobs)? {
             match done {

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod feed;
 pub mod filter;
+pub mod lifecycle;
 pub mod orders;
 pub mod requests;
 pub mod webhooks;

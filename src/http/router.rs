@@ -113,6 +113,10 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["domains"]) => native::list_domains(app, req, c),
         ("POST", ["domains"]) => native::order_domain(app, req, c),
         ("GET", ["domains", name]) => native::get_domain(app, name, c),
+        ("PATCH", ["domains", name]) => native::patch_domain(app, req, name, c),
+        ("POST", ["domains", "renew"]) => native::bulk_renew(app, req, c),
+        ("GET", ["auto-renew"]) => native::get_auto_renew(app, req, c),
+        ("PUT", ["auto-renew"]) => native::put_auto_renew(app, req, c),
 
         ("GET", ["notification"]) => native::next_notification(app, c),
         ("DELETE", ["notification", id]) => {
@@ -249,6 +253,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/domains"),
     ("POST", "/api/v1/domains"),
     ("GET", "/api/v1/domains/{name}"),
+    ("PATCH", "/api/v1/domains/{name}"),
+    ("POST", "/api/v1/domains/renew"),
+    ("GET", "/api/v1/auto-renew"),
+    ("PUT", "/api/v1/auto-renew"),
     ("GET", "/api/v1/notification"),
     ("DELETE", "/api/v1/notification/{id}"),
     ("GET", "/api/v1/notifications"),

@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod domains;
 pub mod due;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;

@@ -48,7 +48,8 @@ pub fn reg_type(operation: Operation, params: &Value) -> Option<&'static str> {
         | Operation::Release
         | Operation::Delete
         | Operation::Hold
-        | Operation::Backorder => None,
+        | Operation::Backorder
+        | Operation::Restore => None,
     }
 }
 

@@ -446,6 +446,7 @@ fn noun(op: Operation) -> &'static str {
         Operation::Hold => "hold",
         Operation::Backorder => "backorder",
         Operation::Privacy => "privacy change",
+        Operation::Restore => "restore",
     }
 }
 

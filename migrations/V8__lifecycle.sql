@@ -1,0 +1,66 @@
+-- The domain lifecycle: reminders, auto-renew, expiry, grace, redemption,
+-- pending delete and deletion, each step done once per domain and expiry.
+
+-- A new domain's `auto_renew` when its owner has not chosen one.
+alter table accounts add column auto_renew integer not null default 0;
+
+-- Whether an order to renew is placed before expiry; filled from the
+-- owner's default when a row is written without it.
+alter table domains add column auto_renew integer;
+-- active, expired (in grace), redemption or pending_delete.
+alter table domains add column lifecycle text not null default 'active'
+    check (lifecycle = 'active' or lifecycle = 'expired' or lifecycle = 'redemption'
+           or lifecycle = 'pending_delete');
+-- The next step of the domain's lifecycle and when it is due. `schedule`
+-- (due at once) means the next step is to be worked out again from the
+-- steps done; `wait` (never due) holds the steps while a renewal or a
+-- restore is under way.
+alter table domains add column step text not null default 'schedule';
+alter table domains add column step_at integer default 0;
+
+update domains set auto_renew = 0;
+
+-- The sweep reads what is due, oldest first, from this index alone.
+create index domains_due on domains(step_at) where step_at is not null;
+create index domains_expiry on domains(expires_at, name);
+create index domains_lifecycle on domains(lifecycle, name);
+
+-- Every step done: what makes each happen once however the clock moves.
+create table domain_steps (
+    id         integer primary key,
+    domain_id  integer not null,
+    -- The expiry the step belongs to: a renewal starts a new cycle.
+    expires_at integer not null,
+    step       text not null,
+    due_at     integer not null,
+    done_at    integer not null,
+    -- The order the step placed (auto-renew, deletion).
+    request_id integer references requests(id),
+    note       text,
+    unique (domain_id, expires_at, step)
+);
+
+create trigger domains_auto_renew_default after insert on domains
+when new.auto_renew is null
+begin
+    update domains set auto_renew =
+        coalesce((select auto_renew from accounts where id = new.account_id), 0)
+    where id = new.id;
+end;
+
+-- A new expiry (a renewal, a restore) starts the cycle again.
+create trigger domains_new_expiry after update of expires_at on domains
+when new.expires_at <> old.expires_at
+begin
+    update domains set lifecycle = 'active', step = 'schedule', step_at = 0
+    where id = new.id;
+end;
+
+-- A renewal or restore that ended lets the held steps go on.
+create trigger requests_renewal_ended after update of state on requests
+when (new.state = 'finished' or new.state = 'failed')
+     and (new.operation = 'renew' or new.operation = 'restore')
+begin
+    update domains set step = 'schedule', step_at = 0
+    where name = new.domain and step = 'wait';
+end;
