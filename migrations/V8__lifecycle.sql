@@ -64,3 +64,18 @@ begin
     update domains set step = 'schedule', step_at = 0
     where name = new.domain and step = 'wait';
 end;
+
+-- OpenSRS's DOMAIN events of the lifecycle (EXPIRED, RENEWED, DELETED),
+-- polled and acknowledged on the XCP face with the order events.
+create table domain_events (
+    id          integer primary key,
+    event_id    text not null unique,
+    account_id  integer not null references accounts(id),
+    domain      text not null,
+    event       text not null,
+    -- The event's `object_data`, as JSON.
+    object_data text not null,
+    created_at  integer not null,
+    acked_at    integer
+);
+create index domain_events_unacked on domain_events(account_id, id) where acked_at is null;

@@ -300,6 +300,9 @@ fn perform(conn: &Connection, d: &Life, step: Step, now: Millis) -> Result<bool>
         Step::Expired | Step::Redemption | Step::PendingDelete => {
             let lifecycle = step.leaves().unwrap_or("active");
             life::set_lifecycle(conn, d.id, lifecycle, now)?;
+            if step == Step::Expired {
+                life::domain_event(conn, d, "EXPIRED", json!({}), now)?;
+            }
             let message = match step {
                 Step::Expired => format!("Domain expired on {expiry}"),
                 Step::Redemption => "Domain is in redemption: only a restore brings it back".into(),
@@ -308,6 +311,8 @@ fn perform(conn: &Connection, d: &Life, step: Step, now: Millis) -> Result<bool>
             life::notify(conn, d, "expire", lifecycle, &message, now)?;
         }
         Step::Delete => {
+            let data = json!({"reason": "expired", "deletion_date": clock::format(now)});
+            life::domain_event(conn, d, "DELETED", data, now)?;
             let id = delete(conn, d, now)?;
             life::note_step(conn, d, &step.name(), Some(id), None)?;
             life::forget_steps(conn, d.id, Millis::MAX)?;

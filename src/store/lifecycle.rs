@@ -324,3 +324,115 @@ pub fn names(
     };
     Ok((rows, next))
 }
+
+/// An OpenSRS `DOMAIN` event, as stored.
+#[derive(Debug, Clone)]
+pub struct DomainEvent {
+    pub event_id: String,
+    pub domain: String,
+    /// `EXPIRED`, `RENEWED` or `DELETED`.
+    pub event: String,
+    pub object_data: serde_json::Map<String, serde_json::Value>,
+    pub created_at: Millis,
+}
+
+/// Records a `DOMAIN` event of `life` for its owner: OpenSRS's
+/// `object_data` (the name, the id and the expiry) and `extra`.
+pub fn domain_event(
+    conn: &Connection,
+    life: &Life,
+    event: &str,
+    extra: serde_json::Value,
+    now: Millis,
+) -> Result<()> {
+    let mut data = serde_json::json!({
+        "domain_name": life.name,
+        "domain_id": life.id,
+        "expiration_date": crate::clock::format(life.expires_at),
+    });
+    if let (Some(data), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
+        data.extend(extra.clone());
+    }
+    conn.exec(
+        "insert into domain_events (event_id, account_id, domain, event, object_data, created_at)
+         values (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            super::order_events::event_id(now),
+            life.account_id,
+            life.name,
+            event,
+            data.to_string(),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// The hook of `store::transition` for a finished request: a renewal or a
+/// restore is the `RENEWED` event of its domain, with its new expiry.
+pub fn on_finished(conn: &Connection, req: &super::requests::Request, now: Millis) -> Result<()> {
+    if !matches!(req.operation, Operation::Renew | Operation::Restore) {
+        return Ok(());
+    }
+    let Some(life) = by_name(conn, &req.domain)? else {
+        return Ok(());
+    };
+    let period = form::renewal_years(req.operation, &req.params);
+    domain_event(
+        conn,
+        &life,
+        "RENEWED",
+        serde_json::json!({ "period": period }),
+        now,
+    )
+}
+
+/// The oldest `limit` unacknowledged `DOMAIN` events of an account.
+pub fn unacked_events(conn: &Connection, account_id: i64, limit: i64) -> Result<Vec<DomainEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "select event_id, domain, event, object_data, created_at
+         from domain_events indexed by domain_events_unacked
+         where account_id = +?1 and acked_at is null order by id limit 100",
+    )?;
+    let rows = stmt
+        .query_map([account_id], |r| {
+            let data: String = r.get(3)?;
+            Ok(DomainEvent {
+                event_id: r.get(0)?,
+                domain: r.get(1)?,
+                event: r.get(2)?,
+                object_data: serde_json::from_str(&data).unwrap_or_default(),
+                created_at: r.get(4)?,
+            })
+        })?
+        .take(limit.clamp(0, 100) as usize);
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn count_unacked_events(conn: &Connection, account_id: i64) -> Result<i64> {
+    Ok(conn.one(
+        "select count(*) from domain_events where account_id = ?1 and acked_at is null",
+        [account_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Acknowledges a `DOMAIN` event of `account_id`; false when the account
+/// has no such event (it may be an order event).
+pub fn ack_event(conn: &Connection, account_id: i64, event_id: &str, now: Millis) -> Result<bool> {
+    let owner: Option<i64> = conn
+        .one(
+            "select account_id from domain_events where event_id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if owner != Some(account_id) {
+        return Ok(false);
+    }
+    conn.exec(
+        "update domain_events set acked_at = ?1 where event_id = ?2 and acked_at is null",
+        params![now, event_id],
+    )?;
+    Ok(true)
+}

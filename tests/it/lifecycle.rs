@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{error_of, owner, refused_start, Server};
+use crate::support::{error_of, owner, refused_start, xcp_envelope, xcp_reply, Server};
 
 const START: &str = "2030-01-01T00:00:00Z";
 
@@ -446,4 +446,68 @@ fn a_lifecycle_period_out_of_range_is_refused_at_start() {
             "{flag} {value}: {err}"
         );
     }
+}
+
+/// The `DOMAIN` events of a reseller's XCP poll: (event, domain_name,
+/// expiration_date, period or reason), and every event's id.
+fn domain_events(s: &Server, who: &crate::support::Reseller) -> (Vec<[String; 4]>, Vec<String>) {
+    let body = xcp_envelope("POLL", "EVENT", r#"<item key="limit">100</item>"#);
+    let reply = xcp_reply(&s.xcp(who, body.as_bytes()));
+    let attrs = reply.get("attributes").expect("attributes");
+    let events = attrs.get("events").and_then(|e| e.items()).expect("events");
+    let text = |v: Option<&str>| v.unwrap_or("-").to_string();
+    let ids = events
+        .iter()
+        .map(|(_, e)| text(e.get_str("event_id")))
+        .collect();
+    let domain = events
+        .iter()
+        .filter(|(_, e)| e.get_str("object") == Some("DOMAIN"))
+        .map(|(_, e)| {
+            let data = e.get("object_data").expect("object_data");
+            let detail = data.get_str("period").or(data.get_str("reason"));
+            [
+                text(e.get_str("event")),
+                text(data.get_str("domain_name")),
+                text(data.get_str("expiration_date")),
+                text(detail),
+            ]
+        })
+        .collect();
+    (domain, ids)
+}
+
+#[test]
+fn the_xcp_face_polls_the_domain_events_of_the_lifecycle() {
+    let s = server();
+    let rex = s.reseller("rex");
+    register(&s, &rex.token, "polled.com");
+    register(&s, &rex.token, "renewed.com");
+    let r = s.order(&rex.token, "renewed.com", "renew", json!({}));
+    s.tick();
+    assert_eq!(
+        s.request(&rex.token, r["id"].as_i64().unwrap())["state"],
+        "finished"
+    );
+    s.advance("430d");
+    let (events, ids) = domain_events(&s, &rex);
+    let row = |e: &str, d: &str, x: &str, y: &str| [e, d, x, y].map(str::to_string);
+    assert_eq!(
+        events,
+        [
+            row("RENEWED", "renewed.com", "2032-01-01T00:00:00Z", "1"),
+            row("EXPIRED", "polled.com", "2031-01-01T00:00:00Z", "-"),
+            row("DELETED", "polled.com", "2031-01-01T00:00:00Z", "expired"),
+        ]
+    );
+    // An acknowledged event is not polled again.
+    let last = ids.last().unwrap();
+    let ack = xcp_envelope(
+        "ACK",
+        "EVENT",
+        &format!(r#"<item key="event_id">{last}</item>"#),
+    );
+    let reply = xcp_reply(&s.xcp(&rex, ack.as_bytes()));
+    assert_eq!(reply.get_str("is_success"), Some("1"), "{reply:?}");
+    assert_eq!(domain_events(&s, &rex).0.len(), 2);
 }
