@@ -254,6 +254,16 @@ pub fn refusal(conn: &Connection, domain_id: i64, operation: Operation) -> Resul
         .map(|e| e.message()))
 }
 
+/// Sets a domain's expiry, as a domain brought in with one has it (the
+/// demo's); its lifecycle starts again from there.
+pub fn set_expiry(conn: &Connection, id: i64, expires_at: Millis) -> Result<()> {
+    conn.exec(
+        "update domains set expires_at = ?1 where id = ?2",
+        params![expires_at, id],
+    )?;
+    Ok(())
+}
+
 pub fn set_auto_renew(conn: &Connection, id: i64, on: bool, now: Millis) -> Result<()> {
     conn.exec(
         "update domains set auto_renew = ?1, updated_at = ?2 where id = ?3",
