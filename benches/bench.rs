@@ -1678,6 +1678,7 @@ fn b7(ctx: &Ctx) -> Vec<Row> {
     let answer = clock(&mut http, r#"{"advance": "1d"}"#);
     let swept = t.elapsed().as_secs_f64();
     let steps = answer["ticked"].as_i64().unwrap_or_default();
+    server.stop(ctx);
     vec![Row {
         id: "B7",
         what: format!("one day's lifecycle sweep at {} domains", num(n as f64)),
