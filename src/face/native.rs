@@ -752,14 +752,19 @@ fn domain_filter(req: &Req, caller: &Account) -> Result<DomainFilter> {
     )
 }
 
+/// A body of one required field, `{"auto_renew": bool}`.
+fn auto_renew_body(req: &Req) -> Result<bool> {
+    let body = body_object(req)?;
+    only_keys(&body, &["auto_renew"])?;
+    opt_bool(&body, "auto_renew")?
+        .ok_or_else(|| Error::invalid("auto_renew", "is required: true or false"))
+}
+
 /// `PATCH /domains/{name}`: the owner switches auto-renew.
 pub fn patch_domain(app: &App, req: &Req, name: &str, caller: &Account) -> Result<Resp> {
     let name = form::domain_name("name", name)
         .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
-    let body = body_object(req)?;
-    only_keys(&body, &["auto_renew"])?;
-    let on = opt_bool(&body, "auto_renew")?
-        .ok_or_else(|| Error::invalid("auto_renew", "is required: true or false"))?;
+    let on = auto_renew_body(req)?;
     let v = desk::lifecycle::set_auto_renew(app, caller, name, on)?;
     Ok(Resp::json(200, &v))
 }
@@ -774,10 +779,7 @@ pub fn get_auto_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
 /// `PUT /auto-renew` `{"auto_renew": bool}`.
 pub fn put_auto_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let account = query_i64(req, "account_id")?;
-    let body = body_object(req)?;
-    only_keys(&body, &["auto_renew"])?;
-    let on = opt_bool(&body, "auto_renew")?
-        .ok_or_else(|| Error::invalid("auto_renew", "is required: true or false"))?;
+    let on = auto_renew_body(req)?;
     let on = desk::lifecycle::set_auto_renew_default(app, caller, account, on)?;
     Ok(Resp::json(200, &json!({ "auto_renew": on })))
 }

@@ -118,7 +118,7 @@ pub struct StepDone {
 pub fn steps_done(conn: &Connection, domain_id: i64, expires_at: Millis) -> Result<Vec<StepDone>> {
     Ok(conn.all(
         "select step, due_at, done_at, request_id, note from domain_steps
-         where domain_id = ?1 and expires_at = ?2 order by id",
+         where domain_id = +?1 and expires_at = +?2 order by id",
         params![domain_id, expires_at],
         |r| {
             Ok(StepDone {
