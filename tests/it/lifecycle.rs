@@ -242,7 +242,7 @@ fn a_renewal_in_grace_counts_from_the_old_expiry() {
 #[test]
 fn a_restore_in_redemption_is_authorised_charged_and_brings_the_domain_back() {
     let s = server();
-    let (_, alice) = s.customer("alice");
+    let (alice_id, alice) = s.customer("alice");
     register(&s, &alice, "saved.com");
     let restore = json!({"domain": "saved.com", "operation": "restore", "submit": true});
     let a = s.post("/api/v1/requests", &alice, restore.clone());
@@ -303,6 +303,14 @@ fn a_restore_in_redemption_is_authorised_charged_and_brings_the_domain_back() {
     assert!(notifications(&s, &alice)
         .iter()
         .any(|n| n.starts_with("restore/success saved.com")));
+    // The task face lists the restore as a task.
+    let tasks = s.get(
+        &format!("/bdom/task/status/-/-/domain/saved.com/{alice_id}/"),
+        &alice,
+    );
+    let tasks = crate::support::xml_tree(&tasks.text);
+    assert_eq!(tasks.column("opcode"), ["create", "restore"]);
+    assert_eq!(tasks.column("status"), ["SUCCESS", "SUCCESS"]);
 }
 
 #[test]
