@@ -233,7 +233,7 @@ fn run(conn: &Connection, schedule: &Schedule, id: i64, now: Millis) -> Result<b
     let step = match Step::parse(&d.step) {
         Some(step) if d.step != SCHEDULE => step,
         _ => {
-            reschedule(conn, schedule, &d)?;
+            reschedule(conn, schedule, &d, now)?;
             return Ok(false);
         }
     };
@@ -244,7 +244,7 @@ fn run(conn: &Connection, schedule: &Schedule, id: i64, now: Millis) -> Result<b
     }
     let due = d.step_at.unwrap_or(now);
     if !life::record_step(conn, &d, &step.name(), due, now)? {
-        reschedule(conn, schedule, &d)?;
+        reschedule(conn, schedule, &d, now)?;
         return Ok(false);
     }
     let placed = perform(conn, &d, step, now)?;
@@ -265,7 +265,7 @@ fn set_next(conn: &Connection, id: i64, next: Option<(Millis, Step)>) -> Result<
 /// Works out a domain's next step from the steps done in its cycle (a new
 /// expiry, a row written again, a renewal that ended), and the lifecycle
 /// they left it in.
-fn reschedule(conn: &Connection, schedule: &Schedule, d: &Life) -> Result<()> {
+fn reschedule(conn: &Connection, schedule: &Schedule, d: &Life, now: Millis) -> Result<()> {
     life::forget_steps(conn, d.id, d.expires_at)?;
     let done: Vec<String> = life::steps_done(conn, d.id, d.expires_at)?
         .into_iter()
@@ -277,7 +277,7 @@ fn reschedule(conn: &Connection, schedule: &Schedule, d: &Life) -> Result<()> {
         .find_map(|s| Step::parse(s)?.leaves())
         .unwrap_or("active");
     if lifecycle != d.lifecycle {
-        life::set_lifecycle(conn, d.id, lifecycle, d.expires_at.max(0))?;
+        life::set_lifecycle(conn, d.id, lifecycle, now)?;
     }
     set_next(conn, d.id, schedule.next_after(d.expires_at, &done))
 }
@@ -564,4 +564,71 @@ pub fn bulk_renew(app: &App, caller: &Account, filter: DomainFilter, period: i64
     })?;
     app.ticker.wake();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_has_its_steps_in_order_and_each_name_reads_back() {
+        let s = Schedule::default();
+        let e = 1_000 * DAY;
+        let steps = s.steps(e);
+        let names: Vec<String> = steps.iter().map(|(_, step)| step.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "reminder-30",
+                "auto-renew",
+                "auto-renew-check",
+                "reminder-7",
+                "expired",
+                "reminder-after",
+                "redemption",
+                "pending-delete",
+                "delete"
+            ]
+        );
+        let days: Vec<i64> = steps.iter().map(|(at, _)| (at - e) / DAY).collect();
+        assert_eq!(days, [-30, -14, -14, -7, 0, 3, 30, 60, 65]);
+        for (_, step) in steps {
+            assert_eq!(Step::parse(&step.name()), Some(step));
+        }
+        assert_eq!(Step::parse("reminder-x"), None);
+        assert_eq!(Step::parse(SCHEDULE), None);
+    }
+
+    #[test]
+    fn the_next_step_follows_the_last_one_done() {
+        let s = Schedule::default();
+        let e = 1_000 * DAY;
+        let next = |done: &[&str]| {
+            let done: Vec<String> = done.iter().map(|d| d.to_string()).collect();
+            s.next_after(e, &done)
+                .map(|(at, step)| (step.name(), (at - e) / DAY))
+        };
+        assert_eq!(next(&[]), Some(("reminder-30".into(), -30)));
+        assert_eq!(
+            next(&["reminder-30", "expired"]),
+            Some(("reminder-after".into(), 3))
+        );
+        assert_eq!(next(&["delete"]), None);
+    }
+
+    #[test]
+    fn reminders_are_sorted_and_each_once() {
+        let flags = LifecycleFlags {
+            renew_reminder_days: vec![7, 30, 7, 1],
+            ..LifecycleFlags::default()
+        };
+        let s = Schedule::from_flags(&flags);
+        let reminders: Vec<String> = s
+            .steps(100 * DAY)
+            .into_iter()
+            .filter(|(_, step)| matches!(step, Step::Reminder(_)))
+            .map(|(_, step)| step.name())
+            .collect();
+        assert_eq!(reminders, ["reminder-30", "reminder-7", "reminder-1"]);
+    }
 }
