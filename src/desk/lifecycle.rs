@@ -446,6 +446,11 @@ pub fn rgp_status(conn: &Connection, name: &str) -> Result<Option<&'static str>>
 
 // ----- use cases ---------------------------------------------------------------
 
+/// A domain's RGP status (`rgp_status`) as a face asks for it.
+pub fn rgp(app: &App, name: String) -> Result<Option<&'static str>> {
+    app.db.read(move |conn| rgp_status(conn, &name))
+}
+
 /// A domain with its lifecycle, as the JSON API shows it.
 fn domain_json(conn: &Connection, d: &domains::Domain) -> Result<Value> {
     let mut v = serde_json::to_value(d)?;

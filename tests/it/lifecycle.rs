@@ -201,6 +201,21 @@ fn a_year_and_more_in_one_call_and_in_daily_calls_give_the_same_lifecycle() {
 }
 
 #[test]
+fn two_advances_that_overlap_give_what_one_gives() {
+    let one = server();
+    let alice = portfolio(&one);
+    one.advance("450d");
+    let two = server();
+    let alice_two = portfolio(&two);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| two.advance("225d"));
+        }
+    });
+    assert_eq!(observed(&one, &alice), observed(&two, &alice_two));
+}
+
+#[test]
 fn a_renewal_in_grace_counts_from_the_old_expiry() {
     let s = server();
     let (_, alice) = s.customer("alice");
