@@ -87,10 +87,14 @@
     if (tabs && !$(ids.tab)) tabs.append(el('a', { href: '#', id: ids.tab }, 'Expiring'));
   }
 
+  // The desk's clock, which a test clock may have moved away from this
+  // browser's.
+  let deskNow = Date.now();
+
   function filterQuery() {
     const q = new URLSearchParams({ limit: '500' });
     const days = $(ids.days).value;
-    if (days) q.set('expiring_before', new Date(Date.now() + Number(days) * DAY).toISOString().slice(0, 19) + 'Z');
+    if (days) q.set('expiring_before', new Date(deskNow + Number(days) * DAY).toISOString().slice(0, 19) + 'Z');
     if ($(ids.lifecycle).value) q.set('lifecycle', $(ids.lifecycle).value);
     return q;
   }
@@ -119,6 +123,8 @@
     const body = $(ids.body);
     try {
       if (!me) me = await api('GET', '/me');
+      const clock = await api('GET', '/clock');
+      if (clock && Number.isFinite(clock.now_ms)) deskNow = clock.now_ms;
       $(ids.bulk).hidden = !(me && me.role === 'operator');
       const page = await api('GET', `/domains?${filterQuery()}`);
       const items = (page && page.items) || [];
@@ -194,9 +200,16 @@
       for (const v of document.querySelectorAll('main > .view')) if (v !== mine && !v.hidden) v.hidden = true;
     });
     keep.observe(document.body, { attributes: true, subtree: true, attributeFilter: ['hidden'] });
-    // Another tab: the main script shows its view; this one steps aside.
-    for (const a of document.querySelectorAll('nav.tabs a')) {
-      if (a.id !== ids.tab) a.addEventListener('click', () => { $(ids.section).hidden = true; $(ids.tab).removeAttribute('aria-current'); });
+    // Another tab: the main script shows its view; this one steps aside
+    // first (in the capture phase, before the main script's handler runs).
+    const tabs = document.querySelector('nav.tabs');
+    if (tabs) {
+      tabs.addEventListener('click', (e) => {
+        const link = e.target.closest('a');
+        if (!link || link.id === ids.tab) return;
+        $(ids.section).hidden = true;
+        $(ids.tab).removeAttribute('aria-current');
+      }, true);
     }
   }
 
