@@ -1,11 +1,11 @@
 -- The domain lifecycle: reminders, auto-renew, expiry, grace, redemption,
 -- pending delete and deletion, each step done once per domain and expiry.
 
--- A new domain's `auto_renew` when its owner has not chosen one.
+-- The `auto_renew` of the account's domains that have none of their own.
 alter table accounts add column auto_renew integer not null default 0;
 
--- Whether an order to renew is placed before expiry; filled from the
--- owner's default when a row is written without it.
+-- Whether an order to renew is placed before expiry; null: as the owner's
+-- account says.
 alter table domains add column auto_renew integer;
 -- active, expired (in grace), redemption or pending_delete.
 alter table domains add column lifecycle text not null default 'active'
@@ -17,8 +17,6 @@ alter table domains add column lifecycle text not null default 'active'
 -- restore is under way.
 alter table domains add column step text not null default 'schedule';
 alter table domains add column step_at integer default 0;
-
-update domains set auto_renew = 0;
 
 -- The sweep reads what is due, oldest first, from this index alone.
 create index domains_due on domains(step_at) where step_at is not null;
@@ -39,14 +37,6 @@ create table domain_steps (
     note       text,
     unique (domain_id, expires_at, step)
 );
-
-create trigger domains_auto_renew_default after insert on domains
-when new.auto_renew is null
-begin
-    update domains set auto_renew =
-        coalesce((select auto_renew from accounts where id = new.account_id), 0)
-    where id = new.id;
-end;
 
 -- A new expiry (a renewal, a restore) starts the cycle again.
 create trigger domains_new_expiry after update of expires_at on domains

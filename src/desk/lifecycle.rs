@@ -515,7 +515,8 @@ pub fn set_auto_renew(app: &App, caller: &Account, name: String, on: bool) -> Re
     })
 }
 
-/// An account's default `auto_renew` for the domains it gets.
+/// An account's default `auto_renew`, for its domains that have none of
+/// their own.
 pub fn auto_renew_default(app: &App, caller: &Account, account: Option<i64>) -> Result<bool> {
     let id = super::account_scope(account, caller)?.unwrap_or(caller.id);
     app.db.read(move |conn| life::account_default(conn, id))

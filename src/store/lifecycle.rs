@@ -35,7 +35,9 @@ pub struct Life {
 
 macro_rules! columns {
     () => {
-        "id, account_id, name, expires_at, coalesce(auto_renew, 0), lifecycle, step, step_at"
+        "id, account_id, name, expires_at, \
+         coalesce(auto_renew, (select a.auto_renew from accounts a where a.id = domains.account_id), 0), \
+         lifecycle, step, step_at"
     };
 }
 
@@ -272,7 +274,7 @@ pub fn set_auto_renew(conn: &Connection, id: i64, on: bool, now: Millis) -> Resu
     Ok(())
 }
 
-/// An account's default for its new domains' `auto_renew`.
+/// An account's default `auto_renew`: its domains' that have none of their own.
 pub fn account_default(conn: &Connection, account_id: i64) -> Result<bool> {
     conn.one(
         "select auto_renew from accounts where id = ?1",

@@ -367,7 +367,7 @@ fn domains_are_listed_by_lifecycle_and_expiry_and_renewed_in_bulk() {
     let s = server();
     let (alice_id, alice) = s.customer("alice");
     let (_, bob) = s.customer("bob");
-    // An account's default applies to the domains it gets from then on.
+    // An account's default applies to its domains without a switch of their own.
     let a = s.call(
         "PUT",
         "/api/v1/auto-renew",
@@ -383,6 +383,20 @@ fn domains_are_listed_by_lifecycle_and_expiry_and_renewed_in_bulk() {
     register(&s, &alice, "later.com");
     register(&s, &bob, "other.com");
     assert_eq!(domain(&s, &alice, "early.com").json()["auto_renew"], true);
+    assert_eq!(domain(&s, &bob, "other.com").json()["auto_renew"], false);
+    set_auto_renew(&s, &alice, "later.com", true);
+    let off = s.call(
+        "PUT",
+        &format!("/api/v1/auto-renew?account_id={alice_id}"),
+        Some(&s.operator),
+        Some(r#"{"auto_renew": false}"#),
+    );
+    assert_eq!(off.status, 200, "{}", off.text);
+    assert_eq!(domain(&s, &alice, "early.com").json()["auto_renew"], false);
+    assert_eq!(domain(&s, &alice, "later.com").json()["auto_renew"], true);
+    let other = format!("/api/v1/auto-renew?account_id={alice_id}");
+    assert_eq!(s.get(&other, &bob).status, 404, "another account's default");
+    set_auto_renew(&s, &alice, "early.com", true);
     let names = |path: &str, token: &str| -> Vec<String> {
         let a = s.get(path, token);
         assert_eq!(a.status, 200, "{}", a.text);
