@@ -160,7 +160,8 @@ pub struct Swept {
 /// next step that is due later, so that the ticker handles the order
 /// before the clock's later steps, whether the clock moved a day or a year.
 pub fn sweep(conn: &Connection, schedule: &Schedule, now: Millis, limit: usize) -> Result<Swept> {
-    let mut steps = 0;
+    let (first_at, first) = schedule.steps(0)[0];
+    let mut steps = life::schedule_fresh(conn, &first.name(), -first_at, limit as i64)?;
     let mut placed_at: Option<Millis> = None;
     while steps < limit {
         let Some((id, due)) = life::next_due(conn, now)? else {

@@ -78,6 +78,20 @@ pub fn next_due(conn: &Connection, now: Millis) -> Result<Option<(i64, Millis)>>
         .optional()?)
 }
 
+/// Schedules at most `limit` domains marked `schedule` that have no step
+/// done in their cycle (new ones, renewed ones: most of them) in one
+/// statement: their next step is the cycle's first, `first`, due `offset`
+/// before expiry. How many it scheduled.
+pub fn schedule_fresh(conn: &Connection, first: &str, offset: Millis, limit: i64) -> Result<usize> {
+    let sql = format!(
+        "update domains set step = ?1, step_at = expires_at - ?2
+         where id in (select id from domains where step_at <= 0 and step = 'schedule' limit {limit})
+           and not exists (select 1 from domain_steps s
+                           where s.domain_id = domains.id and s.expires_at = domains.expires_at)"
+    );
+    Ok(conn.exec(&sql, params![first, offset])?)
+}
+
 /// Sets a domain's next step (`at`: none holds it until something ends).
 pub fn set_step(conn: &Connection, id: i64, step: &str, at: Option<Millis>) -> Result<()> {
     conn.exec(
