@@ -1,6 +1,7 @@
 //! The ticker: a thread that, at its own pace, fails requests whose
 //! dependency failed, claims due `queued` requests, fulfils claimed ones
-//! through the provider and ends waits that timed out. Each step is bounded
+//! through the provider and ends waits that timed out; first, it moves
+//! domains along their lifecycle (`desk::lifecycle`). Each step is bounded
 //! (`BATCH` requests) and each request's change commits with all its effects.
 //! `run_until_idle` can also be called directly (tests, the test clock).
 
