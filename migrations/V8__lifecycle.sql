@@ -11,17 +11,19 @@ alter table domains add column auto_renew integer;
 alter table domains add column lifecycle text not null default 'active'
     check (lifecycle = 'active' or lifecycle = 'expired' or lifecycle = 'redemption'
            or lifecycle = 'pending_delete');
--- The next step of the domain's lifecycle and when it is due. `schedule`
--- (due at once) means the next step is to be worked out again from the
--- steps done; `wait` (never due) holds the steps while a renewal or a
--- restore is under way.
-alter table domains add column step text not null default 'schedule';
-alter table domains add column step_at integer default 0;
+-- The next step of the domain's lifecycle and when it is due. None: the
+-- cycle's first step, due a fixed time before `expires_at` (a new or
+-- renewed domain needs no write to be scheduled); `wait` (never due) holds
+-- the steps while a renewal or a restore is under way.
+alter table domains add column step text;
+alter table domains add column step_at integer;
 
--- The sweep reads what is due, oldest first, from this index alone.
+-- The sweep reads what is due, oldest first, from these two indexes alone:
+-- scheduled steps, and the first steps of cycles (by expiry).
 create index domains_due on domains(step_at) where step_at is not null;
-create index domains_expiry on domains(expires_at, name);
-create index domains_lifecycle on domains(lifecycle, name);
+create index domains_fresh on domains(expires_at) where step is null;
+-- Lists by lifecycle; `active`, most of the portfolio, is left out.
+create index domains_lifecycle on domains(lifecycle, name) where lifecycle <> 'active';
 
 -- Every step done: what makes each happen once however the clock moves.
 create table domain_steps (
@@ -42,7 +44,7 @@ create table domain_steps (
 create trigger domains_new_expiry after update of expires_at on domains
 when new.expires_at <> old.expires_at
 begin
-    update domains set lifecycle = 'active', step = 'schedule', step_at = 0
+    update domains set lifecycle = 'active', step = null, step_at = null
     where id = new.id;
 end;
 
@@ -51,7 +53,7 @@ create trigger requests_renewal_ended after update of state on requests
 when (new.state = 'finished' or new.state = 'failed')
      and (new.operation = 'renew' or new.operation = 'restore')
 begin
-    update domains set step = 'schedule', step_at = 0
+    update domains set step = null, step_at = null
     where name = new.domain and step = 'wait';
 end;
 

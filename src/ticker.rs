@@ -103,6 +103,11 @@ impl Ticker {
         self
     }
 
+    /// The lifecycle's periods the sweep follows.
+    pub fn lifecycle(&self) -> &lifecycle::Schedule {
+        &self.lifecycle
+    }
+
     /// Asks the thread to tick now rather than at the next interval.
     pub fn wake(&self) {
         self.bell.ring();

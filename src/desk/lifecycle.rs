@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::state::{Event, Operation};
 use crate::store::accounts::{self, Account};
 use crate::store::domains;
-use crate::store::lifecycle::{self as life, DomainFilter, Life, SCHEDULE, WAIT};
+use crate::store::lifecycle::{self as life, DomainFilter, Life, WAIT};
 use crate::store::requests::NewRequest;
 use crate::store::transition::{self, Change, Then, Who};
 use crate::store::Connection;
@@ -140,6 +140,20 @@ impl Schedule {
         steps
     }
 
+    /// How long before expiry a cycle's first step is due.
+    pub fn first_offset(&self) -> Millis {
+        self.steps(0).first().map_or(0, |(at, _)| -at)
+    }
+
+    /// The next step of a domain as stored (`step`, `step_at`): none is
+    /// the first step of the cycle ending at `expires_at`.
+    pub fn next_of(&self, life: &Life) -> Option<(Millis, Step)> {
+        match &life.step {
+            None => self.steps(life.expires_at).into_iter().next(),
+            Some(name) => Some((life.step_at?, Step::parse(name)?)),
+        }
+    }
+
     /// The step after the last one of `done` (names), in cycle order.
     fn next_after(&self, expires_at: Millis, done: &[String]) -> Option<(Millis, Step)> {
         let steps = self.steps(expires_at);
@@ -160,11 +174,11 @@ pub struct Swept {
 /// next step that is due later, so that the ticker handles the order
 /// before the clock's later steps, whether the clock moved a day or a year.
 pub fn sweep(conn: &Connection, schedule: &Schedule, now: Millis, limit: usize) -> Result<Swept> {
-    let (first_at, first) = schedule.steps(0)[0];
-    let mut steps = life::schedule_fresh(conn, &first.name(), -first_at, limit as i64)?;
+    let first = schedule.first_offset();
+    let mut steps = 0;
     let mut placed_at: Option<Millis> = None;
     while steps < limit {
-        let Some((id, due)) = life::next_due(conn, now)? else {
+        let Some((id, due)) = life::next_due(conn, now, first)? else {
             return Ok(Swept {
                 steps,
                 drained: true,
@@ -200,7 +214,11 @@ const SWEEP_JOBS: usize = 16;
 /// clients' writes) until one leaves nothing due. The steps done.
 pub fn sweep_jobs(db: &Db, schedule: &Schedule, now: Millis) -> Result<usize> {
     // A look first: most ticks find nothing due, and need no write.
-    if db.read(move |conn| life::next_due(conn, now))?.is_none() {
+    let first = schedule.first_offset();
+    if db
+        .read(move |conn| life::next_due(conn, now, first))?
+        .is_none()
+    {
         return Ok(0);
     }
     let drained = Arc::new(AtomicBool::new(false));
@@ -231,19 +249,17 @@ pub fn sweep_jobs(db: &Db, schedule: &Schedule, now: Millis) -> Result<usize> {
 /// Moves domain `id` one step on; whether the step placed an order.
 fn run(conn: &Connection, schedule: &Schedule, id: i64, now: Millis) -> Result<bool> {
     let d = life::load(conn, id)?;
-    let step = match Step::parse(&d.step) {
-        Some(step) if d.step != SCHEDULE => step,
-        _ => {
-            reschedule(conn, schedule, &d, now)?;
-            return Ok(false);
-        }
+    let Some((due, step)) = schedule.next_of(&d) else {
+        reschedule(conn, schedule, &d, now)?;
+        return Ok(false);
     };
     // The registry holds a name while it renews or restores it.
     if life::renewal_under_way(conn, &d.name)? {
         life::set_step(conn, id, WAIT, None)?;
         return Ok(false);
     }
-    let due = d.step_at.unwrap_or(now);
+    // A step done already (a row written again, a renewal that ended):
+    // the next one is worked out from the steps done.
     if !life::record_step(conn, &d, &step.name(), due, now)? {
         reschedule(conn, schedule, &d, now)?;
         return Ok(false);
@@ -263,9 +279,8 @@ fn set_next(conn: &Connection, id: i64, next: Option<(Millis, Step)>) -> Result<
     }
 }
 
-/// Works out a domain's next step from the steps done in its cycle (a new
-/// expiry, a row written again, a renewal that ended), and the lifecycle
-/// they left it in.
+/// Works out a domain's next step from the steps done in its cycle (a row
+/// written again, a renewal that ended), and the lifecycle they left it in.
 fn reschedule(conn: &Connection, schedule: &Schedule, d: &Life, now: Millis) -> Result<()> {
     life::forget_steps(conn, d.id, d.expires_at)?;
     let done: Vec<String> = life::steps_done(conn, d.id, d.expires_at)?
@@ -453,14 +468,14 @@ pub fn rgp(app: &App, name: String) -> Result<Option<&'static str>> {
 }
 
 /// A domain with its lifecycle, as the JSON API shows it.
-fn domain_json(conn: &Connection, d: &domains::Domain) -> Result<Value> {
+fn domain_json(conn: &Connection, schedule: &Schedule, d: &domains::Domain) -> Result<Value> {
     let mut v = serde_json::to_value(d)?;
     if let Some(l) = life::by_name(conn, &d.name)? {
         v["lifecycle"] = json!(l.lifecycle);
         v["auto_renew"] = json!(l.auto_renew);
-        let next = Step::parse(&l.step).filter(|_| l.step != SCHEDULE);
-        v["next_step"] = json!(next.map(Step::name));
-        v["next_step_at"] = json!(l.step_at.filter(|_| next.is_some()).map(clock::format));
+        let next = schedule.next_of(&l);
+        v["next_step"] = json!(next.map(|(_, step)| step.name()));
+        v["next_step_at"] = json!(next.map(|(at, _)| clock::format(at)));
     }
     Ok(v)
 }
@@ -473,12 +488,13 @@ pub fn domains(
     after: Option<String>,
     limit: i64,
 ) -> Result<(Vec<Value>, Option<String>)> {
+    let schedule = app.ticker.lifecycle().clone();
     app.db.read(move |conn| {
         let (names, next) = life::names(conn, &filter, after.as_deref(), limit)?;
         let mut items = Vec::with_capacity(names.len());
         for name in names {
             if let Some(d) = domains::by_name(conn, &name)? {
-                items.push(domain_json(conn, &d)?);
+                items.push(domain_json(conn, &schedule, &d)?);
             }
         }
         Ok((items, next))
@@ -488,9 +504,10 @@ pub fn domains(
 /// One domain with its lifecycle and the steps done in its cycle.
 pub fn domain(app: &App, caller: &Account, name: String) -> Result<Value> {
     let caller = caller.clone();
+    let schedule = app.ticker.lifecycle().clone();
     app.db.read(move |conn| {
         let d = visible(conn, &caller, &name)?;
-        let mut v = domain_json(conn, &d)?;
+        let mut v = domain_json(conn, &schedule, &d)?;
         v["rgp_status"] = json!(rgp_status(conn, &name)?);
         v["lifecycle_steps"] = serde_json::to_value(life::steps_done(conn, d.id, d.expires_at)?)?;
         Ok(v)
@@ -507,12 +524,13 @@ fn visible(conn: &Connection, caller: &Account, name: &str) -> Result<domains::D
 /// Switches a domain's auto-renewal, by its owner (or an operator).
 pub fn set_auto_renew(app: &App, caller: &Account, name: String, on: bool) -> Result<Value> {
     let caller = caller.clone();
+    let schedule = app.ticker.lifecycle().clone();
     let now = app.clock.now();
     app.db.write(move |conn| {
         let d = visible(conn, &caller, &name)?;
         life::set_auto_renew(conn, d.id, on, now)?;
         let d = visible(conn, &caller, &name)?;
-        domain_json(conn, &d)
+        domain_json(conn, &schedule, &d)
     })
 }
 
@@ -603,7 +621,7 @@ mod tests {
             assert_eq!(Step::parse(&step.name()), Some(step));
         }
         assert_eq!(Step::parse("reminder-x"), None);
-        assert_eq!(Step::parse(SCHEDULE), None);
+        assert_eq!(Step::parse(WAIT), None);
     }
 
     #[test]

@@ -15,8 +15,6 @@ use crate::state::Operation;
 use super::deliveries;
 use super::notifications;
 
-/// `step` of a domain whose next step is to be worked out again.
-pub const SCHEDULE: &str = "schedule";
 /// `step` of a domain whose steps wait for a renewal or restore to end.
 pub const WAIT: &str = "wait";
 
@@ -29,7 +27,8 @@ pub struct Life {
     pub expires_at: Millis,
     pub auto_renew: bool,
     pub lifecycle: String,
-    pub step: String,
+    /// None: the cycle's first step, due a fixed time before expiry.
+    pub step: Option<String>,
     pub step_at: Option<Millis>,
 }
 
@@ -66,30 +65,29 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Life>> {
     Ok(conn.one(SQL, [name], from_row).optional()?)
 }
 
-/// The domain whose step is due first, if one is due at `now`: its id
-/// and when the step was due. Read from `domains_due` alone.
-pub fn next_due(conn: &Connection, now: Millis) -> Result<Option<(i64, Millis)>> {
-    Ok(conn
+/// The domain whose step is due first, if one is due at `now`: its id and
+/// when the step fell due. A scheduled step is read from `domains_due`; a
+/// cycle's first step, due `first` before expiry, from `domains_fresh`.
+pub fn next_due(conn: &Connection, now: Millis, first: Millis) -> Result<Option<(i64, Millis)>> {
+    let scheduled: Option<(i64, Millis)> = conn
         .one(
             "select id, step_at from domains where step_at <= +?1 order by step_at, id limit 1",
             [now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()?)
-}
-
-/// Schedules at most `limit` domains marked `schedule` that have no step
-/// done in their cycle (new ones, renewed ones: most of them) in one
-/// statement: their next step is the cycle's first, `first`, due `offset`
-/// before expiry. How many it scheduled.
-pub fn schedule_fresh(conn: &Connection, first: &str, offset: Millis, limit: i64) -> Result<usize> {
-    let sql = format!(
-        "update domains set step = ?1, step_at = expires_at - ?2
-         where id in (select id from domains where step_at <= 0 and step = 'schedule' limit {limit})
-           and not exists (select 1 from domain_steps s
-                           where s.domain_id = domains.id and s.expires_at = domains.expires_at)"
-    );
-    Ok(conn.exec(&sql, params![first, offset])?)
+        .optional()?;
+    let fresh: Option<(i64, Millis)> = conn
+        .one(
+            "select id, expires_at - ?2 from domains where step is null and expires_at <= +?1
+             order by expires_at, id limit 1",
+            params![now.saturating_add(first), first],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match (scheduled, fresh) {
+        (Some(a), Some(b)) => Some(if (a.1, a.0) <= (b.1, b.0) { a } else { b }),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Sets a domain's next step (`at`: none holds it until something ends).
@@ -339,6 +337,10 @@ pub fn names(
     }
     if let Some(before) = f.expiring_before {
         add("expires_at <", before.into());
+    }
+    // The words of the partial index's condition, for it to be used.
+    if f.lifecycle.as_deref().is_some_and(|l| l != "active") {
+        sql.push_str(" and lifecycle <> 'active'");
     }
     sql.push_str(" order by name");
     let mut stmt = conn.prepare_cached(&sql)?;
