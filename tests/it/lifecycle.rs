@@ -352,6 +352,13 @@ fn deletion_frees_the_name_for_the_first_backorder_waiting() {
         domain(&s, &alice, "wanted.com").json()["rgp_status"],
         "pendingDelete"
     );
+    // Nothing brings it back now.
+    for operation in ["renew", "restore"] {
+        let order = json!({"domain": "wanted.com", "operation": operation, "submit": true});
+        let a = s.post("/api/v1/requests", &alice, order);
+        assert_eq!(a.status, 409, "{operation}: {}", a.text);
+        assert!(a.text.contains("pending deletion"), "{}", a.text);
+    }
     s.advance("1d");
     assert_eq!(domain(&s, &alice, "wanted.com").status, 404);
     assert!(notifications(&s, &alice)
