@@ -242,6 +242,75 @@ pub struct Config {
     /// answer before it is approved (1 to 365, on the one clock).
     #[arg(long, env = "REGDESK_TRANSFER_AUTO_APPROVE_DAYS", default_value_t = 5)]
     pub transfer_auto_approve_days: u32,
+    #[command(flatten)]
+    pub lifecycle: LifecycleFlags,
+}
+
+/// The domain lifecycle's periods, in days.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleFlags {
+    /// Days after expiry in which a domain can still be renewed (8 to 45).
+    #[arg(long, env = "REGDESK_RENEW_GRACE_DAYS", default_value_t = 30)]
+    pub renew_grace_days: i64,
+    /// Days of redemption, in which only a restore brings a domain back.
+    #[arg(long, env = "REGDESK_REDEMPTION_DAYS", default_value_t = 30)]
+    pub redemption_days: i64,
+    /// Days of pending delete, after which the name is free again.
+    #[arg(long, env = "REGDESK_PENDING_DELETE_DAYS", default_value_t = 5)]
+    pub pending_delete_days: i64,
+    /// Days before expiry at which the owner is reminded, comma-separated.
+    #[arg(
+        long,
+        env = "REGDESK_RENEW_REMINDER_DAYS",
+        default_value = "30,7",
+        value_delimiter = ','
+    )]
+    pub renew_reminder_days: Vec<i64>,
+    /// Days before expiry at which an auto-renewal is ordered.
+    #[arg(long, env = "REGDESK_AUTO_RENEW_DAYS", default_value_t = 14)]
+    pub auto_renew_days: i64,
+}
+
+impl Default for LifecycleFlags {
+    fn default() -> LifecycleFlags {
+        LifecycleFlags {
+            renew_grace_days: 30,
+            redemption_days: 30,
+            pending_delete_days: 5,
+            renew_reminder_days: vec![30, 7],
+            auto_renew_days: 14,
+        }
+    }
+}
+
+impl LifecycleFlags {
+    /// Refuses a period no registry would have, naming its flag.
+    fn check(&self) -> Result<()> {
+        days("renew_grace_days", self.renew_grace_days, 8, 45)?;
+        days("redemption_days", self.redemption_days, 1, 365)?;
+        days("pending_delete_days", self.pending_delete_days, 1, 365)?;
+        days("auto_renew_days", self.auto_renew_days, 0, 365)?;
+        if self.renew_reminder_days.len() > 10 {
+            return Err(Error::invalid(
+                "renew_reminder_days",
+                "at most 10 reminders",
+            ));
+        }
+        for d in &self.renew_reminder_days {
+            days("renew_reminder_days", *d, 1, 365)?;
+        }
+        Ok(())
+    }
+}
+
+fn days(field: &str, n: i64, least: i64, most: i64) -> Result<()> {
+    if !(least..=most).contains(&n) {
+        return Err(Error::invalid(
+            field,
+            format!("must be {least} to {most} days, not {n}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The longest tick interval, webhook timeout or first retry delay: an hour.
@@ -285,6 +354,7 @@ impl Config {
                 "must be 1 to 365",
             ));
         }
+        self.lifecycle.check()?;
         Ok(())
     }
 
@@ -318,6 +388,7 @@ impl Config {
             header_timeout_ms: 10_000,
             public_url: None,
             transfer_auto_approve_days: 5,
+            lifecycle: LifecycleFlags::default(),
         }
     }
 }

@@ -257,5 +257,61 @@ fn populate(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<()> {
         Ok(())
     })?;
     ticker.run_until_idle()?;
+    lifecycle(db, clock, ticker)
+}
+
+/// The domain lifecycle at every step. Names registered here are given an
+/// expiry as if they had come with one (brought in from elsewhere), and the
+/// ticker's sweep moves each along from there: reminded, auto-renewed,
+/// expired (in grace), in redemption with a restore waiting for an
+/// operator, pending delete, and deleted, which frees the name for a
+/// backorder waiting for it.
+fn lifecycle(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<()> {
+    // (owner, name, days from now to its expiry, auto-renew)
+    const DOMAINS: [(&str, &str, i64, bool); 6] = [
+        ("alice", "alice-soon.com", 20, false),
+        ("alice", "alice-auto.com", 10, true),
+        ("alice", "alice-grace.com", -10, false),
+        ("bob", "bob-redeem.com", -40, false),
+        ("bob", "bob-lapse.com", -62, false),
+        ("carol", "carol-gone.com", -70, false),
+    ];
+    let create = |(owner, domain, ..): (&'static str, &'static str, i64, bool)| Order {
+        owner,
+        domain,
+        operation: Operation::Create,
+        params: contacts("Demo Owner"),
+        exec_date: None,
+        submit: true,
+    };
+    orders(db, clock, DOMAINS.into_iter().map(create).collect())?;
+    ticker.run_until_idle()?;
+    let now = clock.now();
+    db.write(move |conn| {
+        for (_, name, days, auto_renew) in DOMAINS {
+            if let Some(d) = crate::store::lifecycle::by_name(conn, name)? {
+                crate::store::lifecycle::set_expiry(conn, d.id, now + days * DAY)?;
+                crate::store::lifecycle::set_auto_renew(conn, d.id, auto_renew, now)?;
+            }
+        }
+        Ok(())
+    })?;
+    // Alice waits for Carol's name, which is about to be deleted.
+    let backorder = Order {
+        operation: Operation::Backorder,
+        ..create(("alice", "carol-gone.com", 0, false))
+    };
+    orders(db, clock, vec![backorder])?;
+    ticker.run_until_idle()?;
+    let restore = Order {
+        owner: "bob",
+        domain: "bob-redeem.com",
+        operation: Operation::Restore,
+        params: json!({}),
+        exec_date: None,
+        submit: true,
+    };
+    orders(db, clock, vec![restore])?;
+    ticker.run_until_idle()?;
     Ok(())
 }

@@ -307,6 +307,18 @@ pub fn charges(operation: Operation, domain: &str, params: &Value) -> Vec<(Strin
             per_year * years,
         ));
     }
+    if operation == Operation::Restore {
+        out.push((
+            "restore".to_string(),
+            format!("restore {domain} from redemption"),
+            RESTORE_FEE_CENTS,
+        ));
+        out.push((
+            "renew".to_string(),
+            format!("renew {domain}, 1 year(s)"),
+            price_per_year_cents(Operation::Renew).unwrap_or_default(),
+        ));
+    }
     if is_premium(params) && operation == Operation::Create {
         out.push((
             "premium".to_string(),
@@ -329,7 +341,61 @@ pub fn needs_review(
         .iter()
         .map(|(_, _, cents)| cents)
         .sum();
-    review_all || is_premium(params) || params.get("phase").is_some() || amount > review_limit_cents
+    // A registry asks a report for every restore: an operator writes it.
+    review_all
+        || operation == Operation::Restore
+        || is_premium(params)
+        || params.get("phase").is_some()
+        || amount > review_limit_cents
+}
+
+/// The registry's fee for restoring a name in redemption, besides the
+/// year of renewal a restore includes.
+pub const RESTORE_FEE_CENTS: i64 = 8_000;
+
+/// Years a renewal adds: a restore adds one, whatever its form says.
+pub fn renewal_years(operation: Operation, params: &Value) -> i64 {
+    match operation {
+        Operation::Restore => 1,
+        _ => period(params),
+    }
+}
+
+/// The furthest a renewal may take an expiry: ten years past now.
+pub const MAX_RENEWAL_YEARS: i64 = 10;
+
+/// Whether a renewal or a restore may be ordered for a domain in
+/// `lifecycle` (the other operations always may, as far as the lifecycle
+/// goes).
+pub fn lifecycle_allows(operation: Operation, lifecycle: &str) -> Result<()> {
+    match (operation, lifecycle) {
+        (Operation::Renew, "redemption") => Err(Error::Conflict(
+            "the domain is in redemption: only a restore brings it back".into(),
+        )),
+        (Operation::Renew | Operation::Restore, "pending_delete") => Err(Error::Conflict(
+            "the domain is pending deletion: nothing brings it back".into(),
+        )),
+        (Operation::Restore, "redemption") => Ok(()),
+        (Operation::Restore, _) => Err(Error::Conflict(
+            "only a domain in redemption can be restored".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a renewal that would take an expiry (`expires_at`) more than
+/// ten years past `now`.
+pub fn renewal_within_limit(params: &Value, expires_at: i64, now: i64) -> Result<()> {
+    const YEAR: i64 = 365 * 24 * 60 * 60 * 1000;
+    if expires_at + period(params) * YEAR > now + MAX_RENEWAL_YEARS * YEAR {
+        return Err(Error::invalid(
+            "params.period",
+            format!(
+                "the renewal would take the expiry more than {MAX_RENEWAL_YEARS} years past now"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ string_enum!(
         Hold => "hold",
         Backorder => "backorder",
         Privacy => "privacy",
+        Restore => "restore",
     }
 );
 
@@ -211,7 +212,9 @@ impl Event {
     fn permitted(&self, actor: Actor) -> bool {
         use Actor::*;
         match self {
-            Event::Submit { .. } | Event::UpdateParams | Event::Abort | Event::Expire => {
+            // The system places orders too: auto-renewals, deletions.
+            Event::Submit { .. } => true,
+            Event::UpdateParams | Event::Abort | Event::Expire => {
                 matches!(actor, Owner | Operator)
             }
             Event::Authorise | Event::SendBack | Event::Retry => actor == Operator,
@@ -488,7 +491,7 @@ mod tests {
             Event::Submit {
                 missing,
                 needs_review,
-            } if owner_like && matches!(state, New | Incomplete) => {
+            } if matches!(state, New | Incomplete) => {
                 if *missing {
                     n(Incomplete)
                 } else if *needs_review {

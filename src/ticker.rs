@@ -1,6 +1,7 @@
 //! The ticker: a thread that, at its own pace, fails requests whose
 //! dependency failed, claims due `queued` requests, fulfils claimed ones
-//! through the provider and ends waits that timed out. Each step is bounded
+//! through the provider and ends waits that timed out; first, it moves
+//! domains along their lifecycle (`desk::lifecycle`). Each step is bounded
 //! (`BATCH` requests) and each request's change commits with all its effects.
 //! `run_until_idle` can also be called directly (tests, the test clock).
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Millis};
 use crate::db::Db;
+use crate::desk::lifecycle;
 use crate::doorbell::Doorbell;
 use crate::error::{Error, RepeatedFailure, Result};
 use crate::registry::{Provider, Verdict};
@@ -55,6 +57,7 @@ pub struct Ticker {
     pub stats: TickerStats,
     /// How long a transfer between accounts here waits on the holder.
     transfer_wait: Millis,
+    lifecycle: lifecycle::Schedule,
 }
 
 /// What one tick did.
@@ -64,11 +67,13 @@ pub struct TickReport {
     pub claimed: usize,
     pub fulfilled: usize,
     pub waits_ended: usize,
+    /// Domain lifecycle steps done.
+    pub lifecycle: usize,
 }
 
 impl TickReport {
     pub fn total(&self) -> usize {
-        self.dependency_failed + self.claimed + self.fulfilled + self.waits_ended
+        self.dependency_failed + self.claimed + self.fulfilled + self.waits_ended + self.lifecycle
     }
 
     fn add(&mut self, other: &TickReport) {
@@ -76,6 +81,7 @@ impl TickReport {
         self.claimed += other.claimed;
         self.fulfilled += other.fulfilled;
         self.waits_ended += other.waits_ended;
+        self.lifecycle += other.lifecycle;
     }
 }
 
@@ -90,6 +96,7 @@ impl Ticker {
             interval,
             stats: TickerStats::default(),
             transfer_wait: crate::registry::simulated::AUTO_APPROVE,
+            lifecycle: lifecycle::Schedule::default(),
         }
     }
 
@@ -97,6 +104,17 @@ impl Ticker {
     pub fn with_transfer_wait(mut self, wait: Millis) -> Ticker {
         self.transfer_wait = wait;
         self
+    }
+
+    /// The ticker with the lifecycle's periods from the serve flags.
+    pub fn with_lifecycle(mut self, schedule: lifecycle::Schedule) -> Ticker {
+        self.lifecycle = schedule;
+        self
+    }
+
+    /// The lifecycle's periods the sweep follows.
+    pub fn lifecycle(&self) -> &lifecycle::Schedule {
+        &self.lifecycle
     }
 
     /// Asks the thread to tick now rather than at the next interval.
@@ -124,8 +142,12 @@ impl Ticker {
         let now = self.clock.now();
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         self.stats.last_tick_at.store(now, Ordering::Relaxed);
+        let swept = lifecycle::sweep_jobs(&self.db, &self.lifecycle, now)?;
         if !self.db.read(move |conn| due::anything(conn, now))? {
-            return Ok(TickReport::default());
+            return Ok(TickReport {
+                lifecycle: swept,
+                ..TickReport::default()
+            });
         }
         // A job that finds less than a batch in every step has left nothing
         // due, and the jobs after it stop at once (a tick for one request
@@ -157,7 +179,10 @@ impl Ticker {
                 }
             })
             .collect();
-        let mut report = TickReport::default();
+        let mut report = TickReport {
+            lifecycle: swept,
+            ..TickReport::default()
+        };
         // Transfers between two accounts here wait on the holder, not on a
         // provider: started, and approved by time, before the jobs run.
         let wait = self.transfer_wait;

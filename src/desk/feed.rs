@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::registry::simulated::{self, Rule};
 use crate::store::accounts::Account;
 use crate::store::domains::{self, Domain};
+use crate::store::lifecycle::{self, DomainEvent};
 use crate::store::notifications::{self, Mail, Notification, ReadStatus};
 use crate::store::order_events::{self, OrderEvent};
 use crate::store::requests::{self, Annotation, FeedEntry, Request};
@@ -54,23 +55,54 @@ pub fn events(app: &App, caller: &Account, after: i64, limit: i64) -> Result<Vec
         .read(move |conn| requests::feed(conn, after, account, limit))
 }
 
-/// The caller's oldest unacknowledged order events (up to `limit`) and how
-/// many are unacknowledged in all.
-pub fn order_events(app: &App, caller: &Account, limit: i64) -> Result<(Vec<OrderEvent>, i64)> {
+/// An event the XCP face polls: an order's status change, or a domain's
+/// lifecycle event.
+pub enum XcpEvent {
+    Order(OrderEvent),
+    Domain(DomainEvent),
+}
+
+impl XcpEvent {
+    fn created_at(&self) -> i64 {
+        match self {
+            XcpEvent::Order(e) => e.created_at,
+            XcpEvent::Domain(e) => e.created_at,
+        }
+    }
+}
+
+/// The caller's oldest unacknowledged events, order and domain events
+/// together (up to `limit`), and how many are unacknowledged in all.
+pub fn order_events(app: &App, caller: &Account, limit: i64) -> Result<(Vec<XcpEvent>, i64)> {
     let id = caller.id;
     app.db.read(move |conn| {
-        Ok((
-            order_events::unacked(conn, id, limit)?,
-            order_events::count_unacked(conn, id)?,
-        ))
+        let mut events: Vec<XcpEvent> = order_events::unacked(conn, id, limit)?
+            .into_iter()
+            .map(XcpEvent::Order)
+            .chain(
+                lifecycle::unacked_events(conn, id, limit)?
+                    .into_iter()
+                    .map(XcpEvent::Domain),
+            )
+            .collect();
+        // Stable: at the same time, order events first.
+        events.sort_by_key(XcpEvent::created_at);
+        events.truncate(usize::try_from(limit).unwrap_or(0));
+        let total =
+            order_events::count_unacked(conn, id)? + lifecycle::count_unacked_events(conn, id)?;
+        Ok((events, total))
     })
 }
 
-/// Acknowledges the caller's order event `event_id`: it is not polled again.
+/// Acknowledges the caller's event `event_id`: it is not polled again.
 pub fn ack_order_event(app: &App, caller: &Account, event_id: String) -> Result<()> {
     let (id, now) = (caller.id, app.clock.now());
-    app.db
-        .write(move |conn| order_events::ack(conn, id, &event_id, now))
+    app.db.write(move |conn| {
+        if lifecycle::ack_event(conn, id, &event_id, now)? {
+            return Ok(());
+        }
+        order_events::ack(conn, id, &event_id, now)
+    })
 }
 
 /// The mail outbox, newest first (operators only).

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod feed;
 pub mod filter;
 pub mod hosts;
+pub mod lifecycle;
 pub mod orders;
 pub mod requests;
 pub mod sessions;

@@ -138,12 +138,24 @@ pub fn open(
     if !submit {
         return transition::create(conn, new, &who, None, now);
     }
+    open_by(conn, new, &who, now)
+}
+
+/// Creates `new` as `who` (an operator for the owner, the system) and
+/// submits it as it is created.
+pub fn open_by(
+    conn: &Connection,
+    new: &NewRequest,
+    who: &Who,
+    now: Millis,
+) -> Result<(Request, Vec<HistoryEntry>)> {
     let (event, change) = submit_event(
         conn,
         new.account_id,
         new.operation,
         &new.domain,
         &new.params,
+        now,
     )?;
     let first = |created: &Request| cancel_duplicates(conn, created, now);
     let then = transition::Then {
@@ -151,7 +163,7 @@ pub fn open(
         change,
         first: &first,
     };
-    transition::create(conn, new, &who, Some(then), now)
+    transition::create(conn, new, who, Some(then), now)
 }
 
 /// A request created in this transaction and its history as written are
@@ -210,7 +222,7 @@ pub(crate) fn check_dependency(
 /// domain and operation, and moves it on.
 pub fn submit(conn: &Connection, id: i64, who: &Who, now: Millis) -> Result<Request> {
     let r = requests::load(conn, id)?;
-    let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params)?;
+    let (event, change) = submit_event(conn, r.account_id, r.operation, &r.domain, &r.params, now)?;
     // Check the submit is allowed before cancelling anything.
     state::transition(r.state, r.waiting_on, &event, who.actor)?;
     cancel_duplicates(conn, &r, now)?;
@@ -225,8 +237,17 @@ fn submit_event(
     operation: Operation,
     domain: &str,
     params: &Value,
+    now: Millis,
 ) -> Result<(Event, Change)> {
     let owner = accounts::get(conn, account_id)?;
+    if let Some(life) =
+        crate::store::lifecycle::by_name(conn, domain)?.filter(|l| l.account_id == account_id)
+    {
+        form::lifecycle_allows(operation, &life.lifecycle)?;
+        if operation == Operation::Renew {
+            form::renewal_within_limit(params, life.expires_at, now)?;
+        }
+    }
     let missing = form::missing(operation, params);
     let needs_review = form::needs_review(
         operation,

@@ -136,6 +136,7 @@ pub fn opcode(operation: Operation) -> &'static str {
         Operation::Hold => "hold",
         Operation::Backorder => "backorder",
         Operation::Privacy => "privacy",
+        Operation::Restore => "restore",
     }
 }
 
@@ -259,7 +260,8 @@ mod tests {
                 "delete",
                 "hold",
                 "backorder",
-                "privacy"
+                "privacy",
+                "restore"
             ]
         );
         assert_eq!(tld_id("nic-domain-example.de"), 7);

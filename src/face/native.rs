@@ -24,6 +24,7 @@ use crate::http::{Req, Resp};
 use crate::registry::simulated::Rule;
 use crate::state::{Action, Failure, Operation, Resolution, State, WaitingOn};
 use crate::store::accounts::{Account, NewAccount, Role};
+use crate::store::lifecycle::DomainFilter;
 use crate::store::notifications::ReadStatus;
 use crate::store::view::{self, Detail};
 use crate::App;
@@ -477,8 +478,8 @@ pub fn scheduled(app: &App, caller: &Account) -> Result<Resp> {
 pub fn list_domains(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let limit = limit(req)?;
     let after = req.query("after").map(str::to_string);
-    let account = desk::account_scope(query_i64(req, "account_id")?, caller)?;
-    let (items, next) = desk::feed::domains(app, account, after, limit)?;
+    let filter = domain_filter(req, caller)?;
+    let (items, next) = desk::lifecycle::domains(app, filter, after, limit)?;
     Ok(Resp::json(200, &json!({ "items": items, "next": next })))
 }
 
@@ -487,7 +488,7 @@ pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
         .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
     let value = match desk::feed::domain(app, caller, name.clone())? {
         NameLookup::Held(d) => {
-            let mut v = serde_json::to_value(&d)?;
+            let mut v = desk::lifecycle::domain(app, caller, name.clone())?;
             // Its holder (or an operator) reads the code to give a gaining
             // registrar; lists and notifications never carry it.
             v["auth_code"] = json!(d.auth_code);
@@ -668,6 +669,7 @@ pub fn tick(app: &App, caller: &Account) -> Result<Resp> {
             "claimed": r.claimed,
             "fulfilled": r.fulfilled,
             "waits_ended": r.waits_ended,
+            "lifecycle": r.lifecycle,
             "sent": sent,
         }),
     ))
@@ -702,6 +704,109 @@ pub fn put_rules(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let saved = rules.clone();
     desk::feed::set_rules(app, caller, rules)?;
     Ok(Resp::json(200, &json!({ "rules": saved })))
+}
+
+// ----- the domain lifecycle ------------------------------------------------
+
+const LIFECYCLES: &[&str] = &["active", "expired", "redemption", "pending_delete"];
+
+/// The domain filter of a query string (or a bulk body's fields).
+fn lifecycle_filter(
+    lifecycle: Option<String>,
+    expiring_before: Option<String>,
+    account_id: Option<i64>,
+    caller: &Account,
+) -> Result<DomainFilter> {
+    if let Some(l) = lifecycle.as_deref().filter(|l| !LIFECYCLES.contains(l)) {
+        return Err(Error::invalid(
+            "lifecycle",
+            format!(
+                "{} is not a lifecycle: use {}",
+                quoted(l),
+                LIFECYCLES.join(", ")
+            ),
+        ));
+    }
+    let expiring_before = expiring_before
+        .map(|t| clock::parse("expiring_before", &t))
+        .transpose()?;
+    Ok(DomainFilter {
+        account_id: desk::account_scope(account_id, caller)?,
+        lifecycle,
+        expiring_before,
+    })
+}
+
+fn domain_filter(req: &Req, caller: &Account) -> Result<DomainFilter> {
+    lifecycle_filter(
+        req.query("lifecycle").map(str::to_string),
+        req.query("expiring_before").map(str::to_string),
+        query_i64(req, "account_id")?,
+        caller,
+    )
+}
+
+/// A body of one required field, `{"auto_renew": bool}`.
+fn auto_renew_body(req: &Req) -> Result<bool> {
+    let body = body_object(req)?;
+    only_keys(&body, &["auto_renew"])?;
+    opt_bool(&body, "auto_renew")?
+        .ok_or_else(|| Error::invalid("auto_renew", "is required: true or false"))
+}
+
+/// `PATCH /domains/{name}`: the owner switches auto-renew.
+pub fn patch_domain(app: &App, req: &Req, name: &str, caller: &Account) -> Result<Resp> {
+    let name = form::domain_name("name", name)
+        .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
+    let on = auto_renew_body(req)?;
+    let v = desk::lifecycle::set_auto_renew(app, caller, name, on)?;
+    Ok(Resp::json(200, &v))
+}
+
+/// `GET /auto-renew`: an account's default for its new domains.
+pub fn get_auto_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let account = query_i64(req, "account_id")?;
+    let on = desk::lifecycle::auto_renew_default(app, caller, account)?;
+    Ok(Resp::json(200, &json!({ "auto_renew": on })))
+}
+
+/// `PUT /auto-renew` `{"auto_renew": bool}`.
+pub fn put_auto_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    let account = query_i64(req, "account_id")?;
+    let on = auto_renew_body(req)?;
+    let on = desk::lifecycle::set_auto_renew_default(app, caller, account, on)?;
+    Ok(Resp::json(200, &json!({ "auto_renew": on })))
+}
+
+/// `POST /domains/renew`: an operator renews every domain a filter selects.
+pub fn bulk_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
+    desk::require_operator(caller)?;
+    let body = body_object(req)?;
+    only_keys(
+        &body,
+        &["lifecycle", "expiring_before", "account_id", "period"],
+    )?;
+    let filter = lifecycle_filter(
+        opt_str(&body, "lifecycle")?,
+        opt_str(&body, "expiring_before")?,
+        opt_i64(&body, "account_id")?,
+        caller,
+    )?;
+    if filter.lifecycle.is_none() && filter.expiring_before.is_none() {
+        return Err(Error::invalid(
+            "expiring_before",
+            "give lifecycle or expiring_before (or both)",
+        ));
+    }
+    let period = opt_i64(&body, "period")?.unwrap_or(1);
+    if !(1..=10).contains(&period) {
+        return Err(Error::invalid(
+            "period",
+            "must be a whole number of years, 1 to 10",
+        ));
+    }
+    let v = desk::lifecycle::bulk_renew(app, caller, filter, period)?;
+    Ok(Resp::json(200, &v))
 }
 
 // ----- health ----------------------------------------------------------------

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::{self, Millis, SECOND};
 use crate::desk;
+use crate::desk::feed::XcpEvent;
 use crate::desk::orders::{self, NewOrder, Pending};
 use crate::error::{quoted, Error, Result};
 use crate::face::xcp_xml::{self, XcpRequest, XcpResponse, XcpValue};
@@ -21,6 +22,7 @@ use crate::form;
 use crate::http::{Req, Resp};
 use crate::state::Operation;
 use crate::store::accounts::Account;
+use crate::store::lifecycle::DomainEvent;
 use crate::store::order_events::{self, OrderEvent, MAX_POLL, ORDER_OPERATIONS};
 use crate::App;
 
@@ -250,7 +252,33 @@ fn assoc<'a>(attrs: &'a XcpValue, key: &str, name: &str) -> Result<Option<&'a Xc
 
 // ----- EVENT -----------------------------------------------------------------------
 
-fn event_value(e: &OrderEvent) -> XcpValue {
+fn event_value(e: &XcpEvent) -> XcpValue {
+    match e {
+        XcpEvent::Order(e) => order_event_value(e),
+        XcpEvent::Domain(e) => domain_event_value(e),
+    }
+}
+
+/// A lifecycle event as OpenSRS writes its `DOMAIN` events.
+fn domain_event_value(e: &DomainEvent) -> XcpValue {
+    let data = e.object_data.iter().map(|(k, v)| {
+        let value = match v {
+            serde_json::Value::String(s) => XcpValue::from(s.as_str()),
+            serde_json::Value::Number(n) => XcpValue::from(n.as_i64().unwrap_or_default()),
+            other => XcpValue::from(other.to_string().as_str()),
+        };
+        (k.as_str(), value)
+    });
+    XcpValue::assoc([
+        ("object_data", XcpValue::assoc(data)),
+        ("object", XcpValue::from("DOMAIN")),
+        ("event_id", XcpValue::from(e.event_id.as_str())),
+        ("event", XcpValue::from(e.event.as_str())),
+        ("event_date", XcpValue::from(clock::format(e.created_at))),
+    ])
+}
+
+fn order_event_value(e: &OrderEvent) -> XcpValue {
     XcpValue::assoc([
         (
             "object_data",

@@ -135,6 +135,10 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["hosts", name]) => objects::get_host(app, name, c),
         ("PATCH", ["hosts", name]) => objects::patch_host(app, req, name, c),
         ("DELETE", ["hosts", name]) => objects::delete_host(app, name, c),
+        ("PATCH", ["domains", name]) => native::patch_domain(app, req, name, c),
+        ("POST", ["domains", "renew"]) => native::bulk_renew(app, req, c),
+        ("GET", ["auto-renew"]) => native::get_auto_renew(app, req, c),
+        ("PUT", ["auto-renew"]) => native::put_auto_renew(app, req, c),
 
         ("GET", ["notification"]) => native::next_notification(app, c),
         ("DELETE", ["notification", id]) => {
@@ -301,6 +305,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/hosts/{name}"),
     ("PATCH", "/api/v1/hosts/{name}"),
     ("DELETE", "/api/v1/hosts/{name}"),
+    ("PATCH", "/api/v1/domains/{name}"),
+    ("POST", "/api/v1/domains/renew"),
+    ("GET", "/api/v1/auto-renew"),
+    ("PUT", "/api/v1/auto-renew"),
     ("GET", "/api/v1/notification"),
     ("DELETE", "/api/v1/notification/{id}"),
     ("GET", "/api/v1/notifications"),

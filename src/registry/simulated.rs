@@ -406,14 +406,22 @@ impl Simulated {
                     note: "release pending at the registry (completes after 5 days)".into(),
                 },
             },
-            Operation::Renew
-            | Operation::Update
-            | Operation::Delete
-            | Operation::Hold
-            | Operation::Privacy => match mine {
+            Operation::Renew | Operation::Restore => match mine {
                 None => not_mine(),
-                Some(_) => Verdict::Accept,
+                Some(d) => match crate::store::lifecycle::refusal(conn, d.id, req.operation)? {
+                    Some(message) => Verdict::Refuse {
+                        failure: Failure::Invalid,
+                        message,
+                    },
+                    None => Verdict::Accept,
+                },
             },
+            Operation::Update | Operation::Delete | Operation::Hold | Operation::Privacy => {
+                match mine {
+                    None => not_mine(),
+                    Some(_) => Verdict::Accept,
+                }
+            }
         })
     }
 }

@@ -243,11 +243,15 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
             snap.id = Some(write_snapshot(conn, &snap, before.is_some())?);
             return record_change(conn, req, name, before.as_ref(), Some(&snap), now);
         }
-        Operation::Renew => {
+        Operation::Renew | Operation::Restore => {
             let d = owned(before.as_ref(), req)?;
             conn.exec(
                 "update domains set expires_at = ?1, updated_at = ?2 where id = ?3",
-                params![add_years(d.expires_at, form::period(p)), now, d.id],
+                params![
+                    add_years(d.expires_at, form::renewal_years(req.operation, p)),
+                    now,
+                    d.id
+                ],
             )?;
         }
         Operation::Update => {

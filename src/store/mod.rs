@@ -12,6 +12,7 @@ pub mod domains;
 pub mod due;
 pub mod hosts;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;

@@ -48,7 +48,8 @@ pub fn reg_type(operation: Operation, params: &Value) -> Option<&'static str> {
         | Operation::Release
         | Operation::Delete
         | Operation::Hold
-        | Operation::Backorder => None,
+        | Operation::Backorder
+        | Operation::Restore => None,
     }
 }
 
@@ -69,7 +70,7 @@ pub fn order_status(req: &Request) -> &'static str {
 /// bytes. Time first keeps `event_id`'s unique index appended to at its end:
 /// fully random ids put every insert on a page of its own in that index,
 /// and each such page is one more frame to write at commit.
-fn event_id(now: Millis) -> String {
+pub(crate) fn event_id(now: Millis) -> String {
     format!("{:012x}{}", now.clamp(0, 0xffff_ffff_ffff), random::hex(10))
 }
 

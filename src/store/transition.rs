@@ -386,6 +386,7 @@ fn effects(
     match req.state {
         State::Finished => {
             domains::apply_finished(conn, req, now)?;
+            super::lifecycle::on_finished(conn, req, now)?;
             notify(conn, req, "success", success_message(req.operation), now)?;
             if req.operation == Operation::Delete {
                 wake_backorders(conn, &req.domain, now)?;
@@ -446,6 +447,7 @@ fn noun(op: Operation) -> &'static str {
         Operation::Hold => "hold",
         Operation::Backorder => "backorder",
         Operation::Privacy => "privacy change",
+        Operation::Restore => "restore",
     }
 }
 

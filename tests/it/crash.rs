@@ -676,7 +676,10 @@ fn xcp_poll_and_ack(s: &Shared, c: usize, rng: &mut StdRng) -> bool {
                 .and_then(|d| d.get_str("order_id"))
                 .and_then(|id| id.parse::<i64>().ok())
                 .unwrap_or(0);
-            log.polled_orders.insert((c, order));
+            // The lifecycle's DOMAIN events come in the same poll.
+            if e.get_str("object") == Some("ORDER") {
+                log.polled_orders.insert((c, order));
+            }
             if log.acked_events.contains_key(&event_id) {
                 log.violations.push(format!(
                     "customer {c}: acknowledged order event {event_id} polled again"
@@ -914,7 +917,10 @@ fn check_faces(conn: &Connection, log: &Log, bad: &mut Vec<String>) {
     }
     let events: HashMap<String, (i64, Option<i64>)> = {
         let mut stmt = conn
-            .prepare("select event_id, account_id, acked_at from order_events")
+            .prepare(
+                "select event_id, account_id, acked_at from order_events
+                 union all select event_id, account_id, acked_at from domain_events",
+            )
             .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
             .unwrap()
@@ -1481,4 +1487,108 @@ fn a_request_the_registry_cannot_settle_is_not_left_claimed() {
     let r = s.request(&token, id);
     assert_eq!(r["state"], "limbo", "{r}");
     assert!(r["invoice_items"].as_array().unwrap().is_empty(), "{r}");
+}
+
+/// Domains the lifecycle crash test registers, all expiring at once.
+const SWEPT_DOMAINS: usize = 200;
+
+/// The lifecycle's sweep killed with SIGKILL while it works through a
+/// year of steps for many domains, again and again: once it has finished,
+/// each domain had each reminder, each notification and each mail once,
+/// and was deleted once.
+#[test]
+fn kill_9_during_the_lifecycle_sweep_leaves_each_step_done_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db: PathBuf = dir.path().join("regdesk.db");
+    let mut rng = StdRng::seed_from_u64(7);
+    let set = |p: &Proc, at: &str| {
+        call(
+            &p.base,
+            "POST",
+            "/api/v1/clock",
+            OPERATOR,
+            Some(&json!({ "set": at })),
+        )
+    };
+    let mut proc = spawn(&db);
+    assert_eq!(set(&proc, "2030-01-01T00:00:00Z").map(|a| a.0), Some(200));
+    let account = json!({"name": "swept", "email": "swept@example.net"});
+    let (status, v) = call(
+        &proc.base,
+        "POST",
+        "/api/v1/accounts",
+        OPERATOR,
+        Some(&account),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    for i in 0..SWEPT_DOMAINS {
+        let order = json!({"domain": format!("swept{i}.com"), "operation": "create", "submit": true,
+                           "params": {"contacts": {"owner": {"name": "S", "email": "s@example.net"}}}});
+        let (status, _) =
+            call(&proc.base, "POST", "/api/v1/requests", &token, Some(&order)).unwrap();
+        assert_eq!(status, 201);
+    }
+    call(&proc.base, "POST", "/api/v1/tick", OPERATOR, None).unwrap();
+    // Each kill lands somewhere in a sweep that starts at the clock's move.
+    let mut kills = 0;
+    for day in ["2030-12-10", "2031-01-02", "2031-02-02", "2031-03-09"] {
+        for _ in 0..2 {
+            let base = proc.base.clone();
+            let at = format!("{day}T00:00:00Z");
+            let mover = thread::spawn(move || {
+                call(
+                    &base,
+                    "POST",
+                    "/api/v1/clock",
+                    OPERATOR,
+                    Some(&json!({ "set": at })),
+                )
+            });
+            thread::sleep(Duration::from_millis(rng.gen_range(1..60)));
+            proc.child.kill().ok();
+            proc.child.wait().ok();
+            mover.join().ok();
+            kills += 1;
+            proc = spawn(&db);
+        }
+        // The restarted server's clock is the real one: set it where it was.
+        assert_eq!(
+            set(&proc, &format!("{day}T00:00:00Z")).map(|a| a.0),
+            Some(200)
+        );
+    }
+    assert_eq!(set(&proc, "2031-04-01T00:00:00Z").map(|a| a.0), Some(200));
+    call(&proc.base, "POST", "/api/v1/tick", OPERATOR, None).unwrap();
+    drop(proc);
+    let conn = open_ro(&db);
+    let count = |sql: &str| -> Vec<Vec<i64>> { rows(&conn, sql) };
+    let per_domain = |sql: &str| -> Vec<i64> { count(sql).into_iter().map(|r| r[0]).collect() };
+    let all = |n: i64| vec![n; SWEPT_DOMAINS];
+    assert!(kills >= 8);
+    let notes = |status: &str| {
+        per_domain(&format!(
+            "select count(n.id) from requests r left join notifications n
+               on n.domain = r.domain and n.action = 'expire' and n.status = '{status}'
+             where r.operation = 'create' group by r.domain"
+        ))
+    };
+    assert_eq!(notes("reminder"), all(3), "reminders");
+    for status in ["expired", "redemption", "pending_delete"] {
+        assert_eq!(notes(status), all(1), "{status}");
+    }
+    let mails = per_domain(
+        "select count(m.id) from requests r left join mail m
+           on m.subject like '[regdesk] ' || r.domain || ' expires on %'
+         where r.operation = 'create' group by r.domain",
+    );
+    assert_eq!(mails, all(3), "reminder mails");
+    let deletes = per_domain(
+        "select count(d.id) from requests r left join requests d
+           on d.domain = r.domain and d.operation = 'delete' and d.state = 'finished'
+         where r.operation = 'create' group by r.domain",
+    );
+    assert_eq!(deletes, all(1), "deletions");
+    assert_eq!(per_domain("select count(*) from domains"), [0]);
 }

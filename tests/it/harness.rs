@@ -508,8 +508,11 @@ fn the_same_seed_gives_the_same_tokens_and_outcomes() {
 fn reset_empties_the_desk_keeps_operators_and_the_desk_is_usable_again() {
     let s = Server::start();
     let (_, token) = s.customer("rita");
-    s.order(&token, "gone.com", "create", owner());
-    s.order(&token, "gone-limbo.com", "create", owner());
+    // Ten years, so that no domain lapses before the clock is reset.
+    let mut ten_years = owner();
+    ten_years["period"] = json!(10);
+    s.order(&token, "gone.com", "create", ten_years.clone());
+    s.order(&token, "gone-limbo.com", "create", ten_years);
     s.tick();
     let a = put_rules(
         &s,

@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod isolation;
 mod layout;
+mod lifecycle;
 mod mail;
 mod network;
 mod objects;
