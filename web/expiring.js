@@ -1,49 +1,19 @@
 // The Expiring view: the caller's domains by expiry date, with their
 // lifecycle, the auto-renew switch and the renew and restore actions (an
 // operator sees every account's and can renew all that a filter selects).
-// Self-contained: it adds its own tab and section, and talks to the JSON API
-// with the signed-in token. API strings only ever become text nodes.
+// A view registered with the desk (window.regdesk), which signs its calls in
+// with the session. API strings only ever become text nodes.
 (function () {
   'use strict';
 
-  const TOKEN_KEY = 'regdesk.token';
+  const R = window.regdesk;
+  const el = R.h;
+  const api = R.api;
   const LIFECYCLES = ['', 'active', 'expired', 'redemption', 'pending_delete'];
   const DAY = 24 * 60 * 60 * 1000;
-  let me = null;
-
-  function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-      else if (v !== false && v !== undefined && v !== null) e.setAttribute(k, v === true ? '' : v);
-    }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    return e;
-  }
-
-  async function api(method, path, body) {
-    const headers = {};
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const init = { method, headers, credentials: 'same-origin' };
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    const res = await fetch(`/api/v1${path}`, init);
-    const text = await res.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-    if (!res.ok) {
-      const err = (data && data.error) || {};
-      const msg = err.message || `HTTP ${res.status}`;
-      throw new Error(err.field && !msg.startsWith(err.field) ? `${err.field}: ${msg}` : msg);
-    }
-    return data;
-  }
 
   const ids = {
-    section: 'view-expiring', tab: 'tab-expiring', days: 'expiring-days', lifecycle: 'expiring-lifecycle',
+    days: 'expiring-days', lifecycle: 'expiring-lifecycle',
     body: 'expiring-body', empty: 'expiring-empty', error: 'expiring-error', status: 'expiring-status', bulk: 'expiring-bulk',
   };
   const $ = (id) => document.getElementById(id);
@@ -56,17 +26,24 @@
     other.hidden = true;
   }
 
-  function build() {
+  function build(section, params) {
     const days = el('select', { id: ids.days });
+    const chosen = params.get('days') ?? '90';
     for (const [v, label] of [['30', '30 days'], ['90', '90 days'], ['365', 'a year'], ['', 'any time']]) {
-      days.append(el('option', { value: v, selected: v === '90' }, label));
+      days.append(el('option', { value: v, selected: v === chosen }, label));
     }
     const lifecycle = el('select', { id: ids.lifecycle });
-    for (const v of LIFECYCLES) lifecycle.append(el('option', { value: v }, v ? v.replace('_', ' ') : 'any lifecycle'));
-    days.addEventListener('change', load);
-    lifecycle.addEventListener('change', load);
-    const bulk = el('button', { type: 'button', class: 'btn small', id: ids.bulk, hidden: true, onclick: renewAll }, 'Renew all shown');
-    const section = el('section', { id: ids.section, class: 'view', hidden: true, 'aria-labelledby': 'expiring-title' },
+    for (const v of LIFECYCLES) {
+      lifecycle.append(el('option', { value: v, selected: v === (params.get('lifecycle') || '') }, v ? v.replace('_', ' ') : 'any lifecycle'));
+    }
+    const changed = () => {
+      R.setViewParams({ days: days.value === '90' ? '' : days.value || 'any', lifecycle: lifecycle.value });
+      load();
+    };
+    days.addEventListener('change', changed);
+    lifecycle.addEventListener('change', changed);
+    const bulk = el('button', { type: 'button', class: 'btn small', id: ids.bulk, hidden: !R.isOperator(), onclick: renewAll }, 'Renew all shown');
+    R.clear(section).append(
       el('div', { class: 'view-head' },
         el('h1', { id: 'expiring-title' }, 'Expiring'),
         el('div', { class: 'view-head-actions' },
@@ -82,9 +59,6 @@
               .map((t) => el('th', { scope: 'col' }, t)))),
           el('tbody', { id: ids.body })),
         el('p', { id: ids.empty, class: 'empty', hidden: true }, 'No domain expires in this window.')));
-    $('main').append(section);
-    const tabs = document.querySelector('nav.tabs');
-    if (tabs && !$(ids.tab)) tabs.append(el('a', { href: '#', id: ids.tab }, 'Expiring'));
   }
 
   // The desk's clock, which a test clock may have moved away from this
@@ -122,10 +96,8 @@
   async function load() {
     const body = $(ids.body);
     try {
-      if (!me) me = await api('GET', '/me');
       const clock = await api('GET', '/clock');
       if (clock && Number.isFinite(clock.now_ms)) deskNow = clock.now_ms;
-      $(ids.bulk).hidden = !(me && me.role === 'operator');
       const page = await api('GET', `/domains?${filterQuery()}`);
       const items = (page && page.items) || [];
       items.sort((a, b) => String(a.expires_at).localeCompare(String(b.expires_at)));
@@ -134,7 +106,7 @@
       $(ids.empty).hidden = items.length > 0;
       say('', true);
     } catch (e) {
-      say(`Loading the domains failed: ${e.message}`, true);
+      say(R.errorText(e, 'Loading the domains'), true);
     }
   }
 
@@ -144,7 +116,7 @@
       say(`Auto-renew of ${d.name} is ${toggle.checked ? 'on' : 'off'}.`);
     } catch (e) {
       toggle.checked = !toggle.checked;
-      say(`Switching auto-renew failed: ${e.message}`, true);
+      say(R.errorText(e, 'Switching auto-renew'), true);
     }
   }
 
@@ -154,7 +126,7 @@
       say(`${operation} of ${d.name} ordered: request ${r.id} is ${r.state}.`);
       await load();
     } catch (e) {
-      say(`The ${operation} of ${d.name} failed: ${e.message}`, true);
+      say(R.errorText(e, `The ${operation} of ${d.name}`), true);
     }
   }
 
@@ -163,56 +135,22 @@
     const body = {};
     if (q.get('expiring_before')) body.expiring_before = q.get('expiring_before');
     if (q.get('lifecycle')) body.lifecycle = q.get('lifecycle');
-    if (!window.confirm('Renew every domain shown for a year?')) return;
+    if (!(await R.confirmDialog('Renew all shown', 'Renew every domain shown for a year?', 'Renew'))) return;
     try {
       const r = await api('POST', '/domains/renew', body);
       say(`Renewals ordered: ${r.placed.length}; refused: ${r.refused.length}.`);
       await load();
     } catch (e) {
-      say(`The bulk renewal failed: ${e.message}`, true);
+      say(R.errorText(e, 'The bulk renewal'), true);
     }
   }
 
-  function open(e) {
-    if (e) e.preventDefault();
-    for (const v of document.querySelectorAll('main > .view')) v.hidden = v.id !== ids.section;
-    const detail = $('detail');
-    if (detail) detail.hidden = true;
-    for (const a of document.querySelectorAll('nav.tabs a')) {
-      if (a.id === ids.tab) a.setAttribute('aria-current', 'page');
-      else a.removeAttribute('aria-current');
-    }
-    load();
-  }
-
-  function init() {
-    if (!$('main')) return;
-    build();
-    $(ids.tab).addEventListener('click', open);
-    // While this view is open, the main script's refresh may show its own
-    // view again: this one keeps the page, until another tab is chosen or
-    // the user signs out.
-    const keep = new MutationObserver(() => {
-      const mine = $(ids.section);
-      if (mine.hidden) return;
-      const topbar = $('topbar');
-      if (topbar && topbar.hidden) { mine.hidden = true; return; }
-      for (const v of document.querySelectorAll('main > .view')) if (v !== mine && !v.hidden) v.hidden = true;
-    });
-    keep.observe(document.body, { attributes: true, subtree: true, attributeFilter: ['hidden'] });
-    // Another tab: the main script shows its view; this one steps aside
-    // first (in the capture phase, before the main script's handler runs).
-    const tabs = document.querySelector('nav.tabs');
-    if (tabs) {
-      tabs.addEventListener('click', (e) => {
-        const link = e.target.closest('a');
-        if (!link || link.id === ids.tab) return;
-        $(ids.section).hidden = true;
-        $(ids.tab).removeAttribute('aria-current');
-      }, true);
-    }
-  }
-
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
-  else init();
+  R.registerView({
+    id: 'expiring',
+    label: 'Expiring',
+    load: (section, params) => {
+      build(section, params);
+      return load();
+    },
+  });
 })();

@@ -5,7 +5,9 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer, startBrowser } = require('./support');
+const support = require('./support');
+
+const { startServer, startBrowser } = support;
 
 let server;
 let browser;
@@ -15,10 +17,8 @@ const errors = [];
 
 const owner = { contacts: { owner: { name: 'Alice', email: 'alice@example.test' } } };
 
-async function signIn(token) {
-  await page.goto(`${server.url}/`);
-  await page.fill('#token', token);
-  await page.click('#signin-button');
+async function signIn(name) {
+  await support.signIn(page, server.url, name);
   await page.waitForSelector('#tab-expiring');
   await page.click('#tab-expiring');
 }
@@ -42,6 +42,7 @@ async function until(what, check) {
 before(async () => {
   server = await startServer();
   alice = await server.call('POST', '/accounts', server.operator, { name: 'alice', email: 'alice@example.test' });
+  await server.setPassword(alice.id);
   for (const name of ['early.test', 'later.test']) {
     await server.call('POST', '/requests', alice.token, { domain: name, operation: 'create', params: owner, submit: true });
     await server.call('POST', '/tick', server.operator);
@@ -60,12 +61,14 @@ after(async () => {
 });
 
 test('a customer sees their domains by expiry, switches auto-renew, renews and restores', async () => {
-  await signIn(alice.token);
+  await signIn('alice');
   await until('the rows', async () => (await rows()).length === 2);
   assert.equal(await page.$eval('#view-requests', (e) => e.hidden), true);
   const [early, later] = await rows();
   assert.deepEqual([early.name, early.lifecycle, early.actions], ['early.test', 'redemption', 'Restore']);
   assert.deepEqual([later.name, later.lifecycle, later.actions], ['later.test', 'expired', 'Renew']);
+  assert.deepEqual(await support.axeViolations(page), [], 'the Expiring view passes axe-core');
+  await support.screenshot(page, 'expiring');
 
   await page.click('#expiring-body tr:nth-child(2) input[type=checkbox]');
   await until('the switch', async () => (await server.call('GET', '/domains/later.test', alice.token)).auto_renew === true);
