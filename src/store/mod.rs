@@ -7,6 +7,7 @@ pub mod admin;
 pub mod deliveries;
 pub mod domains;
 pub mod due;
+pub mod epp;
 pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
