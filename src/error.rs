@@ -46,6 +46,8 @@ pub enum Error {
     Unavailable(String),
     /// The disk holding the database is full: the write was rolled back.
     StorageFull,
+    /// Too many failed sign-ins: refused for this many more seconds.
+    Locked { retry_after_secs: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,6 +79,7 @@ impl Error {
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
             Error::StorageFull => 507,
+            Error::Locked { .. } => 429,
         }
     }
 
@@ -95,6 +98,7 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::Unavailable(_) => "unavailable",
             Error::StorageFull => "storage_full",
+            Error::Locked { .. } => "locked",
         }
     }
 
@@ -141,6 +145,9 @@ impl Error {
             Error::StorageFull => "the disk holding the database is full: nothing was written; \
                                    send it again once there is room"
                 .into(),
+            Error::Locked { retry_after_secs } => {
+                format!("too many failed sign-ins: refused for {retry_after_secs} more seconds")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod credentials;
 pub mod epp;
 pub mod feed;
 pub mod filter;

@@ -58,7 +58,12 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| Error::invalid("epp_key", format!("not a PEM private key: {e}")))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    // ring, not aws-lc (which needs cmake and a long build); rustls marks
+    // ring's provider deprecated only for its lack of post-quantum key
+    // exchange, which no EPP client asks for.
+    #[allow(deprecated)]
+    let provider = ring::default_provider();
+    let config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error("protocol versions", e))?
         .with_no_client_auth()

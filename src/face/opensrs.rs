@@ -46,7 +46,7 @@ fn code(err: &Error) -> u16 {
     match err {
         Error::Malformed(_) | Error::Invalid { .. } | Error::TooLarge(_) => BAD_REQUEST,
         Error::MethodNotAllowed(_) | Error::UnsupportedMediaType(_) => BAD_REQUEST,
-        Error::Unauthorized => AUTH_FAILED,
+        Error::Unauthorized | Error::Locked { .. } => AUTH_FAILED,
         Error::Forbidden(_) => NOT_AUTHORISED,
         Error::NotFound(_) => NOT_FOUND,
         Error::Conflict(_) => STATE_REFUSED,

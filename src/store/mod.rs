@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod credentials;
 pub mod deliveries;
 pub mod domains;
 pub mod due;

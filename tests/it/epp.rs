@@ -1,0 +1,419 @@
+//! The EPP face, driven by a third-party EPP client (`instant-epp`) that
+//! trusts the CA served at `/api/v1/epp/ca.pem`, and by a raw TLS
+//! connection for what no client library sends (a bad frame length, XML
+//! that is not well-formed).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use instant_epp::client::RustlsConnector;
+use instant_epp::domain::{
+    DomainAuthInfo, DomainCheck, DomainCreate, DomainDelete, DomainInfo,
+    DomainRenew, DomainUpdate, HostInfo, HostObj, Period, PeriodLength,
+};
+use instant_epp::domain::update::DomainChangeInfo;
+use instant_epp::login::Login;
+use instant_epp::poll::{Ack, Poll};
+use instant_epp::response::ResultCode;
+use instant_epp::EppClient;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+
+use crate::support::Server;
+
+const PASSWORD: &str = "s3cret-pw";
+
+fn years(n: u8) -> Period {
+    Period::Years(PeriodLength::new(n).expect("a period"))
+}
+
+/// A server with the EPP face on a free port, and that port.
+fn start(args: &[&str]) -> (Server, u16) {
+    let mut all = vec!["--epp-listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut s = Server::start_with(&all);
+    let line = s.stdout_line();
+    let port = line
+        .strip_prefix("epp listening on 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"));
+    (s, port)
+}
+
+/// A TLS client configuration trusting only the served test CA.
+fn trusting(s: &Server) -> Arc<rustls::ClientConfig> {
+    let a = s.call("GET", "/api/v1/epp/ca.pem", None, None);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(a.text.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA");
+    }
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+async fn connect(s: &Server, port: u16) -> EppClient<RustlsConnector> {
+    let connector = RustlsConnector::builder(("localhost".to_string(), port))
+        .expect("server name")
+        .build_with_config(trusting(s));
+    EppClient::new(connector, "regdesk".into(), Duration::from_secs(20))
+        .await
+        .expect("connect and greeting")
+}
+
+/// A customer with an EPP password; its API token.
+fn epp_customer(s: &Server, name: &str) -> String {
+    let (_, token) = s.customer(name);
+    let body = json!({ "password": PASSWORD }).to_string();
+    let a = s.call("PUT", "/api/v1/me/epp-password", Some(&token), Some(&body));
+    assert_eq!(a.status, 204, "{}", a.text);
+    token
+}
+
+async fn logged_in(s: &Server, port: u16, name: &str) -> EppClient<RustlsConnector> {
+    let mut c = connect(s, port).await;
+    let r = c
+        .transact(&Login::new(name, PASSWORD, None, None), "login-1")
+        .await
+        .expect("login");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    c
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, instant_epp::Error>) -> ResultCode {
+    match r {
+        Ok(_) => ResultCode::CommandCompletedSuccessfully,
+        Err(instant_epp::Error::Command(status)) => status.result.code,
+        Err(other) => panic!("not an EPP answer: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
+    let (s, port) = start(&["--test-clock"]);
+    epp_customer(&s, "ana");
+    let (_, bob) = s.customer("b");
+    // A password RFC 5730 does not allow, and a name no clID can be.
+    let short = json!({ "password": "12345" }).to_string();
+    let a = s.call("PUT", "/api/v1/me/epp-password", Some(&bob), Some(&short));
+    assert_eq!(a.status, 422, "{}", a.text);
+    let ok = json!({ "password": PASSWORD }).to_string();
+    let a = s.call("PUT", "/api/v1/me/epp-password", Some(&bob), Some(&ok));
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("3 to 16"), "{}", a.text);
+
+    let mut c = connect(&s, port).await;
+    // Nothing but a login before a login.
+    let before = c.transact(&DomainCheck { domains: &["a.com"] }, "t-0").await;
+    assert_eq!(code(before), ResultCode::CommandUseError);
+    for attempt in 1..=3 {
+        let r = c
+            .transact(&Login::new("ana", "wrong-pw", None, None), "t-1")
+            .await;
+        let want = if attempt < 3 {
+            ResultCode::AuthenticationError
+        } else {
+            ResultCode::AuthenticationErrorServerClosingConnection
+        };
+        assert_eq!(code(r), want, "attempt {attempt}");
+    }
+    // The session is closed: the next command finds no connection.
+    let after = c.transact(&Login::new("ana", PASSWORD, None, None), "t-2").await;
+    assert!(after.is_err());
+
+    // The right password works in a new session, and a newPW changes it.
+    let mut c = connect(&s, port).await;
+    let r = c
+        .transact(&Login::new("ana", PASSWORD, Some("n3w-pass"), None), "t-3")
+        .await
+        .expect("login with newPW");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let mut c = connect(&s, port).await;
+    let old = c.transact(&Login::new("ana", PASSWORD, None, None), "t-4").await;
+    assert_eq!(code(old), ResultCode::AuthenticationError);
+    let new = c.transact(&Login::new("ana", "n3w-pass", None, None), "t-5").await;
+    assert_eq!(code(new), ResultCode::CommandCompletedSuccessfully);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
+    let (s, port) = start(&[]);
+    let token = epp_customer(&s, "carla");
+    let mut c = logged_in(&s, port, "carla").await;
+
+    let r = c
+        .transact(&DomainCheck { domains: &["fresh.com", "not a name"] }, "chk-1")
+        .await
+        .expect("check");
+    let cds = &r.res_data().expect("chkData").list;
+    assert!(cds[0].name.available);
+    assert!(!cds[1].name.available);
+    assert!(cds[1].reason.is_some());
+
+    let ns = [HostInfo::Obj(HostObj { name: "ns1.example.net".into() })];
+    let create = DomainCreate::new("fresh.com", years(2), Some(&ns), None, "", None);
+    let r = c.transact(&create, "cre-1").await.expect("create");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    assert_eq!(r.tr_ids.client_tr_id.as_deref(), Some("cre-1"));
+    let cre = r.res_data().expect("creData");
+    let expiry = cre.expiring_at.expect("exDate");
+    assert_eq!((expiry - cre.created_at).num_days(), 730);
+
+    let again = c.transact(&create, "cre-2").await;
+    assert_eq!(code(again), ResultCode::ObjectExists);
+    let r = c
+        .transact(&DomainCheck { domains: &["fresh.com"] }, "chk-2")
+        .await
+        .expect("check");
+    assert!(!r.res_data().unwrap().list[0].name.available);
+
+    let r = c
+        .transact(&DomainInfo::new("fresh.com", None), "inf-1")
+        .await
+        .expect("info");
+    let info = r.res_data().expect("infData");
+    assert_eq!(info.client_id, "carla");
+    assert!(info.auth_info.as_ref().is_some_and(|a| !a.password.is_empty()));
+    // Created through EPP without the lock: the client sets it.
+    let statuses: Vec<String> = info
+        .statuses
+        .iter()
+        .flatten()
+        .map(|s| format!("{s:?}"))
+        .collect();
+    assert_eq!(statuses, ["Ok"]);
+
+    // Renew: the right curExpDate, a wrong one, and past ten years.
+    let cur = expiry.date_naive();
+    let wrong = c
+        .transact(&DomainRenew::new("fresh.com", cur.succ_opt().unwrap(), years(1)), "ren-0")
+        .await;
+    assert_eq!(code(wrong), ResultCode::ParameterValuePolicyError);
+    let far = c
+        .transact(&DomainRenew::new("fresh.com", cur, years(9)), "ren-1")
+        .await;
+    assert_eq!(code(far), ResultCode::ParameterValuePolicyError);
+    let r = c
+        .transact(&DomainRenew::new("fresh.com", cur, years(1)), "ren-2")
+        .await
+        .expect("renew");
+    let renewed = r.res_data().expect("renData").expiring_at.expect("exDate");
+    assert_eq!((renewed - expiry).num_days(), 365);
+
+    let mut update = DomainUpdate::new("fresh.com");
+    update.add(instant_epp::domain::update::DomainAdd {
+        ns: None,
+        contacts: None,
+        statuses: Some(&[instant_epp::domain::Status::ClientTransferProhibited]),
+    });
+    let r = c.transact(&update, "upd-1").await.expect("update");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let domain = s.get("/api/v1/domains/fresh.com", &token).json();
+    assert_eq!(domain["transfer_lock"], true, "{domain}");
+    let mut auth_change = DomainUpdate::new("fresh.com");
+    auth_change.info(DomainChangeInfo {
+        registrant: None,
+        auth_info: Some(DomainAuthInfo::new("other")),
+    });
+    assert_eq!(
+        code(c.transact(&auth_change, "upd-2").await),
+        ResultCode::UnimplementedOption
+    );
+
+    // Every change went through the core as a work request.
+    let requests = s.get("/api/v1/requests?domain=fresh.com", &token).json();
+    let ops: Vec<&str> = requests["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops.len(), 3, "{requests}");
+
+    let r = c
+        .transact(&DomainDelete::new("fresh.com"), "del-1")
+        .await
+        .expect("delete");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let gone = c.transact(&DomainInfo::new("fresh.com", None), "inf-2").await;
+    assert_eq!(code(gone), ResultCode::ObjectDoesNotExist);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn another_accounts_domain_is_hidden_without_its_auth_info() {
+    let (s, port) = start(&[]);
+    epp_customer(&s, "dora");
+    epp_customer(&s, "emil");
+    let mut dora = logged_in(&s, port, "dora").await;
+    let create = DomainCreate::new("doras.net", years(1), None, None, "d0ra-auth", None);
+    dora.transact(&create, "cre-1").await.expect("create");
+
+    let mut emil = logged_in(&s, port, "emil").await;
+    let r = emil.transact(&DomainInfo::new("doras.net", None), "inf-1").await;
+    assert_eq!(code(r), ResultCode::AuthorizationError);
+    let r = emil
+        .transact(&DomainInfo::new("doras.net", Some("wrong")), "inf-2")
+        .await;
+    assert_eq!(code(r), ResultCode::InvalidAuthorizationInformation);
+    let r = emil
+        .transact(&DomainInfo::new("doras.net", Some("d0ra-auth")), "inf-3")
+        .await
+        .expect("info with the auth info");
+    let info = r.res_data().unwrap();
+    assert_eq!(info.client_id, "dora");
+    assert!(info.auth_info.is_none(), "the auth info goes to the sponsor only");
+    let renew = DomainRenew::new("doras.net", chrono::Utc::now().date_naive(), years(1));
+    assert_eq!(
+        code(emil.transact(&renew, "ren-1").await),
+        ResultCode::AuthorizationError
+    );
+    assert_eq!(
+        code(emil.transact(&DomainDelete::new("doras.net"), "del-1").await),
+        ResultCode::AuthorizationError
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
+    let (s, port) = start(&["--test-clock", "--epp-wait-ms", "200"]);
+    let token = epp_customer(&s, "fay");
+    let rules = json!({"rules": [{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]});
+    let a = s.call("PUT", "/api/v1/sim/rules", Some(&s.operator), Some(&rules.to_string()));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut c = logged_in(&s, port, "fay").await;
+    let create = DomainCreate::new("slow.org", years(1), None, None, "", None);
+    let r = c.transact(&create, "cre-slow").await.expect("create");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfullyActionPending);
+    let sv_trid = r.tr_ids.server_tr_id.clone();
+
+    let empty = c.transact(&Poll, "poll-0").await.expect("poll");
+    assert_eq!(empty.result.code, ResultCode::CommandCompletedSuccessfullyNoMessages);
+    s.tick();
+    s.advance("6s");
+    s.tick();
+    let xml = c
+        .transact_xml(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><command><poll op=\"req\"/>\
+             <clTRID>poll-1</clTRID></command></epp>",
+        )
+        .await
+        .expect("poll");
+    assert!(xml.contains("<result code=\"1301\">"), "{xml}");
+    assert!(xml.contains("<msgQ count=\"1\" id=\""), "{xml}");
+    assert!(xml.contains("<domain:name paResult=\"1\">slow.org</domain:name>"), "{xml}");
+    assert!(xml.contains("<clTRID>cre-slow</clTRID>"), "{xml}");
+    assert!(xml.contains(&format!("<svTRID>{sv_trid}</svTRID>")), "{xml}");
+
+    // The same message is the JSON face's next notification, and an ack on
+    // either face acknowledges it on both.
+    let n = s.get("/api/v1/notification", &token).json();
+    let id = n["id"].as_i64().expect("notification id");
+    assert!(xml.contains(&format!("id=\"{id}\"")), "{xml}");
+    let id_text = id.to_string();
+    let r = c.transact(&Ack { message_id: &id_text }, "ack-1").await.expect("ack");
+    assert_eq!(r.message_queue().expect("msgQ").count, 0);
+    assert_eq!(s.get("/api/v1/notification", &token).status, 204);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn poll_counts_the_queue_and_an_ack_on_the_json_face_counts_too() {
+    let (s, port) = start(&[]);
+    let token = epp_customer(&s, "gus");
+    let mut c = logged_in(&s, port, "gus").await;
+    for name in ["one.com", "two.com", "three.com"] {
+        let create = DomainCreate::new(name, years(1), None, None, "", None);
+        c.transact(&create, "cre-n").await.expect("create");
+    }
+    let r = c.transact(&Poll, "poll-1").await.expect("poll");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfullyAckToDequeue);
+    let q = r.message_queue().expect("msgQ");
+    assert_eq!(q.count, 3);
+    assert!(q.date.is_some());
+    let first = q.id.clone();
+    // Acknowledged on the JSON face: EPP sees two left.
+    let a = s.call("DELETE", &format!("/api/v1/notification/{first}"), Some(&token), None);
+    assert_eq!(a.status, 204, "{}", a.text);
+    let r = c.transact(&Poll, "poll-2").await.expect("poll");
+    let q = r.message_queue().expect("msgQ");
+    assert_eq!(q.count, 2);
+    assert_ne!(q.id, first);
+    let r = c.transact(&Ack { message_id: &q.id }, "ack-1").await.expect("ack");
+    assert_eq!(r.message_queue().expect("msgQ").count, 1);
+    let bad = c.transact(&Ack { message_id: "999999" }, "ack-2").await;
+    assert_eq!(code(bad), ResultCode::ObjectDoesNotExist);
+}
+
+/// A raw TLS connection to the listener, its greeting read.
+fn raw(s: &Server, port: u16) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(trusting(s), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let greeting = read_raw(&mut tls).expect("a greeting");
+    assert!(greeting.contains("<greeting>"), "{greeting}");
+    tls
+}
+
+fn read_raw(r: &mut impl Read) -> std::io::Result<String> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize - 4];
+    r.read_exact(&mut body)?;
+    Ok(String::from_utf8(body).unwrap())
+}
+
+fn send_raw(w: &mut impl Write, xml: &str) {
+    let mut frame = ((xml.len() + 4) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(xml.as_bytes());
+    w.write_all(&frame).unwrap();
+    w.flush().unwrap();
+}
+
+#[test]
+fn xml_that_is_not_well_formed_is_2001_and_a_bad_frame_length_closes() {
+    let (s, port) = start(&["--test-clock"]);
+    let mut tls = raw(&s, port);
+    send_raw(&mut tls, "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello>");
+    let answer = read_raw(&mut tls).unwrap();
+    assert!(answer.contains("<result code=\"2001\">"), "{answer}");
+    // The session stays open: a hello is answered with the greeting.
+    send_raw(&mut tls, "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello/></epp>");
+    assert!(read_raw(&mut tls).unwrap().contains("<greeting>"));
+    // An entity declaration is refused, not expanded.
+    send_raw(
+        &mut tls,
+        "<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello/></epp>",
+    );
+    assert!(read_raw(&mut tls).unwrap().contains("<result code=\"2001\">"));
+
+    for header in [3u32.to_be_bytes(), (2u32 << 20).to_be_bytes()] {
+        let mut tls = raw(&s, port);
+        tls.write_all(&header).unwrap();
+        tls.flush().unwrap();
+        let mut rest = Vec::new();
+        let closed = tls.read_to_end(&mut rest);
+        assert!(closed.is_err() || rest.is_empty(), "{closed:?} {rest:?}");
+    }
+}
+
+#[test]
+fn the_test_ca_is_kept_across_a_restart() {
+    let (s, _) = start(&["--test-clock"]);
+    let first = s.call("GET", "/api/v1/epp/ca.pem", None, None).text;
+    let mut s = s.restart();
+    assert!(s.stdout_line().starts_with("epp listening on "));
+    let again = s.call("GET", "/api/v1/epp/ca.pem", None, None);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.text, first);
+}
