@@ -360,7 +360,10 @@ fn counted(field: &str, n: usize) -> Result<()> {
     if (1..=100_000).contains(&n) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{n} is not between 1 and 100000")))
+        Err(Error::invalid(
+            field,
+            format!("{n} is not between 1 and 100000"),
+        ))
     }
 }
 

@@ -390,7 +390,9 @@ mod tests {
     fn an_up_to_date_database_is_left_alone_and_an_old_one_upgraded() {
         let mut conn = Connection::open_in_memory().unwrap();
         assert!(!up_to_date(&conn));
-        assert_eq!(migrate(&mut conn).unwrap() as i64, LATEST_MIGRATION);
+        // Every file once (their numbers may have gaps).
+        let files = upgrade::runner().get_migrations().len();
+        assert_eq!(migrate(&mut conn).unwrap(), files);
         assert!(up_to_date(&conn));
         assert_eq!(migrate(&mut conn).unwrap(), 0);
     }
@@ -427,7 +429,8 @@ mod tests {
         // The migrations run on an empty file, as an older database gets them.
         let mut migrated = Connection::open(dir.path().join("migrated.db")).unwrap();
         migrated.execute_batch("pragma page_size = 1024").unwrap();
-        assert_eq!(migrate(&mut migrated).unwrap() as i64, LATEST_MIGRATION);
+        let files = upgrade::runner().get_migrations().len();
+        assert_eq!(migrate(&mut migrated).unwrap(), files);
         let expected = shape(&migrated);
         assert!(expected.len() > 40, "{expected:?}");
         assert_eq!(shape(&file), expected);

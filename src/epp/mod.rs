@@ -63,8 +63,9 @@ impl EppServer {
             return Ok(None);
         };
         let tls = tls_config(&app)?;
-        let listener = TcpListener::bind(&address)
-            .map_err(|e| Error::invalid("epp_listen", format!("cannot listen on {address}: {e}")))?;
+        let listener = TcpListener::bind(&address).map_err(|e| {
+            Error::invalid("epp_listen", format!("cannot listen on {address}: {e}"))
+        })?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             slots: Arc::new(AccountSlots::new(app.config.epp_sessions_per_account)),

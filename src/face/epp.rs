@@ -18,8 +18,8 @@ use crate::desk::epp as desk_epp;
 use crate::desk::orders::{self, NewOrder};
 use crate::error::{Error, Result};
 use crate::face::json_args::{body_object, only_keys, req_str};
-use crate::http::{Req, Resp};
 use crate::form;
+use crate::http::{Req, Resp};
 use crate::state::{Failure, Operation, State};
 use crate::store::accounts::Account;
 use crate::store::domains::Domain;
@@ -202,7 +202,7 @@ impl Session {
             Ok(Frame::Command { command, cl_trid }) => (command, cl_trid),
             Err(r) => return (answer(fail(r.code, r.message).into(), r.cl_trid, sv), false),
         };
-        let outcome = match (&command, self.account.clone()) {
+        let outcome = match (command.as_ref(), self.account.clone()) {
             (Command::Login(_), Some(_)) => Err(fail(2002, "already logged in")),
             (Command::Login(login), None) => self.login(login),
             (Command::Logout, _) => Ok(Done::ok(1500)),
@@ -214,7 +214,7 @@ impl Session {
                     cl_trid: cl_trid.clone(),
                     sv_trid: sv.clone(),
                 };
-                run(&ctx, command)
+                run(&ctx, *command)
             }
         };
         let close = matches!(&outcome, Ok(d) if d.code == 1500)
@@ -230,13 +230,8 @@ impl Session {
         if login.lang != "en" {
             return Err(fail(2102, "only lang \"en\" is served"));
         }
-        let signed = credentials::sign_in(
-            &self.app,
-            Secret::Epp,
-            &login.cl_id,
-            &login.pw,
-            self.peer,
-        );
+        let signed =
+            credentials::sign_in(&self.app, Secret::Epp, &login.cl_id, &login.pw, self.peer);
         let account = match signed {
             Ok(a) => a,
             Err(Error::Unauthorized) => {
@@ -249,7 +244,9 @@ impl Session {
             Err(Error::Locked { retry_after_secs }) => {
                 return Err(fail(
                     2501,
-                    format!("logins refused after repeated failures; retry in {retry_after_secs} s"),
+                    format!(
+                        "logins refused after repeated failures; retry in {retry_after_secs} s"
+                    ),
                 ))
             }
             Err(e) => return Err(e.into()),
@@ -296,7 +293,10 @@ fn run(ctx: &Ctx<'_>, command: Command) -> Outcome {
             auth,
             period,
         } => domain_transfer(ctx, &name, auth, period),
-        _ => Err(fail(2101, "this command is not implemented for this object")),
+        _ => Err(fail(
+            2101,
+            "this command is not implemented for this object",
+        )),
     }
 }
 
@@ -413,9 +413,7 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
     if !sponsoring {
         match auth {
             None => return Err(fail(2201, format!("{name} is another account's"))),
-            Some(a) if a != d.auth_code => {
-                return Err(fail(2202, "the authInfo does not match"))
-            }
+            Some(a) if a != d.auth_code => return Err(fail(2202, "the authInfo does not match")),
             Some(_) => {}
         }
     }
@@ -503,10 +501,9 @@ fn place(ctx: &Ctx<'_>, name: &str, operation: Operation, params: Value) -> Resu
     match r.state {
         State::Finished => Ok(r),
         State::Failed => Err(failed(&r)),
-        State::Incomplete if !r.missing.is_empty() => Err(fail(
-            2003,
-            format!("missing: {}", r.missing.join(", ")),
-        )),
+        State::Incomplete if !r.missing.is_empty() => {
+            Err(fail(2003, format!("missing: {}", r.missing.join(", "))))
+        }
         State::Incomplete => Err(fail(
             2306,
             r.last_error.clone().unwrap_or_else(|| "sent back".into()),
@@ -612,8 +609,11 @@ fn domain_renew(ctx: &Ctx<'_>, name: &str, cur_exp_date: &str, period: Option<Pe
     pending_or(&r, || {
         let d = current(app, &d.name)?;
         Ok(domain_data("renData", |w| {
-            w.text("domain:name", &[], &d.name)
-                .text("domain:exDate", &[], &clock::format(d.expires_at));
+            w.text("domain:name", &[], &d.name).text(
+                "domain:exDate",
+                &[],
+                &clock::format(d.expires_at),
+            );
         }))
     })
 }
@@ -629,7 +629,10 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
     for (statuses, on) in [(&u.add.statuses, true), (&u.rem.statuses, false)] {
         for s in statuses {
             if s != "clientTransferProhibited" {
-                return Err(fail(2306, format!("status {s} cannot be set here; only clientTransferProhibited")));
+                return Err(fail(
+                    2306,
+                    format!("status {s} cannot be set here; only clientTransferProhibited"),
+                ));
             }
             lock = Some(on);
         }
@@ -642,7 +645,12 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
         let mut hosts: Vec<String> = d
             .nameservers
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         hosts.retain(|h| !rem.contains(h));
         for h in nameservers(&u.add.nameservers)? {

@@ -172,7 +172,7 @@ pub enum Command {
 pub enum Request {
     Hello,
     Command {
-        command: Command,
+        command: Box<Command>,
         cl_trid: Option<String>,
     },
 }
@@ -300,9 +300,14 @@ pub fn parse(body: &[u8]) -> Result<Request, Refusal> {
                 r.cl_trid = cl_trid.clone();
                 r
             })?;
-            Ok(Request::Command { command, cl_trid })
+            Ok(Request::Command {
+                command: Box::new(command),
+                cl_trid,
+            })
         }
-        other => Err(syntax(format!("<{other}> is not a command this server takes"))),
+        other => Err(syntax(format!(
+            "<{other}> is not a command this server takes"
+        ))),
     }
 }
 
@@ -362,7 +367,11 @@ fn object_command(verb: &X) -> Result<Command, Refusal> {
             verb.name, data.name, verb.name
         )));
     }
-    let key = if object == Object::Contact { "id" } else { "name" };
+    let key = if object == Object::Contact {
+        "id"
+    } else {
+        "name"
+    };
     match verb.name.as_str() {
         "check" => {
             let names: Vec<String> = data.all(key).map(|n| n.text.trim().to_string()).collect();
@@ -391,11 +400,10 @@ fn period(data: &X) -> Result<Option<Period>, Refusal> {
     let Some(p) = data.child("period") else {
         return Ok(None);
     };
-    let value = p
-        .text
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| Refusal::new(2005, format!("period {:?} is not a number", p.text.trim())))?;
+    let value =
+        p.text.trim().parse::<u32>().map_err(|_| {
+            Refusal::new(2005, format!("period {:?} is not a number", p.text.trim()))
+        })?;
     let months = match p.attr("unit") {
         Some("y") => false,
         Some("m") => true,
@@ -405,18 +413,17 @@ fn period(data: &X) -> Result<Option<Period>, Refusal> {
 }
 
 fn transfer(verb: &X, data: &X, object: Object, key: &str) -> Result<Command, Refusal> {
-    let op = match verb.attr("op") {
-        Some("request") => TransferOp::Request,
-        Some("query") => TransferOp::Query,
-        Some("approve") => TransferOp::Approve,
-        Some("reject") => TransferOp::Reject,
-        Some("cancel") => TransferOp::Cancel,
-        _ => {
-            return Err(syntax(
+    let op =
+        match verb.attr("op") {
+            Some("request") => TransferOp::Request,
+            Some("query") => TransferOp::Query,
+            Some("approve") => TransferOp::Approve,
+            Some("reject") => TransferOp::Reject,
+            Some("cancel") => TransferOp::Cancel,
+            _ => return Err(syntax(
                 "<transfer> needs op=\"request\", \"query\", \"approve\", \"reject\" or \"cancel\"",
-            ))
-        }
-    };
+            )),
+        };
     Ok(Command::Transfer {
         op,
         object,
@@ -442,18 +449,14 @@ fn nameservers(ns: Option<&X>) -> Vec<String> {
         return Vec::new();
     };
     let objs = ns.all("hostObj").map(|h| h.text.trim().to_string());
-    let attrs = ns
-        .all("hostAttr")
-        .filter_map(|h| h.text_of("hostName"));
+    let attrs = ns.all("hostAttr").filter_map(|h| h.text_of("hostName"));
     objs.chain(attrs).collect()
 }
 
 fn contacts(data: &X) -> Result<Vec<(String, String)>, Refusal> {
     data.all("contact")
         .map(|c| {
-            let kind = c
-                .attr("type")
-                .ok_or_else(|| missing("type of <contact>"))?;
+            let kind = c.attr("type").ok_or_else(|| missing("type of <contact>"))?;
             Ok((kind.to_string(), c.text.trim().to_string()))
         })
         .collect()
@@ -478,7 +481,9 @@ fn create(data: &X, object: Object) -> Result<Command, Refusal> {
 }
 
 fn addresses(data: &X) -> Vec<String> {
-    data.all("addr").map(|a| a.text.trim().to_string()).collect()
+    data.all("addr")
+        .map(|a| a.text.trim().to_string())
+        .collect()
 }
 
 fn domain_side(side: Option<&X>) -> Result<DomainSide, Refusal> {
@@ -754,7 +759,10 @@ mod tests {
         assert_eq!(
             got,
             Request::Command {
-                command: Command::Check(Object::Domain, vec!["a.com".into(), "b.net".into()]),
+                command: Box::new(Command::Check(
+                    Object::Domain,
+                    vec!["a.com".into(), "b.net".into()]
+                )),
                 cl_trid: Some("abc-1".into())
             }
         );
@@ -762,14 +770,18 @@ mod tests {
 
     #[test]
     fn refusals_carry_their_code_and_the_client_transaction_id() {
-        let r = cmd(&format!("<info><domain:info xmlns:domain=\"{DOMAIN_NS}\"/></info>")).unwrap_err();
+        let r = cmd(&format!(
+            "<info><domain:info xmlns:domain=\"{DOMAIN_NS}\"/></info>"
+        ))
+        .unwrap_err();
         assert_eq!((r.code, r.cl_trid.as_deref()), (2003, Some("abc-1")));
         let r = cmd("<info><x:info xmlns:x=\"urn:other\"><x:name>a</x:name></x:info></info>")
             .unwrap_err();
         assert_eq!(r.code, 2307);
         assert_eq!(cmd("<frobnicate/>").unwrap_err().code, 2000);
         assert_eq!(parse(b"<epp><hello/>").unwrap_err().code, 2001);
-        let dtd = format!("<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"{EPP_NS}\"><hello/></epp>");
+        let dtd =
+            format!("<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"{EPP_NS}\"><hello/></epp>");
         assert_eq!(parse(dtd.as_bytes()).unwrap_err().code, 2001);
     }
 

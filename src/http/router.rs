@@ -1,8 +1,8 @@
 //! Every route in one table: method and path to handler.
 
 use crate::error::{quoted, Error, Result};
-use crate::face::json_args::id_segment;
 use crate::face::epp;
+use crate::face::json_args::id_segment;
 use crate::face::native;
 use crate::face::opensrs;
 use crate::face::ops;

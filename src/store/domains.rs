@@ -243,7 +243,10 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 nameservers: p.get("nameservers").cloned().unwrap_or_else(|| json!([])),
                 privacy: p.get("privacy").and_then(Value::as_bool).unwrap_or(false),
                 status: "active".into(),
-                transfer_lock: p.get("transfer_lock").and_then(Value::as_bool).unwrap_or(true),
+                transfer_lock: p
+                    .get("transfer_lock")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
                 updated_at: now,
             };
             // The journal's "after" is the row just written: no need to

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use instant_epp::client::RustlsConnector;
-use instant_epp::domain::{
-    DomainAuthInfo, DomainCheck, DomainCreate, DomainDelete, DomainInfo,
-    DomainRenew, DomainUpdate, HostInfo, HostObj, Period, PeriodLength,
-};
 use instant_epp::domain::update::DomainChangeInfo;
+use instant_epp::domain::{
+    DomainAuthInfo, DomainCheck, DomainCreate, DomainDelete, DomainInfo, DomainRenew, DomainUpdate,
+    HostInfo, HostObj, Period, PeriodLength,
+};
 use instant_epp::login::Login;
 use instant_epp::poll::{Ack, Poll};
 use instant_epp::response::ResultCode;
@@ -113,7 +113,14 @@ async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
 
     let mut c = connect(&s, port).await;
     // Nothing but a login before a login.
-    let before = c.transact(&DomainCheck { domains: &["a.com"] }, "t-0").await;
+    let before = c
+        .transact(
+            &DomainCheck {
+                domains: &["a.com"],
+            },
+            "t-0",
+        )
+        .await;
     assert_eq!(code(before), ResultCode::CommandUseError);
     for attempt in 1..=3 {
         let r = c
@@ -127,7 +134,9 @@ async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
         assert_eq!(code(r), want, "attempt {attempt}");
     }
     // The session is closed: the next command finds no connection.
-    let after = c.transact(&Login::new("ana", PASSWORD, None, None), "t-2").await;
+    let after = c
+        .transact(&Login::new("ana", PASSWORD, None, None), "t-2")
+        .await;
     assert!(after.is_err());
 
     // The right password works in a new session, and a newPW changes it.
@@ -138,9 +147,13 @@ async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
         .expect("login with newPW");
     assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
     let mut c = connect(&s, port).await;
-    let old = c.transact(&Login::new("ana", PASSWORD, None, None), "t-4").await;
+    let old = c
+        .transact(&Login::new("ana", PASSWORD, None, None), "t-4")
+        .await;
     assert_eq!(code(old), ResultCode::AuthenticationError);
-    let new = c.transact(&Login::new("ana", "n3w-pass", None, None), "t-5").await;
+    let new = c
+        .transact(&Login::new("ana", "n3w-pass", None, None), "t-5")
+        .await;
     assert_eq!(code(new), ResultCode::CommandCompletedSuccessfully);
 }
 
@@ -151,7 +164,12 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
     let mut c = logged_in(&s, port, "carla").await;
 
     let r = c
-        .transact(&DomainCheck { domains: &["fresh.com", "not a name"] }, "chk-1")
+        .transact(
+            &DomainCheck {
+                domains: &["fresh.com", "not a name"],
+            },
+            "chk-1",
+        )
         .await
         .expect("check");
     let cds = &r.res_data().expect("chkData").list;
@@ -159,7 +177,9 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
     assert!(!cds[1].name.available);
     assert!(cds[1].reason.is_some());
 
-    let ns = [HostInfo::Obj(HostObj { name: "ns1.example.net".into() })];
+    let ns = [HostInfo::Obj(HostObj {
+        name: "ns1.example.net".into(),
+    })];
     let create = DomainCreate::new("fresh.com", years(2), Some(&ns), None, "", None);
     let r = c.transact(&create, "cre-1").await.expect("create");
     assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
@@ -171,7 +191,12 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
     let again = c.transact(&create, "cre-2").await;
     assert_eq!(code(again), ResultCode::ObjectExists);
     let r = c
-        .transact(&DomainCheck { domains: &["fresh.com"] }, "chk-2")
+        .transact(
+            &DomainCheck {
+                domains: &["fresh.com"],
+            },
+            "chk-2",
+        )
         .await
         .expect("check");
     assert!(!r.res_data().unwrap().list[0].name.available);
@@ -182,7 +207,10 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
         .expect("info");
     let info = r.res_data().expect("infData");
     assert_eq!(info.client_id, "carla");
-    assert!(info.auth_info.as_ref().is_some_and(|a| !a.password.is_empty()));
+    assert!(info
+        .auth_info
+        .as_ref()
+        .is_some_and(|a| !a.password.is_empty()));
     // Created through EPP without the lock: the client sets it.
     let statuses: Vec<String> = info
         .statuses
@@ -195,7 +223,10 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
     // Renew: the right curExpDate, a wrong one, and past ten years.
     let cur = expiry.date_naive();
     let wrong = c
-        .transact(&DomainRenew::new("fresh.com", cur.succ_opt().unwrap(), years(1)), "ren-0")
+        .transact(
+            &DomainRenew::new("fresh.com", cur.succ_opt().unwrap(), years(1)),
+            "ren-0",
+        )
         .await;
     assert_eq!(code(wrong), ResultCode::ParameterValuePolicyError);
     let far = c
@@ -244,7 +275,9 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
         .await
         .expect("delete");
     assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
-    let gone = c.transact(&DomainInfo::new("fresh.com", None), "inf-2").await;
+    let gone = c
+        .transact(&DomainInfo::new("fresh.com", None), "inf-2")
+        .await;
     assert_eq!(code(gone), ResultCode::ObjectDoesNotExist);
 }
 
@@ -258,7 +291,9 @@ async fn another_accounts_domain_is_hidden_without_its_auth_info() {
     dora.transact(&create, "cre-1").await.expect("create");
 
     let mut emil = logged_in(&s, port, "emil").await;
-    let r = emil.transact(&DomainInfo::new("doras.net", None), "inf-1").await;
+    let r = emil
+        .transact(&DomainInfo::new("doras.net", None), "inf-1")
+        .await;
     assert_eq!(code(r), ResultCode::AuthorizationError);
     let r = emil
         .transact(&DomainInfo::new("doras.net", Some("wrong")), "inf-2")
@@ -270,14 +305,20 @@ async fn another_accounts_domain_is_hidden_without_its_auth_info() {
         .expect("info with the auth info");
     let info = r.res_data().unwrap();
     assert_eq!(info.client_id, "dora");
-    assert!(info.auth_info.is_none(), "the auth info goes to the sponsor only");
+    assert!(
+        info.auth_info.is_none(),
+        "the auth info goes to the sponsor only"
+    );
     let renew = DomainRenew::new("doras.net", chrono::Utc::now().date_naive(), years(1));
     assert_eq!(
         code(emil.transact(&renew, "ren-1").await),
         ResultCode::AuthorizationError
     );
     assert_eq!(
-        code(emil.transact(&DomainDelete::new("doras.net"), "del-1").await),
+        code(
+            emil.transact(&DomainDelete::new("doras.net"), "del-1")
+                .await
+        ),
         ResultCode::AuthorizationError
     );
 }
@@ -287,16 +328,27 @@ async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
     let (s, port) = start(&["--test-clock", "--epp-wait-ms", "200"]);
     let token = epp_customer(&s, "fay");
     let rules = json!({"rules": [{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]});
-    let a = s.call("PUT", "/api/v1/sim/rules", Some(&s.operator), Some(&rules.to_string()));
+    let a = s.call(
+        "PUT",
+        "/api/v1/sim/rules",
+        Some(&s.operator),
+        Some(&rules.to_string()),
+    );
     assert_eq!(a.status, 200, "{}", a.text);
     let mut c = logged_in(&s, port, "fay").await;
     let create = DomainCreate::new("slow.org", years(1), None, None, "", None);
     let r = c.transact(&create, "cre-slow").await.expect("create");
-    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfullyActionPending);
+    assert_eq!(
+        r.result.code,
+        ResultCode::CommandCompletedSuccessfullyActionPending
+    );
     let sv_trid = r.tr_ids.server_tr_id.clone();
 
     let empty = c.transact(&Poll, "poll-0").await.expect("poll");
-    assert_eq!(empty.result.code, ResultCode::CommandCompletedSuccessfullyNoMessages);
+    assert_eq!(
+        empty.result.code,
+        ResultCode::CommandCompletedSuccessfullyNoMessages
+    );
     s.tick();
     s.advance("6s");
     s.tick();
@@ -310,9 +362,15 @@ async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
         .expect("poll");
     assert!(xml.contains("<result code=\"1301\">"), "{xml}");
     assert!(xml.contains("<msgQ count=\"1\" id=\""), "{xml}");
-    assert!(xml.contains("<domain:name paResult=\"1\">slow.org</domain:name>"), "{xml}");
+    assert!(
+        xml.contains("<domain:name paResult=\"1\">slow.org</domain:name>"),
+        "{xml}"
+    );
     assert!(xml.contains("<clTRID>cre-slow</clTRID>"), "{xml}");
-    assert!(xml.contains(&format!("<svTRID>{sv_trid}</svTRID>")), "{xml}");
+    assert!(
+        xml.contains(&format!("<svTRID>{sv_trid}</svTRID>")),
+        "{xml}"
+    );
 
     // The same message is the JSON face's next notification, and an ack on
     // either face acknowledges it on both.
@@ -320,7 +378,15 @@ async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
     let id = n["id"].as_i64().expect("notification id");
     assert!(xml.contains(&format!("id=\"{id}\"")), "{xml}");
     let id_text = id.to_string();
-    let r = c.transact(&Ack { message_id: &id_text }, "ack-1").await.expect("ack");
+    let r = c
+        .transact(
+            &Ack {
+                message_id: &id_text,
+            },
+            "ack-1",
+        )
+        .await
+        .expect("ack");
     assert_eq!(r.message_queue().expect("msgQ").count, 0);
     assert_eq!(s.get("/api/v1/notification", &token).status, 204);
 }
@@ -335,21 +401,39 @@ async fn poll_counts_the_queue_and_an_ack_on_the_json_face_counts_too() {
         c.transact(&create, "cre-n").await.expect("create");
     }
     let r = c.transact(&Poll, "poll-1").await.expect("poll");
-    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfullyAckToDequeue);
+    assert_eq!(
+        r.result.code,
+        ResultCode::CommandCompletedSuccessfullyAckToDequeue
+    );
     let q = r.message_queue().expect("msgQ");
     assert_eq!(q.count, 3);
     assert!(q.date.is_some());
     let first = q.id.clone();
     // Acknowledged on the JSON face: EPP sees two left.
-    let a = s.call("DELETE", &format!("/api/v1/notification/{first}"), Some(&token), None);
+    let a = s.call(
+        "DELETE",
+        &format!("/api/v1/notification/{first}"),
+        Some(&token),
+        None,
+    );
     assert_eq!(a.status, 204, "{}", a.text);
     let r = c.transact(&Poll, "poll-2").await.expect("poll");
     let q = r.message_queue().expect("msgQ");
     assert_eq!(q.count, 2);
     assert_ne!(q.id, first);
-    let r = c.transact(&Ack { message_id: &q.id }, "ack-1").await.expect("ack");
+    let r = c
+        .transact(&Ack { message_id: &q.id }, "ack-1")
+        .await
+        .expect("ack");
     assert_eq!(r.message_queue().expect("msgQ").count, 1);
-    let bad = c.transact(&Ack { message_id: "999999" }, "ack-2").await;
+    let bad = c
+        .transact(
+            &Ack {
+                message_id: "999999",
+            },
+            "ack-2",
+        )
+        .await;
     assert_eq!(code(bad), ResultCode::ObjectDoesNotExist);
 }
 
@@ -384,18 +468,26 @@ fn send_raw(w: &mut impl Write, xml: &str) {
 fn xml_that_is_not_well_formed_is_2001_and_a_bad_frame_length_closes() {
     let (s, port) = start(&["--test-clock"]);
     let mut tls = raw(&s, port);
-    send_raw(&mut tls, "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello>");
+    send_raw(
+        &mut tls,
+        "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello>",
+    );
     let answer = read_raw(&mut tls).unwrap();
     assert!(answer.contains("<result code=\"2001\">"), "{answer}");
     // The session stays open: a hello is answered with the greeting.
-    send_raw(&mut tls, "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello/></epp>");
+    send_raw(
+        &mut tls,
+        "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello/></epp>",
+    );
     assert!(read_raw(&mut tls).unwrap().contains("<greeting>"));
     // An entity declaration is refused, not expanded.
     send_raw(
         &mut tls,
         "<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><hello/></epp>",
     );
-    assert!(read_raw(&mut tls).unwrap().contains("<result code=\"2001\">"));
+    assert!(read_raw(&mut tls)
+        .unwrap()
+        .contains("<result code=\"2001\">"));
 
     for header in [3u32.to_be_bytes(), (2u32 << 20).to_be_bytes()] {
         let mut tls = raw(&s, port);
