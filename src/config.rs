@@ -255,6 +255,10 @@ pub struct Config {
     /// Milliseconds an EPP session may stay idle before it is closed.
     #[arg(long, env = "REGDESK_EPP_IDLE_TIMEOUT_MS", default_value_t = 600_000)]
     pub epp_idle_timeout_ms: u64,
+    /// Days a transfer between two accounts here waits for the holder's
+    /// answer before it is approved (1 to 365, on the one clock).
+    #[arg(long, env = "REGDESK_TRANSFER_AUTO_APPROVE_DAYS", default_value_t = 5)]
+    pub transfer_auto_approve_days: u32,
 }
 
 /// The longest tick interval, webhook timeout or first retry delay: an hour.
@@ -302,6 +306,12 @@ impl Config {
         millis("epp_wait_ms", self.epp_wait_ms, 0)?;
         millis("epp_login_timeout_ms", self.epp_login_timeout_ms, 1)?;
         millis("epp_idle_timeout_ms", self.epp_idle_timeout_ms, 1)?;
+        if !(1..=365).contains(&self.transfer_auto_approve_days) {
+            return Err(Error::invalid(
+                "transfer_auto_approve_days",
+                "must be 1 to 365",
+            ));
+        }
         Ok(())
     }
 
@@ -342,6 +352,7 @@ impl Config {
             epp_wait_ms: 2000,
             epp_login_timeout_ms: 10_000,
             epp_idle_timeout_ms: 600_000,
+            transfer_auto_approve_days: 5,
         }
     }
 }

@@ -48,6 +48,20 @@ pub enum Error {
     StorageFull,
     /// Too many failed sign-ins: refused for this many more seconds.
     Locked { retry_after_secs: i64 },
+    /// An object with this id or name exists already (EPP 2302).
+    Exists(String),
+    /// The object is named by a domain or an open request (EPP 2305).
+    InUse(String),
+    /// The domain's status forbids this, e.g. its transfer lock (EPP 2304).
+    Prohibited(String),
+    /// The auth code or auth info given does not match (EPP 2202).
+    WrongAuth(String),
+    /// A transfer of the domain is pending already (EPP 2300).
+    TransferPending(String),
+    /// No transfer of the domain is pending or recent (EPP 2301).
+    NoTransfer(String),
+    /// Another account's object, named with no right to it (EPP 2201).
+    NotYours(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -80,6 +94,9 @@ impl Error {
             Error::Unavailable(_) => 503,
             Error::StorageFull => 507,
             Error::Locked { .. } => 429,
+            Error::WrongAuth(_) | Error::NotYours(_) => 403,
+            Error::Exists(_) | Error::InUse(_) | Error::Prohibited(_) => 409,
+            Error::TransferPending(_) | Error::NoTransfer(_) => 409,
         }
     }
 
@@ -99,6 +116,13 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::StorageFull => "storage_full",
             Error::Locked { .. } => "locked",
+            Error::Exists(_) => "exists",
+            Error::InUse(_) => "in_use",
+            Error::Prohibited(_) => "prohibited",
+            Error::WrongAuth(_) => "wrong_auth",
+            Error::TransferPending(_) => "transfer_pending",
+            Error::NoTransfer(_) => "no_transfer",
+            Error::NotYours(_) => "not_yours",
         }
     }
 
@@ -132,6 +156,10 @@ impl Error {
             Error::Malformed(m) | Error::Forbidden(m) | Error::Conflict(m) => m.clone(),
             Error::UnsupportedMediaType(m) => m.clone(),
             Error::Unavailable(m) => m.clone(),
+            Error::Exists(m) | Error::InUse(m) | Error::Prohibited(m) | Error::WrongAuth(m) => {
+                m.clone()
+            }
+            Error::TransferPending(m) | Error::NoTransfer(m) | Error::NotYours(m) => m.clone(),
             Error::Unauthorized => {
                 "missing or invalid credentials: send Authorization: Bearer TOKEN".into()
             }

@@ -12,6 +12,8 @@ pub const MAX_TEXT: usize = 1000;
 const MAX_NAMESERVERS: usize = 13;
 const CONTACT_ROLES: &[&str] = &["owner", "admin", "tech", "billing"];
 const CONTACT_FIELDS: &[&str] = &[
+    // The contact object an order's contact came from (`desk::contacts`).
+    "id",
     "name",
     "email",
     "organization",

@@ -199,7 +199,9 @@ pub fn start(config: Config) -> Result<Handle> {
     };
     let interval = Duration::from_millis(config.tick_interval_ms);
     let outbox = outbox::Outbox::new(db.clone(), clock.clone(), &config)?;
-    let ticker = Arc::new(Ticker::new(db.clone(), clock.clone(), provider, interval));
+    let transfer_wait = i64::from(config.transfer_auto_approve_days) * clock::DAY;
+    let ticker = Ticker::new(db.clone(), clock.clone(), provider, interval);
+    let ticker = Arc::new(ticker.with_transfer_wait(transfer_wait));
     let demo_tokens = if config.demo {
         demo::seed(&db, &clock, &ticker)?
     } else {

@@ -55,6 +55,8 @@ pub struct Ticker {
     pub stats: TickerStats,
     /// Ticks ended, and their waiters (a face waiting for a request to end).
     ended: (Mutex<u64>, std::sync::Condvar),
+    /// How long a transfer between accounts here waits on the holder.
+    transfer_wait: Millis,
 }
 
 /// What one tick did.
@@ -90,7 +92,14 @@ impl Ticker {
             interval,
             stats: TickerStats::default(),
             ended: Default::default(),
+            transfer_wait: crate::registry::simulated::AUTO_APPROVE,
         }
+    }
+
+    /// Sets how long a transfer between accounts waits on the holder.
+    pub fn with_transfer_wait(mut self, wait: Millis) -> Ticker {
+        self.transfer_wait = wait;
+        self
     }
 
     /// Asks the thread to tick now rather than at the next interval.
@@ -152,6 +161,16 @@ impl Ticker {
             })
             .collect();
         let mut report = TickReport::default();
+        // Transfers between two accounts here wait on the holder, not on a
+        // provider: started, and approved by time, before the jobs run.
+        let wait = self.transfer_wait;
+        let between = move |conn: &Connection| crate::store::transfers::tick(conn, now, wait);
+        for moved in self.db.write_background(vec![between])? {
+            match moved {
+                Ok(n) => report.waits_ended += n,
+                Err(e) => log::error!("transfers between accounts: {e}"),
+            }
+        }
         let mut failed = None;
         for done in self.db.write_background(jobs)? {
             match done {

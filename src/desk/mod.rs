@@ -6,12 +6,15 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod contacts;
 pub mod credentials;
 pub mod epp;
 pub mod feed;
 pub mod filter;
+pub mod hosts;
 pub mod orders;
 pub mod requests;
+pub mod transfers;
 pub mod webhooks;
 
 use crate::error::{Error, Result};

@@ -11,6 +11,7 @@ pub mod epp;
 pub mod epp_xml;
 pub mod json_args;
 pub mod native;
+pub mod objects;
 pub mod opensrs;
 pub mod ops;
 pub mod webhooks;

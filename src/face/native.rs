@@ -499,6 +499,7 @@ pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
         NameLookup::Held(d) => {
             let mut v = serde_json::to_value(&d)?;
             v["order"] = Value::Null;
+            v["transfer"] = json!(desk::transfers::pending_for(app, caller, &name)?);
             v
         }
         NameLookup::Ordered(r, notes) => json!({

@@ -50,6 +50,9 @@ fn code(err: &Error) -> u16 {
         Error::Forbidden(_) => NOT_AUTHORISED,
         Error::NotFound(_) => NOT_FOUND,
         Error::Conflict(_) => STATE_REFUSED,
+        Error::Exists(_) | Error::InUse(_) | Error::Prohibited(_) => STATE_REFUSED,
+        Error::TransferPending(_) | Error::NoTransfer(_) => STATE_REFUSED,
+        Error::WrongAuth(_) | Error::NotYours(_) => NOT_AUTHORISED,
         Error::Internal(_) | Error::Unavailable(_) | Error::StorageFull => INTERNAL,
     }
 }

@@ -4,6 +4,7 @@ use crate::error::{quoted, Error, Result};
 use crate::face::epp;
 use crate::face::json_args::id_segment;
 use crate::face::native;
+use crate::face::objects;
 use crate::face::opensrs;
 use crate::face::ops;
 use crate::face::webhooks;
@@ -119,6 +120,19 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["domains"]) => native::list_domains(app, req, c),
         ("POST", ["domains"]) => native::order_domain(app, req, c),
         ("GET", ["domains", name]) => native::get_domain(app, name, c),
+        ("POST", ["domains", name, "transfer", action]) => {
+            objects::answer_transfer(app, name, action, c)
+        }
+        ("GET", ["contacts"]) => objects::list_contacts(app, c),
+        ("POST", ["contacts"]) => objects::create_contact(app, req, c),
+        ("GET", ["contacts", id]) => objects::get_contact(app, id, c),
+        ("PATCH", ["contacts", id]) => objects::patch_contact(app, req, id, c),
+        ("DELETE", ["contacts", id]) => objects::delete_contact(app, id, c),
+        ("GET", ["hosts"]) => objects::list_hosts(app, c),
+        ("POST", ["hosts"]) => objects::create_host(app, req, c),
+        ("GET", ["hosts", name]) => objects::get_host(app, name, c),
+        ("PATCH", ["hosts", name]) => objects::patch_host(app, req, name, c),
+        ("DELETE", ["hosts", name]) => objects::delete_host(app, name, c),
 
         ("GET", ["notification"]) => native::next_notification(app, c),
         ("DELETE", ["notification", id]) => {
@@ -257,6 +271,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/domains"),
     ("POST", "/api/v1/domains"),
     ("GET", "/api/v1/domains/{name}"),
+    ("POST", "/api/v1/domains/{name}/transfer/{action}"),
+    ("GET", "/api/v1/contacts"),
+    ("POST", "/api/v1/contacts"),
+    ("GET", "/api/v1/contacts/{id}"),
+    ("PATCH", "/api/v1/contacts/{id}"),
+    ("DELETE", "/api/v1/contacts/{id}"),
+    ("GET", "/api/v1/hosts"),
+    ("POST", "/api/v1/hosts"),
+    ("GET", "/api/v1/hosts/{name}"),
+    ("PATCH", "/api/v1/hosts/{name}"),
+    ("DELETE", "/api/v1/hosts/{name}"),
     ("GET", "/api/v1/notification"),
     ("DELETE", "/api/v1/notification/{id}"),
     ("GET", "/api/v1/notifications"),

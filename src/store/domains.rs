@@ -219,7 +219,7 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 }
             }
             let expires = match (&before, req.operation) {
-                (Some(d), _) => add_years(d.expires_at, 1),
+                (Some(d), _) => add_years(d.expires_at, form::period(p)),
                 (None, Operation::Transfer) => add_years(now, 1),
                 (None, _) => add_years(now, form::period(p)),
             };

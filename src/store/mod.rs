@@ -4,16 +4,19 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod contacts;
 pub mod credentials;
 pub mod deliveries;
 pub mod domains;
 pub mod due;
 pub mod epp;
+pub mod hosts;
 pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;
 pub mod simulated;
+pub mod transfers;
 pub mod transition;
 pub mod view;
 
