@@ -11,7 +11,9 @@ use crate::store::accounts::{self, Account};
 use crate::store::domains::{self, Domain};
 use crate::store::epp::{self, Tls, Transaction};
 use crate::store::notifications::{self, Notification};
-use crate::store::requests::{self, Request};
+use crate::store::requests::{self, NewRequest, Request};
+
+use super::orders;
 use crate::App;
 
 /// The kept TLS material, or `make`'s, kept (a restart serves the same).
@@ -41,6 +43,11 @@ pub fn domain(app: &App, name: String) -> Result<Option<(Domain, String)>> {
     })
 }
 
+/// The name of account `id` (the sponsor an object's info shows).
+pub fn account_name(app: &App, id: i64) -> Result<String> {
+    app.db.read(move |conn| Ok(accounts::get(conn, id)?.name))
+}
+
 /// Which of `names` some account holds.
 pub fn held(app: &App, names: Vec<String>) -> Result<Vec<bool>> {
     app.db.read(move |conn| {
@@ -51,8 +58,22 @@ pub fn held(app: &App, names: Vec<String>) -> Result<Vec<bool>> {
     })
 }
 
-/// Keeps the transaction ids of the command that placed `request_id`.
-pub fn record(app: &App, request_id: i64, t: Transaction) -> Result<()> {
+/// Creates and submits `new` for the caller, through EPP (its history says
+/// so), keeping the transaction ids of the command that placed it.
+pub fn place(app: &App, caller: &Account, new: NewRequest, t: Transaction) -> Result<Request> {
+    let (owner, now) = (caller.clone(), app.clock.now());
+    let r = app.db.write(move |conn| {
+        let (r, _) = orders::open_through(conn, &owner, &new, Some("epp"), now)?;
+        epp::record(conn, r.id, &t, now)?;
+        Ok(r)
+    })?;
+    app.ticker.wake();
+    Ok(r)
+}
+
+/// Keeps the transaction ids of the command that placed `request_id`
+/// through another use case (a transfer between accounts).
+pub fn remember(app: &App, request_id: i64, t: Transaction) -> Result<()> {
     let now = app.clock.now();
     app.db
         .write(move |conn| epp::record(conn, request_id, &t, now))

@@ -134,17 +134,36 @@ pub fn open(
     submit: bool,
     now: Millis,
 ) -> Result<(Request, Vec<HistoryEntry>)> {
-    let who = Who::account(owner);
     if !submit {
-        return transition::create(conn, new, &who, None, now);
+        return transition::create(conn, new, &Who::account(owner), None, now);
     }
-    let (event, change) = submit_event(
+    open_through(conn, owner, new, None, now)
+}
+
+/// `open`, submitted, with the face it came through (when named) in its
+/// history.
+pub fn open_through(
+    conn: &Connection,
+    owner: &Account,
+    new: &NewRequest,
+    face: Option<&str>,
+    now: Millis,
+) -> Result<(Request, Vec<HistoryEntry>)> {
+    let who = Who::account(owner);
+    let (event, mut change) = submit_event(
         conn,
         new.account_id,
         new.operation,
         &new.domain,
         &new.params,
     )?;
+    if let Some(face) = face {
+        let through = format!("through {face}");
+        change.reason = Some(match change.reason.take() {
+            Some(r) => format!("{r} ({through})"),
+            None => through,
+        });
+    }
     let first = |created: &Request| cancel_duplicates(conn, created, now);
     let then = transition::Then {
         event,

@@ -13,9 +13,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{self, DAY};
+use crate::desk::contacts::{self, Availability, ContactChange, NewContact};
 use crate::desk::credentials::{self, Secret};
 use crate::desk::epp as desk_epp;
-use crate::desk::orders::{self, NewOrder};
+use crate::desk::hosts;
+use crate::desk::transfers::{self, Transfer};
 use crate::error::{Error, Result};
 use crate::face::json_args::{body_object, only_keys, req_str};
 use crate::form;
@@ -24,12 +26,12 @@ use crate::state::{Failure, Operation, State};
 use crate::store::accounts::Account;
 use crate::store::domains::Domain;
 use crate::store::epp::Transaction;
-use crate::store::requests::Request;
+use crate::store::requests::{NewRequest, Request};
 use crate::App;
 
 use super::epp_xml::{
-    self, Answer, Command, DomainCreate, DomainUpdate, MsgQ, Object, Period, Request as Frame,
-    TransferOp, Writer, DOMAIN_NS,
+    self, Answer, Command, ContactFields, DomainCreate, DomainUpdate, MsgQ, Object, Period,
+    Request as Frame, TransferOp, Writer, DOMAIN_NS,
 };
 
 /// Wrong passwords a session may send; the next closes it.
@@ -108,6 +110,17 @@ struct Ctx<'a> {
     sv_trid: String,
 }
 
+impl Ctx<'_> {
+    /// This command's transaction ids, to keep with its work request.
+    fn transaction(&self, pending: bool) -> Transaction {
+        Transaction {
+            cl_trid: self.cl_trid.clone(),
+            sv_trid: self.sv_trid.clone(),
+            pending,
+        }
+    }
+}
+
 /// A refusal: its code and why.
 #[derive(Debug)]
 struct Fail {
@@ -134,6 +147,13 @@ impl From<Error> for Fail {
             Error::TooLarge(_) => 2004,
             Error::Invalid { .. } => 2005,
             Error::Locked { .. } => 2502,
+            Error::Exists(_) => 2302,
+            Error::InUse(_) => 2305,
+            Error::Prohibited(_) => 2304,
+            Error::WrongAuth(_) => 2202,
+            Error::TransferPending(_) => 2300,
+            Error::NoTransfer(_) => 2301,
+            Error::NotYours(_) => 2201,
             _ => 2400,
         };
         fail(code, e.message())
@@ -287,12 +307,37 @@ fn run(ctx: &Ctx<'_>, command: Command) -> Outcome {
         Command::DomainUpdate(u) => domain_update(ctx, u),
         Command::Delete(Object::Domain, name) => domain_delete(ctx, &name),
         Command::Transfer {
-            op: TransferOp::Request,
+            op,
             object: Object::Domain,
             name,
             auth,
             period,
-        } => domain_transfer(ctx, &name, auth, period),
+        } => domain_transfer(ctx, op, &name, auth, period),
+        Command::Check(Object::Contact, ids) => contact_check(ctx, ids),
+        Command::Info(Object::Contact, id, auth) => contact_info(ctx, &id, auth),
+        Command::ContactCreate(id, fields) => contact_create(ctx, id, fields),
+        Command::ContactUpdate(id, fields) => contact_update(ctx, &id, fields),
+        Command::Delete(Object::Contact, id) => {
+            contacts::delete(ctx.app, ctx.caller, &id)?;
+            Ok(Done::ok(1000))
+        }
+        Command::Check(Object::Host, names) => host_check(ctx, names),
+        Command::Info(Object::Host, name, _) => host_info(ctx, &name),
+        Command::HostCreate(name, addrs) => host_create(ctx, name, &addrs),
+        Command::HostUpdate {
+            name,
+            add,
+            rem,
+            new_name,
+        } => {
+            let (add, rem) = (addresses(&add)?, addresses(&rem)?);
+            hosts::update(ctx.app, ctx.caller, &name, add, rem, new_name)?;
+            Ok(Done::ok(1000))
+        }
+        Command::Delete(Object::Host, name) => {
+            hosts::delete(ctx.app, ctx.caller, &name)?;
+            Ok(Done::ok(1000))
+        }
         _ => Err(fail(
             2101,
             "this command is not implemented for this object",
@@ -380,8 +425,11 @@ fn own_domain(app: &App, caller: &Account, name: &str) -> Result<(Domain, String
 }
 
 /// The EPP statuses of a domain.
-fn statuses(d: &Domain) -> Vec<&'static str> {
+fn statuses(d: &Domain, transferring: bool) -> Vec<&'static str> {
     let mut out = Vec::new();
+    if transferring {
+        out.push("pendingTransfer");
+    }
     match d.status.as_str() {
         "on_hold" => out.push("clientHold"),
         "pending_release" => out.push("pendingDelete"),
@@ -417,10 +465,11 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
             Some(_) => {}
         }
     }
+    let transferring = transfers::pending_for(app, caller, &d.name)?.is_some();
     let data = domain_data("infData", |w| {
         w.text("domain:name", &[], &d.name)
             .text("domain:roid", &[], &format!("D{}-REGDESK", d.id));
-        for s in statuses(&d) {
+        for s in statuses(&d, transferring) {
             w.empty("domain:status", &[("s", s)]);
         }
         if let Some(id) = contact_id(&d, "owner") {
@@ -481,21 +530,15 @@ fn years(period: Option<Period>) -> Result<i64, Fail> {
 /// end is.
 fn place(ctx: &Ctx<'_>, name: &str, operation: Operation, params: Value) -> Result<Request, Fail> {
     let (app, caller) = (ctx.app, ctx.caller);
-    let order = NewOrder {
+    let new = NewRequest {
+        account_id: caller.id,
         domain: name.to_string(),
         operation,
         params,
         exec_date: None,
         depends_on: None,
-        submit: true,
     };
-    let (r, _) = orders::create(app, caller, order)?;
-    let t = Transaction {
-        cl_trid: ctx.cl_trid.clone(),
-        sv_trid: ctx.sv_trid.clone(),
-        pending: false,
-    };
-    desk_epp::record(app, r.id, t)?;
+    let r = desk_epp::place(app, caller, new, ctx.transaction(false))?;
     let wait = Duration::from_millis(app.config.epp_wait_ms);
     let r = desk_epp::wait(app, r.id, wait)?;
     match r.state {
@@ -578,11 +621,56 @@ fn nameservers(hosts: &[String]) -> Result<Vec<String>, Fail> {
         .collect()
 }
 
-/// The order form's contacts for a domain create: the account itself as
-/// registrant until contact objects resolve them.
-fn create_contacts(_app: &App, caller: &Account, c: &DomainCreate) -> Result<Value, Fail> {
-    let _ = (&c.registrant, &c.contacts);
-    Ok(json!({"owner": {"name": caller.name, "email": caller.email}}))
+/// The order form's contacts for a domain create, from the caller's
+/// contact objects; without a registrant, the account itself is the owner.
+fn create_contacts(app: &App, caller: &Account, c: &DomainCreate) -> Result<Value, Fail> {
+    match &c.registrant {
+        Some(registrant) => Ok(contacts::order_contacts(
+            app,
+            caller,
+            registrant,
+            &c.contacts,
+        )?),
+        None if c.contacts.is_empty() => {
+            Ok(json!({"owner": {"name": caller.name, "email": caller.email}}))
+        }
+        None => Err(fail(
+            2003,
+            "a domain with contacts needs a <domain:registrant>",
+        )),
+    }
+}
+
+/// A domain's contacts after an update's `rem`, `add` and `chg registrant`
+/// (each added one from the caller's contact objects); `None` when the
+/// update changes none.
+fn updated_contacts(
+    app: &App,
+    caller: &Account,
+    d: &Domain,
+    u: &DomainUpdate,
+) -> Result<Option<Value>, Fail> {
+    if u.add.contacts.is_empty() && u.rem.contacts.is_empty() && u.registrant.is_none() {
+        return Ok(None);
+    }
+    let mut roles = d.contacts.as_object().cloned().unwrap_or_default();
+    for (role, id) in &u.rem.contacts {
+        if contact_id(d, role).as_deref() == Some(id.as_str()) {
+            roles.remove(role);
+        }
+    }
+    let added = u.add.contacts.iter().map(|(r, id)| (r.as_str(), id));
+    for (role, id) in added.chain(u.registrant.iter().map(|id| ("owner", id))) {
+        if !["owner", "admin", "tech", "billing"].contains(&role) {
+            return Err(fail(
+                2005,
+                format!("contact type {role:?} is not admin, tech or billing"),
+            ));
+        }
+        let one = contacts::order_contacts(app, caller, id, &[])?;
+        roles.insert(role.to_string(), one["owner"].clone());
+    }
+    Ok(Some(Value::Object(roles)))
 }
 
 fn domain_renew(ctx: &Ctx<'_>, name: &str, cur_exp_date: &str, period: Option<Period>) -> Outcome {
@@ -660,6 +748,9 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
         }
         params.insert("nameservers".into(), json!(hosts));
     }
+    if let Some(contacts) = updated_contacts(app, caller, &d, &u)? {
+        params.insert("contacts".into(), contacts);
+    }
     if params.is_empty() {
         return Err(fail(2003, "nothing to change: add, rem or chg"));
     }
@@ -680,26 +771,73 @@ fn domain_delete(ctx: &Ctx<'_>, name: &str) -> Outcome {
     })
 }
 
-/// A transfer of a name no account here holds: an ordinary transfer order.
+/// A transfer: between two accounts here when one holds the name, else
+/// an ordinary transfer order.
 fn domain_transfer(
     ctx: &Ctx<'_>,
+    op: TransferOp,
     name: &str,
     auth: Option<String>,
     period: Option<Period>,
 ) -> Outcome {
     let (app, caller) = (ctx.app, ctx.caller);
     let name = name_of(name)?;
+    let t = match op {
+        TransferOp::Request => return transfer_request(ctx, &name, auth, period),
+        TransferOp::Query => transfers::query(app, caller, &name)?,
+        TransferOp::Approve => transfers::approve(app, caller, &name)?,
+        TransferOp::Reject => transfers::reject(app, caller, &name)?,
+        TransferOp::Cancel => transfers::cancel(app, caller, &name)?,
+    };
+    Ok(Done::with_data(1000, trn_data(&t)))
+}
+
+/// What a transfer's answers and poll messages say of it.
+fn trn_data(t: &Transfer) -> String {
+    domain_data("trnData", |w| {
+        w.text("domain:name", &[], &t.domain)
+            .text("domain:trStatus", &[], t.status.as_str())
+            .text("domain:reID", &[], &t.gaining_name)
+            .text("domain:reDate", &[], &clock::format(t.requested_at))
+            .text("domain:acID", &[], &t.losing_name)
+            .text("domain:acDate", &[], &clock::format(t.act_by));
+        if let Some(ex) = t.expires_at {
+            w.text("domain:exDate", &[], &clock::format(ex));
+        }
+    })
+}
+
+fn transfer_request(
+    ctx: &Ctx<'_>,
+    name: &str,
+    auth: Option<String>,
+    period: Option<Period>,
+) -> Outcome {
+    let (app, caller) = (ctx.app, ctx.caller);
     let auth = auth.ok_or_else(|| fail(2003, "authInfo is required for a transfer"))?;
     let years = years(period)?;
+    match transfers::request(app, caller, name, &auth, u32::try_from(years).ok(), "epp") {
+        Ok(t) => {
+            desk_epp::remember(app, t.request_id, ctx.transaction(true))?;
+            Ok(Done::with_data(1001, trn_data(&t)))
+        }
+        Err(Error::NotFound(_)) => outside_transfer(ctx, name, auth, years),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A transfer of a name no account here holds: an ordinary transfer order.
+fn outside_transfer(ctx: &Ctx<'_>, name: &str, auth: String, years: i64) -> Outcome {
+    let (app, caller) = (ctx.app, ctx.caller);
     let params = json!({
         "auth_code": auth,
         "period": years,
         "contacts": {"owner": {"name": caller.name, "email": caller.email}},
     });
     let params = form::params(Operation::Transfer, Some(&params))?;
-    let r = place(ctx, &name, Operation::Transfer, params)?;
+    let r = place(ctx, name, Operation::Transfer, params)?;
     pending_or(&r, || {
-        let d = current(app, &name)?;
+        let d = current(app, name)?;
         Ok(domain_data("trnData", |w| {
             w.text("domain:name", &[], &d.name)
                 .text("domain:trStatus", &[], "serverApproved")
@@ -712,12 +850,210 @@ fn domain_transfer(
     })
 }
 
+const CONTACT_NS: &str = epp_xml::CONTACT_NS;
+const HOST_NS: &str = epp_xml::HOST_NS;
+
+/// `<PREFIX:TAG xmlns:PREFIX="NS">` … `</PREFIX:TAG>`, filled by `f`.
+fn object_data(prefix: &str, ns: &str, tag: &str, f: impl FnOnce(&mut Writer)) -> String {
+    let mut w = Writer::new();
+    let (tag, xmlns) = (format!("{prefix}:{tag}"), format!("xmlns:{prefix}"));
+    w.open(&tag, &[(&xmlns, ns)]);
+    f(&mut w);
+    w.close(&tag);
+    w.finish()
+}
+
+/// A check's answer: per id or name, available or not and why.
+fn chk_data(prefix: &str, ns: &str, key: &str, checked: &[Availability]) -> String {
+    object_data(prefix, ns, "chkData", |w| {
+        let (cd, key_tag, reason) = (
+            format!("{prefix}:cd"),
+            format!("{prefix}:{key}"),
+            format!("{prefix}:reason"),
+        );
+        for a in checked {
+            w.open(&cd, &[])
+                .text(&key_tag, &[("avail", bool_attr(a.available))], &a.id);
+            if let Some(r) = &a.reason {
+                w.text(&reason, &[], r);
+            }
+            w.close(&cd);
+        }
+    })
+}
+
+fn contact_check(ctx: &Ctx<'_>, ids: Vec<String>) -> Outcome {
+    let checked = contacts::check(ctx.app, &ids)?;
+    Ok(Done::with_data(
+        1000,
+        chk_data("contact", CONTACT_NS, "id", &checked),
+    ))
+}
+
+fn contact_info(ctx: &Ctx<'_>, id: &str, auth: Option<String>) -> Outcome {
+    let c = contacts::get(ctx.app, ctx.caller, id, auth.as_deref())?;
+    let sponsor = desk_epp::account_name(ctx.app, c.account_id)?;
+    let own = c.account_id == ctx.caller.id || ctx.caller.is_operator();
+    let data = object_data("contact", CONTACT_NS, "infData", |w| {
+        w.text("contact:id", &[], &c.id)
+            .text("contact:roid", &[], &format!("C-{}-REGDESK", c.id))
+            .empty("contact:status", &[("s", "ok")])
+            .open("contact:postalInfo", &[("type", "loc")])
+            .text("contact:name", &[], &c.name);
+        if let Some(org) = &c.org {
+            w.text("contact:org", &[], org);
+        }
+        w.open("contact:addr", &[]);
+        for street in &c.street {
+            w.text("contact:street", &[], street);
+        }
+        w.text("contact:city", &[], &c.city);
+        if let Some(sp) = &c.sp {
+            w.text("contact:sp", &[], sp);
+        }
+        if let Some(pc) = &c.pc {
+            w.text("contact:pc", &[], pc);
+        }
+        w.text("contact:cc", &[], &c.cc)
+            .close("contact:addr")
+            .close("contact:postalInfo");
+        if let Some(voice) = &c.voice {
+            w.text("contact:voice", &[], voice);
+        }
+        if let Some(fax) = &c.fax {
+            w.text("contact:fax", &[], fax);
+        }
+        w.text("contact:email", &[], &c.email)
+            .text("contact:clID", &[], &sponsor)
+            .text("contact:crID", &[], &sponsor)
+            .text("contact:crDate", &[], &clock::format(c.created_at))
+            .text("contact:upDate", &[], &clock::format(c.updated_at));
+        if own {
+            w.open("contact:authInfo", &[])
+                .text("contact:pw", &[], &c.auth_info)
+                .close("contact:authInfo");
+        }
+    });
+    Ok(Done::with_data(1000, data))
+}
+
+/// A required contact field: 2003 when it is absent.
+fn required(value: Option<String>, what: &str) -> Result<String, Fail> {
+    value.filter(|v| !v.is_empty()).ok_or_else(|| {
+        fail(
+            2003,
+            format!("required parameter missing: <contact:{what}>"),
+        )
+    })
+}
+
+/// An optional field as a change: an empty element removes it.
+fn cleared(value: Option<String>) -> Option<Option<String>> {
+    value.map(|v| (!v.is_empty()).then_some(v))
+}
+
+fn contact_create(ctx: &Ctx<'_>, id: String, f: ContactFields) -> Outcome {
+    let new = NewContact {
+        id,
+        name: required(f.name, "name")?,
+        org: f.org.filter(|v| !v.is_empty()),
+        street: f.street.unwrap_or_default(),
+        city: required(f.city, "city")?,
+        sp: f.sp.filter(|v| !v.is_empty()),
+        pc: f.pc.filter(|v| !v.is_empty()),
+        cc: required(f.cc, "cc")?,
+        voice: f.voice.filter(|v| !v.is_empty()),
+        fax: f.fax.filter(|v| !v.is_empty()),
+        email: required(f.email, "email")?,
+        auth_info: f.auth.filter(|v| !v.is_empty()),
+    };
+    let c = contacts::create(ctx.app, ctx.caller, new)?;
+    let data = object_data("contact", CONTACT_NS, "creData", |w| {
+        w.text("contact:id", &[], &c.id)
+            .text("contact:crDate", &[], &clock::format(c.created_at));
+    });
+    Ok(Done::with_data(1000, data))
+}
+
+fn contact_update(ctx: &Ctx<'_>, id: &str, f: ContactFields) -> Outcome {
+    let change = ContactChange {
+        name: f.name,
+        org: cleared(f.org),
+        street: f.street,
+        city: f.city,
+        sp: cleared(f.sp),
+        pc: cleared(f.pc),
+        cc: f.cc,
+        voice: cleared(f.voice),
+        fax: cleared(f.fax),
+        email: f.email,
+        auth_info: f.auth,
+    };
+    contacts::update(ctx.app, ctx.caller, id, change)?;
+    Ok(Done::ok(1000))
+}
+
+fn addresses(texts: &[String]) -> Result<Vec<IpAddr>, Fail> {
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|_| fail(2005, format!("{t:?} is not an IP address")))
+        })
+        .collect()
+}
+
+fn host_check(ctx: &Ctx<'_>, names: Vec<String>) -> Outcome {
+    let checked = hosts::check(ctx.app, &names)?;
+    Ok(Done::with_data(
+        1000,
+        chk_data("host", HOST_NS, "name", &checked),
+    ))
+}
+
+fn host_info(ctx: &Ctx<'_>, name: &str) -> Outcome {
+    let h = hosts::get(ctx.app, ctx.caller, name)?;
+    let sponsor = desk_epp::account_name(ctx.app, h.account_id)?;
+    let data = object_data("host", HOST_NS, "infData", |w| {
+        w.text("host:name", &[], &h.name)
+            .text("host:roid", &[], &format!("H-{}-REGDESK", h.name))
+            .empty("host:status", &[("s", "ok")]);
+        for a in &h.addresses {
+            let ip = if a.is_ipv4() { "v4" } else { "v6" };
+            w.text("host:addr", &[("ip", ip)], &a.to_string());
+        }
+        w.text("host:clID", &[], &sponsor)
+            .text("host:crID", &[], &sponsor)
+            .text("host:crDate", &[], &clock::format(h.created_at))
+            .text("host:upDate", &[], &clock::format(h.updated_at));
+    });
+    Ok(Done::with_data(1000, data))
+}
+
+fn host_create(ctx: &Ctx<'_>, name: String, addrs: &[String]) -> Outcome {
+    let h = hosts::create(ctx.app, ctx.caller, name, addresses(addrs)?)?;
+    let data = object_data("host", HOST_NS, "creData", |w| {
+        w.text("host:name", &[], &h.name)
+            .text("host:crDate", &[], &clock::format(h.created_at));
+    });
+    Ok(Done::with_data(1000, data))
+}
+
 fn poll(ctx: &Ctx<'_>) -> Outcome {
     let (next, count) = desk_epp::poll(ctx.app, ctx.caller)?;
     let Some((n, t)) = next else {
         return Ok(Done::ok(1300));
     };
-    let res_data = t.filter(|t| t.pending).map(|t| pan_data(&n, &t));
+    let transfer = if n.action == "transfer" {
+        transfers::query(ctx.app, ctx.caller, &n.domain).ok()
+    } else {
+        None
+    };
+    let res_data = match (transfer, t) {
+        (Some(transfer), _) => Some(trn_data(&transfer)),
+        (None, Some(t)) if t.pending => Some(pan_data(&n, &t)),
+        _ => None,
+    };
     Ok(Done {
         code: 1301,
         res_data,

@@ -509,3 +509,136 @@ fn the_test_ca_is_kept_across_a_restart() {
     assert_eq!(again.status, 200);
     assert_eq!(again.text, first);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn contacts_and_hosts_are_objects_a_domain_names() {
+    use instant_epp::contact::{
+        Address, ContactCheck, ContactCreate, ContactDelete, ContactInfo, InfoType, PostalInfo,
+    };
+    use instant_epp::domain::DomainContact;
+    use instant_epp::host::{HostCheck, HostCreate, HostDelete, HostInfo as HostInfoCmd};
+
+    let (s, port) = start(&[]);
+    let token = epp_customer(&s, "hana");
+    epp_customer(&s, "ivan");
+    let mut c = logged_in(&s, port, "hana").await;
+
+    // RFC 5733's optional fields (street, voice, fax) may be left out.
+    let address = Address::new(&[], "Paris", None, None, "FR".parse().unwrap());
+    let postal = PostalInfo::new(InfoType::Local, "Hana Ito", None, address);
+    let create = ContactCreate::new("hana-1", "hana@example.net", postal, None, "");
+    let r = c.transact(&create, "cc-1").await.expect("contact create");
+    assert_eq!(r.res_data().expect("creData").id, "hana-1");
+    assert_eq!(
+        code(c.transact(&create, "cc-2").await),
+        ResultCode::ObjectExists
+    );
+    let r = c
+        .transact(
+            &ContactCheck {
+                contact_ids: &["hana-1", "free-1", "x"],
+            },
+            "ck-1",
+        )
+        .await
+        .expect("contact check");
+    let avail: Vec<bool> = r
+        .res_data()
+        .unwrap()
+        .list
+        .iter()
+        .map(|c| c.id.available)
+        .collect();
+    assert_eq!(avail, [false, true, false]);
+    let r = c
+        .transact(&ContactInfo::new("hana-1", ""), "ci-1")
+        .await
+        .expect("contact info");
+    let info = r.res_data().unwrap();
+    assert_eq!(
+        (info.email.as_str(), info.client_id.as_str()),
+        ("hana@example.net", "hana")
+    );
+
+    let addr: [std::net::IpAddr; 1] = ["192.0.2.1".parse().unwrap()];
+    let r = c
+        .transact(&HostCreate::new("ns1.hana.net", Some(&addr)), "hc-1")
+        .await
+        .expect("host create");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let r = c
+        .transact(
+            &HostCheck {
+                hosts: &["ns1.hana.net", "ns2.hana.net"],
+            },
+            "hk-1",
+        )
+        .await
+        .expect("host check");
+    let avail: Vec<bool> = r
+        .res_data()
+        .unwrap()
+        .list
+        .iter()
+        .map(|h| h.name.available)
+        .collect();
+    assert_eq!(avail, [false, true]);
+    let r = c
+        .transact(&HostInfoCmd::new("ns1.hana.net"), "hi-1")
+        .await
+        .expect("host info");
+    assert_eq!(r.res_data().unwrap().addresses, addr);
+
+    // A domain whose registrant and contacts are the contact objects.
+    let ns = [HostInfo::Obj(HostObj {
+        name: "ns1.hana.net".into(),
+    })];
+    let contacts = [DomainContact {
+        contact_type: "tech".into(),
+        id: "hana-1".into(),
+    }];
+    let create = DomainCreate::new(
+        "hana.net",
+        years(1),
+        Some(&ns),
+        Some("hana-1"),
+        "",
+        Some(&contacts),
+    );
+    c.transact(&create, "dc-1").await.expect("domain create");
+    let r = c
+        .transact(&DomainInfo::new("hana.net", None), "di-1")
+        .await
+        .expect("domain info");
+    let info = r.res_data().unwrap();
+    assert_eq!(info.registrant.as_deref(), Some("hana-1"));
+    let domain = s.get("/api/v1/domains/hana.net", &token).json();
+    assert_eq!(
+        domain["contacts"]["owner"]["email"], "hana@example.net",
+        "{domain}"
+    );
+
+    // Named by a domain, neither may go.
+    assert_eq!(
+        code(c.transact(&ContactDelete::new("hana-1"), "cd-1").await),
+        ResultCode::ObjectAssociationProhibitsOperation
+    );
+    assert_eq!(
+        code(c.transact(&HostDelete::new("ns1.hana.net"), "hd-1").await),
+        ResultCode::ObjectAssociationProhibitsOperation
+    );
+    // Another account sees neither without the auth info.
+    let mut other = logged_in(&s, port, "ivan").await;
+    assert_eq!(
+        code(
+            other
+                .transact(&ContactInfo::new("hana-1", ""), "ci-2")
+                .await
+        ),
+        ResultCode::AuthorizationError
+    );
+    assert_eq!(
+        code(other.transact(&ContactDelete::new("hana-1"), "cd-2").await),
+        ResultCode::AuthorizationError
+    );
+}
