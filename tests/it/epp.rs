@@ -642,3 +642,180 @@ async fn contacts_and_hosts_are_objects_a_domain_names() {
         ResultCode::AuthorizationError
     );
 }
+
+/// A domain `name` of the session's account, made through EPP and
+/// finished by a tick (the test clock is frozen), unlocked; its auth info.
+async fn registered(s: &Server, c: &mut EppClient<RustlsConnector>, name: &str, auth: &str) {
+    let create = DomainCreate::new(name, years(1), None, None, auth, None);
+    c.transact(&create, "cre-t").await.expect("create");
+    s.tick();
+    let r = c
+        .transact(&DomainInfo::new(name, None), "inf-t")
+        .await
+        .expect("info");
+    assert!(!r.res_data().unwrap().client_id.is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_transfer_between_accounts_is_approved_rejected_cancelled_or_approved_by_time() {
+    use instant_epp::domain::transfer::DomainTransfer;
+
+    let (s, port) = start(&["--test-clock", "--epp-wait-ms", "0"]);
+    let holder_token = epp_customer(&s, "jack");
+    let gainer_token = epp_customer(&s, "kira");
+    let mut holder = logged_in(&s, port, "jack").await;
+    let mut gainer = logged_in(&s, port, "kira").await;
+    for name in ["a1.com", "r1.com", "c1.com", "t1.com"] {
+        registered(&s, &mut holder, name, "auth-1234").await;
+    }
+    // Creating them told the holder four times (with panData, which the
+    // client library does not read): acknowledged on the JSON face.
+    for _ in 0..4 {
+        let n = s.get("/api/v1/notification", &holder_token).json();
+        let id = n["id"].as_i64().expect("a notification");
+        let a = s.call(
+            "DELETE",
+            &format!("/api/v1/notification/{id}"),
+            Some(&holder_token),
+            None,
+        );
+        assert_eq!(a.status, 204);
+    }
+
+    let wrong = gainer
+        .transact(&DomainTransfer::new("a1.com", None, "nope"), "tr-0")
+        .await;
+    assert_eq!(code(wrong), ResultCode::InvalidAuthorizationInformation);
+    let r = gainer
+        .transact(&DomainTransfer::new("a1.com", None, "auth-1234"), "tr-1")
+        .await
+        .expect("transfer request");
+    assert_eq!(
+        r.result.code,
+        ResultCode::CommandCompletedSuccessfullyActionPending
+    );
+    let trn = r.res_data().expect("trnData");
+    assert_eq!(
+        (
+            trn.transfer_status.as_str(),
+            trn.requester_id.as_str(),
+            trn.ack_id.as_str()
+        ),
+        ("pending", "kira", "jack")
+    );
+    let again = gainer
+        .transact(&DomainTransfer::new("a1.com", None, "auth-1234"), "tr-2")
+        .await;
+    assert_eq!(code(again), ResultCode::ObjectPendingTransfer);
+
+    // The holder is told, with trnData, and sees the pending status.
+    let r = holder.transact(&Poll, "p-1").await.expect("poll");
+    let data = r.res_data().expect("a transfer message");
+    assert!(
+        matches!(data, instant_epp::poll::PollData::DomainTransfer(t) if t.transfer_status == "pending")
+    );
+    let r = holder
+        .transact(&DomainInfo::new("a1.com", None), "i-1")
+        .await
+        .expect("info");
+    let statuses = format!("{:?}", r.res_data().unwrap().statuses);
+    assert!(statuses.contains("PendingTransfer"), "{statuses}");
+    // The gaining account may not answer it; the holder approves.
+    assert_eq!(
+        code(
+            gainer
+                .transact(&DomainTransfer::approve("a1.com"), "ap-0")
+                .await
+        ),
+        ResultCode::AuthorizationError
+    );
+    let r = holder
+        .transact(&DomainTransfer::approve("a1.com"), "ap-1")
+        .await
+        .expect("approve");
+    assert_eq!(r.res_data().unwrap().transfer_status, "clientApproved");
+    let moved = s.get("/api/v1/domains/a1.com", &gainer_token);
+    assert_eq!(moved.status, 200, "{}", moved.text);
+
+    // Rejected.
+    gainer
+        .transact(&DomainTransfer::new("r1.com", None, "auth-1234"), "tr-3")
+        .await
+        .expect("request");
+    let r = holder
+        .transact(&DomainTransfer::reject("r1.com"), "rj-1")
+        .await
+        .expect("reject");
+    assert_eq!(r.res_data().unwrap().transfer_status, "clientRejected");
+    let r = gainer
+        .transact(&DomainTransfer::query("r1.com", ""), "q-1")
+        .await
+        .expect("query");
+    assert_eq!(r.res_data().unwrap().transfer_status, "clientRejected");
+    assert_eq!(s.get("/api/v1/domains/r1.com", &holder_token).status, 200);
+
+    // Cancelled by the gaining account.
+    gainer
+        .transact(&DomainTransfer::new("c1.com", None, "auth-1234"), "tr-4")
+        .await
+        .expect("request");
+    let r = gainer
+        .transact(&DomainTransfer::cancel("c1.com"), "cn-1")
+        .await
+        .expect("cancel");
+    assert_eq!(r.res_data().unwrap().transfer_status, "clientCancelled");
+    assert_eq!(
+        code(
+            gainer
+                .transact(&DomainTransfer::cancel("c1.com"), "cn-2")
+                .await
+        ),
+        ResultCode::ObjectNotPendingTransfer
+    );
+
+    // Unanswered: approved when the days pass on the one clock.
+    gainer
+        .transact(&DomainTransfer::new("t1.com", None, "auth-1234"), "tr-5")
+        .await
+        .expect("request");
+    s.advance("5d");
+    s.tick();
+    let r = gainer
+        .transact(&DomainTransfer::query("t1.com", ""), "q-2")
+        .await
+        .expect("query");
+    assert_eq!(r.res_data().unwrap().transfer_status, "serverApproved");
+    assert_eq!(s.get("/api/v1/domains/t1.com", &gainer_token).status, 200);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_locked_domain_refuses_a_transfer_with_2304() {
+    use instant_epp::domain::transfer::DomainTransfer;
+
+    let (s, port) = start(&["--test-clock", "--epp-wait-ms", "0"]);
+    let holder_token = epp_customer(&s, "lena");
+    epp_customer(&s, "milo");
+    // Ordered through the JSON face: locked by default.
+    let order =
+        json!({"period": 1, "contacts": {"owner": {"name": "L", "email": "l@example.net"}}});
+    s.order(&holder_token, "locked.com", "create", order);
+    s.tick();
+    let mut holder = logged_in(&s, port, "lena").await;
+    let r = holder
+        .transact(&DomainInfo::new("locked.com", None), "inf-1")
+        .await
+        .expect("info");
+    let info = r.res_data().unwrap();
+    assert!(format!("{:?}", info.statuses).contains("ClientTransferProhibited"));
+    let auth = info
+        .auth_info
+        .as_ref()
+        .expect("auth info")
+        .password
+        .to_string();
+    let mut gainer = logged_in(&s, port, "milo").await;
+    let r = gainer
+        .transact(&DomainTransfer::new("locked.com", None, &auth), "tr-1")
+        .await;
+    assert_eq!(code(r), ResultCode::ObjectStatusProhibitsOperation);
+}
