@@ -819,3 +819,56 @@ async fn a_locked_domain_refuses_a_transfer_with_2304() {
         .await;
     assert_eq!(code(r), ResultCode::ObjectStatusProhibitsOperation);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn sessions_are_bounded_per_account_and_a_silent_peer_is_closed() {
+    let (s, port) = start(&[
+        "--test-clock",
+        "--epp-sessions-per-account",
+        "1",
+        "--epp-login-timeout-ms",
+        "300",
+    ]);
+    epp_customer(&s, "nora");
+    let _first = logged_in(&s, port, "nora").await;
+    let mut second = connect(&s, port).await;
+    let r = second
+        .transact(&Login::new("nora", PASSWORD, None, None), "l-2")
+        .await;
+    assert_eq!(
+        code(r),
+        ResultCode::SessionLimitExceededServerClosingConnection
+    );
+
+    // A peer that never logs in is closed once the login time is up.
+    let mut tls = raw(&s, port);
+    let mut rest = Vec::new();
+    let closed = tls.read_to_end(&mut rest);
+    assert!(closed.is_err() || rest.is_empty(), "{closed:?} {rest:?}");
+    // ...and a peer that never finishes its TLS handshake too.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let mut rest = Vec::new();
+    if let Err(e) = tcp.read_to_end(&mut rest) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "closed, not timed out"
+        );
+    }
+}
+
+#[test]
+fn connections_past_the_session_bound_are_closed_at_once() {
+    let (s, port) = start(&["--test-clock", "--epp-max-sessions", "1"]);
+    let _first = raw(&s, port);
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    if let Err(e) = tcp.read_to_end(&mut rest) {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    }
+    assert!(rest.is_empty());
+    drop(_first);
+}
