@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
+mod epp;
+
 const OPERATOR: &str = "rd_bench_operator_token_0123456789";
 const CLIENTS: usize = 16;
 const OWNER: &str = r#"{"contacts":{"owner":{"name":"Bench Owner","email":"owner@example.net"}}}"#;
@@ -133,6 +135,9 @@ fn main() {
     }
     if wanted("B6") {
         rows.extend(b6(&ctx));
+    }
+    if wanted("B7") {
+        rows.extend(epp::b7(&ctx));
     }
     progress(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
 
@@ -359,6 +364,8 @@ fn machine() -> Value {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// With `--epp-listen`: where EPP is served.
+    epp: Option<SocketAddr>,
 }
 
 impl Server {
@@ -404,12 +411,18 @@ impl Server {
                     ctx.dir.join("server.log").display()
                 )
             });
+        let epp = extra.contains(&"--epp-listen").then(|| {
+            line.clear();
+            lines.read_line(&mut line).expect("the EPP line");
+            let epp = line.trim().strip_prefix("epp listening on ");
+            epp.and_then(|a| a.parse().ok()).expect("the EPP address")
+        });
         // Keep draining stdout so the server never blocks on a full pipe.
         thread::spawn(move || {
             let mut sink = Vec::new();
             lines.read_to_end(&mut sink).ok();
         });
-        (Server { child, addr }, t0)
+        (Server { child, addr, epp }, t0)
     }
 
     fn conn(&self) -> Conn {
