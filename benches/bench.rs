@@ -136,8 +136,8 @@ fn main() {
     if wanted("B6") {
         rows.extend(b6(&ctx));
     }
-    if wanted("B7") {
-        rows.extend(epp::b7(&ctx));
+    if wanted("B8") {
+        rows.extend(epp::b8(&ctx));
     }
     progress(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
 

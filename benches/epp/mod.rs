@@ -1,4 +1,4 @@
-//! B7: the EPP face beside the JSON face doing the same, in the same run
+//! B8: the EPP face beside the JSON face doing the same, in the same run
 //! and on the same server: a domain check, a domain's info, and a poll
 //! with its ack, each per second over kept-open sessions (TLS, logged in
 //! once), 16 clients, each its own account. The JSON side's "check" is
@@ -220,12 +220,12 @@ fn accounts(
         .collect()
 }
 
-pub fn b7(ctx: &Ctx) -> Vec<Row> {
+pub fn b8(ctx: &Ctx) -> Vec<Row> {
     progress(&format!(
-        "B7 EPP beside JSON: check, info, poll+ack; {CLIENTS} clients on kept-open sessions, {} rounds",
+        "B8 EPP beside JSON: check, info, poll+ack; {CLIENTS} clients on kept-open sessions, {} rounds",
         ctx.plan.rounds
     ));
-    let db = ctx.fresh_path("b7");
+    let db = ctx.fresh_path("b8");
     let server = Server::start(ctx, &db, &["--epp-listen", "127.0.0.1:0"]);
     let epp_addr = server.epp.expect("the EPP listener's address");
     let per = if ctx.plan.quick { 10_000 } else { 30_000 };
@@ -283,7 +283,7 @@ pub fn b7(ctx: &Ctx) -> Vec<Row> {
         }
         let note = epp.round_ratios(&json);
         rows.push(rounds_row(
-            ("B7", what, unit),
+            ("B8", what, unit),
             Goal::RatioAtLeast(0.8),
             (&epp, &json),
             (errors, "answers were not as expected"),
