@@ -861,6 +861,20 @@ fn insert_queued_row(stmt: &mut rusqlite::Statement<'_>, account: i64, domain: &
     .expect("a queued request");
 }
 
+/// `n` unread notifications of account `id` (in the caller's transaction).
+fn unread_notifications(conn: &Connection, id: i64, n: usize) {
+    let mut stmt = conn
+        .prepare_cached(
+            "insert into notifications (account_id, type, action, status, message, domain, created_at)
+             values (?1, 'domain', 'create', 'success', 'the domain is registered', ?2, ?3)",
+        )
+        .expect("insert");
+    for i in 0..n {
+        stmt.execute(params![id, format!("n{i}-{id}.com"), now_ms()])
+            .expect("a notification");
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1093,19 +1107,8 @@ fn b2(ctx: &Ctx) -> Row {
     {
         let conn = sqlite(&db);
         conn.execute_batch("begin").expect("begin");
-        {
-            let mut stmt = conn
-                .prepare(
-                    "insert into notifications (account_id, type, action, status, message, domain, created_at)
-                     values (?1, 'domain', 'create', 'success', 'the domain is registered', ?2, ?3)",
-                )
-                .expect("insert");
-            for (id, _) in &accounts {
-                for n in 0..per_account {
-                    stmt.execute(params![id, format!("n{n}-{id}.com"), now_ms()])
-                        .expect("a notification");
-                }
-            }
+        for (id, _) in &accounts {
+            unread_notifications(&conn, *id, per_account);
         }
         conn.execute_batch("commit").expect("commit");
     }

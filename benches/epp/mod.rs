@@ -16,8 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::{
-    clients, now_ms, order, progress, rounds_row, sqlite, Conn, Ctx, Goal, Row, Server, Side,
-    Tally, CLIENTS,
+    clients, now_ms, order, progress, rounds_row, sqlite, unread_notifications, Conn, Ctx, Goal,
+    Row, Server, Side, Tally, CLIENTS,
 };
 
 const PASSWORD: &str = "bench-pw-1";
@@ -190,12 +190,6 @@ fn accounts(
     let conn = sqlite(db);
     conn.execute_batch("begin").expect("begin");
     {
-        let mut note = conn
-            .prepare(
-                "insert into notifications (account_id, type, action, status, message, domain, created_at)
-                 values (?1, 'domain', 'create', 'success', 'the domain is registered', ?2, ?3)",
-            )
-            .expect("insert");
         let mut domain = conn
             .prepare(
                 "insert into domains (account_id, name, status, expires_at, transfer_lock, privacy,
@@ -208,10 +202,7 @@ fn accounts(
             domain
                 .execute(params![id, held, now + 365 * 86_400_000, now])
                 .expect("a domain");
-            for n in 0..per {
-                note.execute(params![id, format!("n{n}-{id}.com"), now])
-                    .expect("a notification");
-            }
+            unread_notifications(&conn, *id, per);
         }
     }
     conn.execute_batch("commit").expect("commit");

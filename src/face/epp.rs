@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::clock::{self, DAY};
+use crate::clock::{self, Millis, DAY};
 use crate::desk::contacts::{self, Availability, ContactChange, NewContact};
 use crate::desk::credentials::{self, Secret};
 use crate::desk::epp as desk_epp;
@@ -366,6 +366,28 @@ fn domain_data(tag: &str, f: impl FnOnce(&mut Writer)) -> String {
     w.finish()
 }
 
+/// An object's `clID`, `crID`, `crDate` and `upDate`: its account made it.
+fn sponsor_and_dates(
+    w: &mut Writer,
+    prefix: &str,
+    sponsor: &str,
+    created: Millis,
+    updated: Millis,
+) {
+    w.text(&format!("{prefix}:clID"), &[], sponsor)
+        .text(&format!("{prefix}:crID"), &[], sponsor)
+        .text(&format!("{prefix}:crDate"), &[], &clock::format(created))
+        .text(&format!("{prefix}:upDate"), &[], &clock::format(updated));
+}
+
+/// `<PREFIX:authInfo><PREFIX:pw>`, for the object's own account only.
+fn auth_info(w: &mut Writer, prefix: &str, pw: &str) {
+    let tag = format!("{prefix}:authInfo");
+    w.open(&tag, &[])
+        .text(&format!("{prefix}:pw"), &[], pw)
+        .close(&tag);
+}
+
 fn bool_attr(b: bool) -> &'static str {
     if b {
         "1"
@@ -492,15 +514,10 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
             }
             w.close("domain:ns");
         }
-        w.text("domain:clID", &[], &sponsor)
-            .text("domain:crID", &[], &sponsor)
-            .text("domain:crDate", &[], &clock::format(d.created_at))
-            .text("domain:upDate", &[], &clock::format(d.updated_at))
-            .text("domain:exDate", &[], &clock::format(d.expires_at));
+        sponsor_and_dates(w, "domain", &sponsor, d.created_at, d.updated_at);
+        w.text("domain:exDate", &[], &clock::format(d.expires_at));
         if sponsoring {
-            w.open("domain:authInfo", &[])
-                .text("domain:pw", &[], &d.auth_code)
-                .close("domain:authInfo");
+            auth_info(w, "domain", &d.auth_code);
         }
     });
     Ok(Done::with_data(1000, data))
@@ -923,15 +940,10 @@ fn contact_info(ctx: &Ctx<'_>, id: &str, auth: Option<String>) -> Outcome {
         if let Some(fax) = &c.fax {
             w.text("contact:fax", &[], fax);
         }
-        w.text("contact:email", &[], &c.email)
-            .text("contact:clID", &[], &sponsor)
-            .text("contact:crID", &[], &sponsor)
-            .text("contact:crDate", &[], &clock::format(c.created_at))
-            .text("contact:upDate", &[], &clock::format(c.updated_at));
+        w.text("contact:email", &[], &c.email);
+        sponsor_and_dates(w, "contact", &sponsor, c.created_at, c.updated_at);
         if own {
-            w.open("contact:authInfo", &[])
-                .text("contact:pw", &[], &c.auth_info)
-                .close("contact:authInfo");
+            auth_info(w, "contact", &c.auth_info);
         }
     });
     Ok(Done::with_data(1000, data))
@@ -1022,10 +1034,7 @@ fn host_info(ctx: &Ctx<'_>, name: &str) -> Outcome {
             let ip = if a.is_ipv4() { "v4" } else { "v6" };
             w.text("host:addr", &[("ip", ip)], &a.to_string());
         }
-        w.text("host:clID", &[], &sponsor)
-            .text("host:crID", &[], &sponsor)
-            .text("host:crDate", &[], &clock::format(h.created_at))
-            .text("host:upDate", &[], &clock::format(h.updated_at));
+        sponsor_and_dates(w, "host", &sponsor, h.created_at, h.updated_at);
     });
     Ok(Done::with_data(1000, data))
 }
