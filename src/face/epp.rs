@@ -271,11 +271,16 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
-        if let Some(new_pw) = &login.new_pw {
-            credentials::set_password(&self.app, &account, account.id, Secret::Epp, new_pw)?;
-        }
         if !self.slots.take(account.id) {
             return Err(fail(2502, "this account has as many sessions as it may"));
+        }
+        if let Some(new_pw) = &login.new_pw {
+            let changed =
+                credentials::set_password(&self.app, &account, account.id, Secret::Epp, new_pw);
+            if let Err(e) = changed {
+                self.slots.give_back(account.id);
+                return Err(e.into());
+            }
         }
         self.account = Some(account);
         Ok(Done::ok(1000))
@@ -358,12 +363,7 @@ fn answer(done: Done, cl_trid: Option<String>, sv_trid: String) -> String {
 
 /// `<domain:TAG xmlns:domain="…">` … `</domain:TAG>`, filled by `f`.
 fn domain_data(tag: &str, f: impl FnOnce(&mut Writer)) -> String {
-    let mut w = Writer::new();
-    let tag = format!("domain:{tag}");
-    w.open(&tag, &[("xmlns:domain", DOMAIN_NS)]);
-    f(&mut w);
-    w.close(&tag);
-    w.finish()
+    object_data("domain", DOMAIN_NS, tag, f)
 }
 
 /// An object's `clID`, `crID`, `crDate` and `upDate`: its account made it.
@@ -397,36 +397,33 @@ fn bool_attr(b: bool) -> &'static str {
 }
 
 fn domain_check(ctx: &Ctx<'_>, names: Vec<String>) -> Outcome {
-    let checked: Vec<(String, Result<String, String>)> = names
-        .into_iter()
-        .map(|raw| {
-            let valid = form::domain_name("name", &raw).map_err(|e| e.message());
-            (raw, valid)
-        })
-        .collect();
-    let valid: Vec<String> = checked
+    if names.len() > contacts::MAX_CHECK {
+        let most = contacts::MAX_CHECK;
+        return Err(fail(2004, format!("at most {most} names in one check")));
+    }
+    let valid: Vec<Result<String, String>> = names
         .iter()
-        .filter_map(|(_, v)| v.as_ref().ok().cloned())
+        .map(|raw| form::domain_name("name", raw).map_err(|e| e.message()))
         .collect();
-    let mut held = desk_epp::held(ctx.app, valid)?.into_iter();
-    let data = domain_data("chkData", |w| {
-        for (raw, valid) in &checked {
+    let known: Vec<String> = valid.iter().filter_map(|v| v.clone().ok()).collect();
+    let mut held = desk_epp::held(ctx.app, known)?.into_iter();
+    let checked: Vec<Availability> = names
+        .into_iter()
+        .zip(valid)
+        .map(|(id, valid)| {
             let reason = match valid {
-                Err(why) => Some(why.clone()),
+                Err(why) => Some(why),
                 Ok(_) if held.next().unwrap_or(true) => Some("In use".to_string()),
                 Ok(_) => None,
             };
-            w.open("domain:cd", &[]).text(
-                "domain:name",
-                &[("avail", bool_attr(reason.is_none()))],
-                raw,
-            );
-            if let Some(r) = reason {
-                w.text("domain:reason", &[], &r);
+            Availability {
+                id,
+                available: reason.is_none(),
+                reason,
             }
-            w.close("domain:cd");
-        }
-    });
+        })
+        .collect();
+    let data = chk_data("domain", DOMAIN_NS, "name", &checked);
     Ok(Done::with_data(1000, data))
 }
 
@@ -586,14 +583,24 @@ fn failed(r: &Request) -> Fail {
     }
 }
 
+/// 1000 with `data` when the request finished, else 1001 saying where it
+/// stands.
 fn pending_or(r: &Request, data: impl FnOnce() -> Result<String, Fail>) -> Outcome {
     if r.state == State::Finished {
         Ok(Done::with_data(1000, data()?))
     } else {
-        Ok(Done {
-            reason: Some(format!("request {} is {}", r.id, r.state)),
-            ..Done::ok(1001)
-        })
+        Ok(pending_or_done(r))
+    }
+}
+
+/// 1000 when the request finished, else 1001 saying where it stands.
+fn pending_or_done(r: &Request) -> Done {
+    if r.state == State::Finished {
+        return Done::ok(1000);
+    }
+    Done {
+        reason: Some(format!("request {} is {}", r.id, r.state)),
+        ..Done::ok(1001)
     }
 }
 
@@ -773,19 +780,13 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
     }
     let params = form::params(Operation::Update, Some(&Value::Object(params)))?;
     let r = place(ctx, &d.name, Operation::Update, params)?;
-    pending_or(&r, || Ok(String::new())).map(|mut done| {
-        done.res_data = None;
-        done
-    })
+    Ok(pending_or_done(&r))
 }
 
 fn domain_delete(ctx: &Ctx<'_>, name: &str) -> Outcome {
     let (d, _) = own_domain(ctx.app, ctx.caller, name)?;
     let r = place(ctx, &d.name, Operation::Delete, json!({}))?;
-    pending_or(&r, || Ok(String::new())).map(|mut done| {
-        done.res_data = None;
-        done
-    })
+    Ok(pending_or_done(&r))
 }
 
 /// A transfer: between two accounts here when one holds the name, else
