@@ -100,7 +100,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, instant_epp::Error>) -> ResultCode {
 #[tokio::test(flavor = "current_thread")]
 async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
     let (s, port) = start(&["--test-clock"]);
-    epp_customer(&s, "ana");
+    let ana = epp_customer(&s, "ana");
     let (_, bob) = s.customer("b");
     // A password RFC 5730 does not allow, and a name no clID can be.
     let short = json!({ "password": "12345" }).to_string();
@@ -110,6 +110,14 @@ async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
     let a = s.call("PUT", "/api/v1/me/epp-password", Some(&bob), Some(&ok));
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.text.contains("3 to 16"), "{}", a.text);
+
+    // An operator sets any account's; a customer only its own.
+    let ana_id = s.get("/api/v1/me", &ana).json()["id"].as_i64().expect("id");
+    let path = format!("/api/v1/accounts/{ana_id}/epp-password");
+    let a = s.call("PUT", &path, Some(&bob), Some(&ok));
+    assert_eq!(a.status, 403, "{}", a.text);
+    let a = s.call("PUT", &path, Some(&s.operator), Some(&ok));
+    assert_eq!(a.status, 204, "{}", a.text);
 
     let mut c = connect(&s, port).await;
     // Nothing but a login before a login.
@@ -269,6 +277,9 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
         .map(|r| r["operation"].as_str().unwrap())
         .collect();
     assert_eq!(ops.len(), 3, "{requests}");
+    let first = requests["items"][0]["id"].as_i64().unwrap();
+    let history = s.request(&token, first)["history"].to_string();
+    assert!(history.contains("through epp"), "{history}");
 
     let r = c
         .transact(&DomainDelete::new("fresh.com"), "del-1")
