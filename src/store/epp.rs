@@ -86,12 +86,15 @@ pub fn transaction(conn: &Connection, request_id: i64) -> Result<Option<Transact
         .optional()?)
 }
 
-/// How many of an account's notifications are unread.
+/// How many of an account's notifications are unread (kept by triggers on
+/// `notifications`).
 pub fn unread(conn: &Connection, account_id: i64) -> Result<i64> {
-    Ok(conn.one(
-        "select count(*) from notifications indexed by notifications_unread
-         where account_id = ?1 and read_at is null",
-        [account_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .one(
+            "select unread from unread_counts where account_id = ?1",
+            [account_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
 }
