@@ -46,8 +46,6 @@ pub enum Error {
     Unavailable(String),
     /// The disk holding the database is full: the write was rolled back.
     StorageFull,
-    /// Too many failed sign-ins: refused for this many more seconds.
-    Locked { retry_after_secs: i64 },
     /// An object with this id or name exists already (EPP 2302).
     Exists(String),
     /// The object is named by a domain or an open request (EPP 2305).
@@ -62,6 +60,8 @@ pub enum Error {
     NoTransfer(String),
     /// Another account's object, named with no right to it (EPP 2201).
     NotYours(String),
+    /// Too many failed sign-ins: refused for this many more seconds.
+    Locked { retry_after_secs: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -93,10 +93,10 @@ impl Error {
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
             Error::StorageFull => 507,
-            Error::Locked { .. } => 429,
             Error::WrongAuth(_) | Error::NotYours(_) => 403,
             Error::Exists(_) | Error::InUse(_) | Error::Prohibited(_) => 409,
             Error::TransferPending(_) | Error::NoTransfer(_) => 409,
+            Error::Locked { .. } => 429,
         }
     }
 
@@ -115,7 +115,6 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::Unavailable(_) => "unavailable",
             Error::StorageFull => "storage_full",
-            Error::Locked { .. } => "locked",
             Error::Exists(_) => "exists",
             Error::InUse(_) => "in_use",
             Error::Prohibited(_) => "prohibited",
@@ -123,6 +122,7 @@ impl Error {
             Error::TransferPending(_) => "transfer_pending",
             Error::NoTransfer(_) => "no_transfer",
             Error::NotYours(_) => "not_yours",
+            Error::Locked { .. } => "locked",
         }
     }
 

@@ -362,11 +362,8 @@ mod tests {
             .collect()
         };
         let before = dump(&conn);
-        let report = upgrade::runner()
-            .set_target(refinery::Target::Version(6))
-            .run(&mut conn)
-            .unwrap();
-        assert_eq!(report.applied_migrations().len(), 1);
+        let later = upgrade::known().iter().filter(|m| m.version > 5).count();
+        assert_eq!(migrate(&mut conn).unwrap(), later);
         assert_eq!(dump(&conn), before);
         for (table, column) in [
             ("domains", "status"),

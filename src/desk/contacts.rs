@@ -88,7 +88,7 @@ pub fn valid_id(field: &str, id: &str) -> Result<()> {
 
 /// Which of `ids` may be created.
 pub fn check(app: &App, ids: &[String]) -> Result<Vec<Availability>> {
-    bounded(ids)?;
+    bounded("id", ids)?;
     let ids = ids.to_vec();
     app.db.read(move |conn| {
         ids.iter()
@@ -103,11 +103,11 @@ pub fn check(app: &App, ids: &[String]) -> Result<Vec<Availability>> {
     })
 }
 
-/// Refuses a check of more than `MAX_CHECK` names.
-pub(crate) fn bounded(names: &[String]) -> Result<()> {
+/// Refuses a check of more than `MAX_CHECK` names (`field`).
+pub(crate) fn bounded(field: &str, names: &[String]) -> Result<()> {
     if names.len() > MAX_CHECK {
         return Err(Error::invalid(
-            "id",
+            field,
             format!("at most {MAX_CHECK} in one check"),
         ));
     }
@@ -286,43 +286,42 @@ fn checked(mut c: Contact) -> Result<Contact> {
     Ok(c)
 }
 
-/// A required line of text: trimmed, not blank, at most `max` characters,
-/// no control characters.
+/// A required line of text: no control characters, not blank, at most
+/// `max` characters; kept trimmed. (The API document's patterns say the
+/// same.)
 fn line(field: &str, value: &str, max: usize) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() {
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "control characters are not allowed"));
+    }
+    if value.trim().is_empty() {
         return Err(Error::invalid(field, "is required and cannot be blank"));
     }
-    if v.chars().count() > max {
+    if value.chars().count() > max {
         return Err(Error::invalid(
             field,
             format!("longer than {max} characters"),
         ));
     }
-    if v.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "control characters are not allowed"));
-    }
-    Ok(v.to_string())
+    Ok(value.trim().to_string())
 }
 
-/// An optional line: blank is none.
+/// An optional line: empty is none.
 fn optional_line(field: &str, value: Option<String>, max: usize) -> Result<Option<String>> {
     match value {
-        Some(v) if !v.trim().is_empty() => line(field, &v, max).map(Some),
+        Some(v) if !v.is_empty() => line(field, &v, max).map(Some),
         _ => Ok(None),
     }
 }
 
-/// An ISO 3166 alpha-2 code, upper-case.
+/// An ISO 3166 alpha-2 code, kept upper-case.
 fn country(cc: &str) -> Result<String> {
-    let cc = cc.trim().to_ascii_uppercase();
-    if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+    if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(Error::invalid(
             "cc",
-            format!("{} is not a two-letter country code", quoted(&cc)),
+            format!("{} is not a two-letter country code", quoted(cc)),
         ));
     }
-    Ok(cc)
+    Ok(cc.to_ascii_uppercase())
 }
 
 /// A telephone number as RFC 5733 writes it: `+CC.NUMBER` (E.164, at most

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use crate::error::{quoted, Error, Result};
 use crate::form;
 use crate::store::accounts::Account;
+use crate::store::domains;
 use crate::store::hosts as table;
+use crate::store::Connection;
 use crate::App;
 
 pub use super::contacts::Availability;
@@ -17,7 +19,7 @@ pub const MAX_ADDRESSES: usize = 13;
 
 /// Which of `names` may be created.
 pub fn check(app: &App, names: &[String]) -> Result<Vec<Availability>> {
-    super::contacts::bounded(names)?;
+    super::contacts::bounded("name", names)?;
     let names = names.to_vec();
     app.db.read(move |conn| {
         names
@@ -72,9 +74,29 @@ pub fn create(app: &App, caller: &Account, name: String, addresses: Vec<IpAddr>)
         created_at: now,
         updated_at: now,
     };
-    let written = h.clone();
-    app.db.write(move |conn| table::insert(conn, &written))?;
+    let (written, caller) = (h.clone(), caller.clone());
+    app.db.write(move |conn| {
+        under_own_domain(conn, &caller, &written.name)?;
+        table::insert(conn, &written)
+    })?;
     Ok(h)
+}
+
+/// Refuses a host name under a domain another account holds here (its
+/// glue is that account's to set; RFC 5732's superordinate domain).
+fn under_own_domain(conn: &Connection, caller: &Account, name: &str) -> Result<()> {
+    let parents = name.match_indices('.').map(|(i, _)| &name[i + 1..]);
+    for parent in parents {
+        if let Some(d) = domains::by_name(conn, parent)? {
+            if d.account_id != caller.id && !caller.is_operator() {
+                return Err(Error::NotYours(format!(
+                    "{name} is under {parent}, which another account holds"
+                )));
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Adds and removes addresses of a host of the caller's and renames it
@@ -111,12 +133,13 @@ pub fn update(
         updated_at: app.clock.now(),
         ..h.clone()
     };
-    let written = changed.clone();
+    let (written, caller) = (changed.clone(), caller.clone());
     app.db.write(move |conn| {
         if new_name.is_some_and(|n| n != h.name) {
             if let Some(user) = table::named_by(conn, &h.name)? {
                 return Err(Error::InUse(format!("host {} is named by {user}", h.name)));
             }
+            under_own_domain(conn, &caller, &written.name)?;
             if table::get(conn, &written.name)?.is_some() {
                 return Err(Error::Exists(format!("host {} exists", written.name)));
             }

@@ -65,12 +65,18 @@ pub fn request(
             depends_on: None,
         };
         let (req, _) = super::orders::open(conn, &caller, &new, true, now)?;
-        if req.state == State::Queued {
-            return table::start(conn, req, &held, wait, &face, now);
+        match req.state {
+            State::Queued => table::start(conn, req, &held, wait, &face, now),
+            // An order that needs an operator's authorisation starts to
+            // wait on the holder once authorised.
+            State::Review => Ok(unstarted(conn, &req, &held, now + wait, period)),
+            // The domain's own contacts lack what an order needs: nothing
+            // is kept.
+            _ => Err(Error::invalid(
+                "contacts",
+                format!("{name} lacks {}", req.missing.join(", ")),
+            )),
         }
-        // An order that needs an operator's authorisation starts to wait
-        // on the holder once authorised.
-        Ok(unstarted(conn, &req, &held, now + wait, period))
     })?;
     app.ticker.wake();
     Ok(t)
@@ -175,6 +181,15 @@ fn answer(app: &App, caller: &Account, domain: &str, status: Status) -> Result<T
     })
 }
 
+/// The transfer of work request `request_id` if the caller is a side of
+/// it (a notification names the request: what a poll message shows).
+pub fn for_request(app: &App, caller: &Account, request_id: i64) -> Result<Option<Transfer>> {
+    let t = app
+        .db
+        .read(move |conn| table::of_request(conn, request_id))?;
+    Ok(t.filter(|t| party(caller, t)))
+}
+
 /// The pending transfer of `domain` if the caller is a side of it (what
 /// `GET /api/v1/domains/{name}` shows its holder).
 pub fn pending_for(app: &App, caller: &Account, domain: &str) -> Result<Option<Transfer>> {
@@ -239,6 +254,21 @@ mod tests {
             ask(&gainer, "open.example", "wrong"),
             Err(Error::WrongAuth(_))
         ));
+        held(app, &holder, "bare.example", false);
+        app.db
+            .write(|conn| {
+                Ok(conn.exec(
+                    "update domains set contacts = '{}' where name = 'bare.example'",
+                    [],
+                )?)
+            })
+            .unwrap();
+        let bare = ask(&gainer, "bare.example", "code-1234").unwrap_err();
+        assert_eq!(bare.field(), Some("contacts"), "{bare}");
+        assert!(matches!(
+            query(app, &gainer, "bare.example"),
+            Err(Error::NoTransfer(_))
+        ));
         let bad_period = request(app, &gainer, "open.example", "code-1234", Some(11), "test");
         assert_eq!(bad_period.unwrap_err().field(), Some("period"));
         assert!(matches!(
@@ -273,6 +303,9 @@ mod tests {
 
         let ended = cancel(app, &gainer, "open.example").unwrap();
         assert_eq!(ended.status, TransferStatus::ClientCancelled);
+        let of_request = |who| for_request(app, who, t.request_id).unwrap();
+        assert_eq!(of_request(&holder), Some(ended.clone()));
+        assert_eq!(of_request(&stranger), None);
         assert_eq!(
             query(app, &gainer, "open.example").unwrap().status,
             ended.status

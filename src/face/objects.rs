@@ -162,8 +162,10 @@ pub fn patch_host(app: &App, req: &Req, name: &str, caller: &Account) -> Result<
     only_keys(&body, &["add", "remove", "name"])?;
     let (add, remove) = (addresses(&body, "add")?, addresses(&body, "remove")?);
     let new_name = opt_str(&body, "name")?;
-    let h =
-        hosts::update(app, caller, name, add, remove, new_name).map_err(hidden("host", name))?;
+    // Another account's host is not found; a new name under another
+    // account's domain is that account's (403).
+    hosts::get(app, caller, name).map_err(hidden("host", name))?;
+    let h = hosts::update(app, caller, name, add, remove, new_name)?;
     Ok(Resp::json(200, &h))
 }
 
@@ -207,6 +209,9 @@ fn addresses(body: &Map<String, Value>, field: &str) -> Result<Vec<IpAddr>> {
 /// answer to the pending transfer, or the gaining account's withdrawal;
 /// the transfer as it ended.
 pub fn answer_transfer(app: &App, name: &str, action: &str, caller: &Account) -> Result<Resp> {
+    // As for `GET /domains/{name}`: a name that cannot be is not found.
+    let name = &crate::form::domain_name("name", name)
+        .map_err(|_| Error::not_found(format!("domain {}", quoted(name))))?;
     let t = match action {
         "approve" => transfers::approve(app, caller, name)?,
         "reject" => transfers::reject(app, caller, name)?,

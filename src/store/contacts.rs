@@ -81,11 +81,23 @@ pub fn insert(conn: &Connection, c: &Contact) -> Result<()> {
     if get(conn, &c.id)?.is_some() {
         return Err(Error::Exists(format!("contact {:?} exists", c.id)));
     }
+    write(conn, c)
+}
+
+/// Writes `c` over the contact of its id (its account and creation stay).
+pub fn update(conn: &Connection, c: &Contact) -> Result<()> {
+    write(conn, c)
+}
+
+fn write(conn: &Connection, c: &Contact) -> Result<()> {
     conn.exec(
         concat!(
             "insert into contacts (",
             columns!(),
-            ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             on conflict (id) do update set name = ?3, org = ?4, street = ?5, city = ?6,
+                sp = ?7, pc = ?8, cc = ?9, voice = ?10, fax = ?11, email = ?12,
+                auth_info = ?13, updated_at = ?15"
         ),
         params![
             c.id,
@@ -108,31 +120,6 @@ pub fn insert(conn: &Connection, c: &Contact) -> Result<()> {
     Ok(())
 }
 
-/// Writes `c` over the contact of its id.
-pub fn update(conn: &Connection, c: &Contact) -> Result<()> {
-    conn.exec(
-        "update contacts set name = ?2, org = ?3, street = ?4, city = ?5, sp = ?6, pc = ?7,
-                cc = ?8, voice = ?9, fax = ?10, email = ?11, auth_info = ?12, updated_at = ?13
-         where id = ?1",
-        params![
-            c.id,
-            c.name,
-            c.org,
-            serde_json::to_string(&c.street)?,
-            c.city,
-            c.sp,
-            c.pc,
-            c.cc,
-            c.voice,
-            c.fax,
-            c.email,
-            c.auth_info,
-            c.updated_at
-        ],
-    )?;
-    Ok(())
-}
-
 pub fn delete(conn: &Connection, id: &str) -> Result<()> {
     conn.exec("delete from contacts where id = ?1", [id])?;
     Ok(())
@@ -141,25 +128,13 @@ pub fn delete(conn: &Connection, id: &str) -> Result<()> {
 /// The domain, or else the open request, whose contacts name contact `id`
 /// (a domain ordered from contact objects keeps each one's `id`).
 pub fn named_by(conn: &Connection, id: &str) -> Result<Option<String>> {
-    let domain: Option<String> = conn
-        .one(
-            "select d.name from domains d, json_each(d.contacts) c
-             where json_extract(c.value, '$.id') = ?1 limit 1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(name) = domain {
-        return Ok(Some(format!("domain {name}")));
-    }
-    let request: Option<i64> = conn
-        .one(
-            "select r.id from requests r, json_each(r.params, '$.contacts') c
-             where r.state not in ('failed', 'finished')
-               and json_extract(c.value, '$.id') = ?1 limit 1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(request.map(|id| format!("request {id}")))
+    super::hosts::first_naming(
+        conn,
+        "select d.name from domains d, json_each(d.contacts) c
+         where json_extract(c.value, '$.id') = ?1 limit 1",
+        "select r.id from requests r, json_each(r.params, '$.contacts') c
+         where r.state not in ('failed', 'finished')
+           and json_extract(c.value, '$.id') = ?1 limit 1",
+        id,
+    )
 }

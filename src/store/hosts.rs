@@ -100,23 +100,27 @@ pub fn delete(conn: &Connection, name: &str) -> Result<()> {
 
 /// The domain, or else the open request, that delegates to host `name`.
 pub fn named_by(conn: &Connection, name: &str) -> Result<Option<String>> {
-    let domain: Option<String> = conn
-        .one(
-            "select d.name from domains d, json_each(d.nameservers) n where n.value = ?1 limit 1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
+    first_naming(
+        conn,
+        "select d.name from domains d, json_each(d.nameservers) n where n.value = ?1 limit 1",
+        "select r.id from requests r, json_each(r.params, '$.nameservers') n
+         where r.state not in ('failed', 'finished') and n.value = ?1 limit 1",
+        name,
+    )
+}
+
+/// The first domain `domains` finds naming `key`, else the first request
+/// `requests` finds, as "domain NAME" or "request ID".
+pub(crate) fn first_naming(
+    conn: &Connection,
+    domains: &str,
+    requests: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    let domain: Option<String> = conn.one(domains, [key], |r| r.get(0)).optional()?;
     if let Some(d) = domain {
         return Ok(Some(format!("domain {d}")));
     }
-    let request: Option<i64> = conn
-        .one(
-            "select r.id from requests r, json_each(r.params, '$.nameservers') n
-             where r.state not in ('failed', 'finished') and n.value = ?1 limit 1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let request: Option<i64> = conn.one(requests, [key], |r| r.get(0)).optional()?;
     Ok(request.map(|id| format!("request {id}")))
 }

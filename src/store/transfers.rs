@@ -149,66 +149,72 @@ pub fn start(
 ) -> Result<Transfer> {
     let act_by = now + wait;
     let losing = super::accounts::get(conn, held.account_id)?;
-    let change = Change {
-        reason: Some(format!(
-            "waiting for {} to approve the transfer (asked through {face}; approved by time at {})",
-            losing.name,
-            crate::clock::format(act_by)
-        )),
-        wait_until: Some(act_by),
-        ..Change::default()
-    };
-    let who = Who::system("regdesk");
-    let wait_event = Event::Wait(WaitingOn::Registrant);
-    let request_id = req.id;
-    if req.state == State::Queued {
-        let next = |_: &Request| {
-            Ok(Some(Next {
-                event: wait_event.clone(),
-                who: who.clone(),
-                change: change.clone(),
-            }))
-        };
-        transition::apply(
-            conn,
-            req,
-            Moves::Then(Event::Claim, &next),
-            &who,
-            Change::default(),
-            now,
-        )?;
-    } else {
-        transition::apply(conn, req, wait_event.clone(), &who, change.clone(), now)?;
-    }
-    let period = form::period(&requests::load(conn, request_id)?.params);
+    let (request_id, gaining, period) = (req.id, req.account_id, form::period(&req.params));
+    let reason = format!(
+        "waiting for {} to approve the transfer (asked through {face}; approved by time at {})",
+        losing.name,
+        crate::clock::format(act_by)
+    );
+    wait_on_holder(conn, req, reason, act_by, now)?;
     conn.exec(
         "insert into transfers (request_id, domain, status, gaining_account, losing_account,
                                 requested_at, act_by, expires_at)
-         select ?1, ?2, 'pending', account_id, ?3, ?4, ?5, ?6 from requests where id = ?1",
+         values (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
         params![
             request_id,
             held.name,
+            gaining,
             held.account_id,
             now,
             act_by,
             held.expires_at + period * 365 * DAY
         ],
     )?;
-    notify_holder(
-        conn,
-        request_id,
-        held.account_id,
-        &held.name,
-        TransferStatus::Pending,
-        now,
-    )?;
+    let pending = TransferStatus::Pending;
+    notify_holder(conn, request_id, held.account_id, &held.name, pending, now)?;
     by_request(conn, request_id)
 }
 
-fn by_request(conn: &Connection, request_id: i64) -> Result<Transfer> {
+/// Moves `req` (queued, or processing and not waiting) on to wait on its
+/// registrant, the holder, until `until`: a queued one is claimed first.
+fn wait_on_holder(
+    conn: &Connection,
+    req: Request,
+    reason: String,
+    until: Millis,
+    now: Millis,
+) -> Result<()> {
+    let who = Who::system("regdesk");
+    let change = Change {
+        reason: Some(reason),
+        wait_until: Some(until),
+        ..Change::default()
+    };
+    let wait = Event::Wait(WaitingOn::Registrant);
+    if req.state != State::Queued {
+        transition::apply(conn, req, wait, &who, change, now)?;
+        return Ok(());
+    }
+    let next = |_: &Request| {
+        Ok(Some(Next {
+            event: wait.clone(),
+            who: who.clone(),
+            change: change.clone(),
+        }))
+    };
+    let claim = Moves::Then(Event::Claim, &next);
+    transition::apply(conn, req, claim, &who, Change::default(), now)?;
+    Ok(())
+}
+
+/// The transfer work request `request_id` carries, if it is one.
+pub fn of_request(conn: &Connection, request_id: i64) -> Result<Option<Transfer>> {
     let sql = format!("{SELECT} where t.request_id = ?1");
-    conn.one(&sql, [request_id], from_row)
-        .optional()?
+    Ok(conn.one(&sql, [request_id], from_row).optional()?)
+}
+
+fn by_request(conn: &Connection, request_id: i64) -> Result<Transfer> {
+    of_request(conn, request_id)?
         .ok_or_else(|| Error::Internal(format!("transfer of request {request_id} not found")))
 }
 
@@ -313,32 +319,43 @@ pub fn tick(conn: &Connection, now: Millis, wait: Millis) -> Result<usize> {
         |r| r.get(0),
     )?;
     for id in to_start {
-        start_or_refuse(conn, requests::load(conn, id)?, wait, now)?;
-        moved += 1;
+        moved += isolated(conn, id, || {
+            start_or_refuse(conn, requests::load(conn, id)?, wait, now)
+        })?;
     }
-    let overdue: Vec<String> = conn.all(
+    let overdue: Vec<(i64, String)> = conn.all(
         &format!(
-            "select t.domain from transfers t join requests r on r.id = t.request_id
+            "select t.request_id, t.domain from transfers t join requests r on r.id = t.request_id
              where t.status = 'pending' and t.act_by <= +?1
                and r.state = 'processing' and r.waiting_on = 'registrant'
              order by t.act_by limit {BATCH}"
         ),
         [now],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    for domain in overdue {
-        if let Some(t) = pending(conn, &domain)? {
-            end(
-                conn,
-                &t,
-                TransferStatus::ServerApproved,
-                &Who::system("system"),
-                now,
-            )?;
-            moved += 1;
-        }
+    for (id, domain) in overdue {
+        moved += isolated(conn, id, || {
+            let Some(t) = pending(conn, &domain)? else {
+                return Ok(());
+            };
+            let who = Who::system("system");
+            end(conn, &t, TransferStatus::ServerApproved, &who, now).map(|_| ())
+        })?;
     }
     Ok(moved)
+}
+
+/// Runs `f` for request `id` in a savepoint: a request that cannot be
+/// moved is logged and left as it was, and the others go on. 1 when it
+/// moved.
+fn isolated(conn: &Connection, id: i64, f: impl FnOnce() -> Result<()>) -> Result<usize> {
+    match super::in_savepoint(conn, "transfer", f)? {
+        Ok(()) => Ok(1),
+        Err(e) => {
+            log::error!("transfer request {id}: {e}");
+            Ok(0)
+        }
+    }
 }
 
 /// Starts the wait of a transfer request the ticker found, or refuses it

@@ -274,3 +274,29 @@ fn a_contact_or_host_a_domain_names_is_kept_until_nothing_names_it() {
         "owner-1"
     );
 }
+
+#[test]
+fn a_host_under_another_accounts_domain_is_refused() {
+    let s = Server::start();
+    let (_, alice) = s.customer("alice");
+    let (_, bob) = s.customer("bob");
+    s.order(&alice, "alice.example", "create", crate::support::owner());
+    s.tick();
+    let glue = json!({"name": "ns1.alice.example", "addresses": ["192.0.2.1"]});
+    let a = s.post("/api/v1/hosts", &bob, glue.clone());
+    assert_eq!(error_of(&a), (403, "not_yours".into(), None), "{}", a.text);
+    assert_eq!(
+        s.post("/api/v1/hosts", &bob, json!({"name": "ns1.bob.example"}))
+            .status,
+        201
+    );
+    let rename = json!({"name": "ns2.alice.example"}).to_string();
+    let a = s.call(
+        "PATCH",
+        "/api/v1/hosts/ns1.bob.example",
+        Some(&bob),
+        Some(&rename),
+    );
+    assert_eq!(error_of(&a).1, "not_yours");
+    assert_eq!(s.post("/api/v1/hosts", &alice, glue).status, 201);
+}

@@ -284,3 +284,20 @@ fn a_wrong_auth_code_goes_back_to_the_gainer_and_a_second_transfer_waits_its_tur
     let a = answer(&s, &third, "approve");
     assert_eq!(error_of(&a).1, "no_transfer");
 }
+
+#[test]
+fn a_wrong_number_of_days_to_approve_by_stops_the_start_naming_it() {
+    for (args, env) in [
+        (&["--transfer-auto-approve-days", "0"][..], &[][..]),
+        (
+            &[][..],
+            &[("REGDESK_TRANSFER_AUTO_APPROVE_DAYS", "366")][..],
+        ),
+    ] {
+        let stderr = crate::support::refused_start(args, env);
+        assert!(
+            stderr.contains("transfer_auto_approve_days"),
+            "{args:?} {env:?}: {stderr}"
+        );
+    }
+}
