@@ -1054,10 +1054,11 @@ fn poll(ctx: &Ctx<'_>) -> Outcome {
     let Some((n, t)) = next else {
         return Ok(Done::ok(1300));
     };
-    let transfer = if n.action == "transfer" {
-        transfers::query(ctx.app, ctx.caller, &n.domain).ok()
-    } else {
-        None
+    // A transfer between accounts is told with its trnData; another
+    // request's end, when its command was answered 1001, with panData.
+    let transfer = match n.request_id {
+        Some(id) => transfers::for_request(ctx.app, ctx.caller, id)?,
+        None => None,
     };
     let res_data = match (transfer, t) {
         (Some(transfer), _) => Some(trn_data(&transfer)),

@@ -747,6 +747,18 @@ async fn a_transfer_between_accounts_is_approved_rejected_cancelled_or_approved_
     assert_eq!(r.res_data().unwrap().transfer_status, "clientApproved");
     let moved = s.get("/api/v1/domains/a1.com", &gainer_token);
     assert_eq!(moved.status, 200, "{}", moved.text);
+    // The gaining account's message about its request carries the end.
+    let r = gainer.transact(&Poll, "p-2").await.expect("poll");
+    let data = r.res_data().expect("a transfer message");
+    assert!(
+        matches!(data, instant_epp::poll::PollData::DomainTransfer(t) if t.transfer_status == "clientApproved"),
+        "{data:?}"
+    );
+    let id = r.message_queue().expect("msgQ").id.clone();
+    gainer
+        .transact(&Ack { message_id: &id }, "a-2")
+        .await
+        .expect("ack");
 
     // Rejected.
     gainer
