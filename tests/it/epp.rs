@@ -51,6 +51,11 @@ fn trusting(s: &Server) -> Arc<rustls::ClientConfig> {
     for cert in CertificateDer::pem_slice_iter(a.text.as_bytes()) {
         roots.add(cert.expect("a PEM certificate")).expect("a CA");
     }
+    client_config(roots)
+}
+
+/// A TLS client configuration (ring) trusting `roots`.
+fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     #[allow(deprecated)]
     let provider = rustls::crypto::ring::default_provider();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
@@ -894,4 +899,42 @@ fn connections_past_the_session_bound_are_closed_at_once() {
     }
     assert!(rest.is_empty());
     drop(_first);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_operators_certificate_is_served_and_no_test_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &Issuer::new(ca, ca_key))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+
+    let (s, port) = start(&[
+        "--test-clock",
+        "--epp-cert",
+        cert_path.to_str().unwrap(),
+        "--epp-key",
+        key_path.to_str().unwrap(),
+    ]);
+    assert_eq!(s.call("GET", "/api/v1/epp/ca.pem", None, None).status, 404);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let connector = RustlsConnector::builder(("localhost".to_string(), port))
+        .unwrap()
+        .build_with_config(client_config(roots));
+    let c = EppClient::new(connector, "regdesk".into(), Duration::from_secs(20)).await;
+    assert!(c
+        .expect("a greeting over the operator's certificate")
+        .greeting()
+        .is_ok());
 }
