@@ -938,3 +938,34 @@ async fn the_operators_certificate_is_served_and_no_test_ca() {
         .greeting()
         .is_ok());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn failed_logins_across_sessions_refuse_the_account_for_a_while() {
+    let (s, port) = start(&["--test-clock"]);
+    epp_customer(&s, "olga");
+    let wrong = Login::new("olga", "wrong-pw", None, None);
+    for _ in 0..2 {
+        let mut c = connect(&s, port).await;
+        for _ in 0..2 {
+            let r = c.transact(&wrong, "w-1").await;
+            assert_eq!(code(r), ResultCode::AuthenticationError);
+        }
+    }
+    let mut c = connect(&s, port).await;
+    assert_eq!(
+        code(c.transact(&wrong, "w-1").await),
+        ResultCode::AuthenticationError
+    );
+    // The fifth failure refuses even the right password, and closes.
+    let right = Login::new("olga", PASSWORD, None, None);
+    assert_eq!(
+        code(c.transact(&right, "r-1").await),
+        ResultCode::AuthenticationErrorServerClosingConnection
+    );
+    s.advance("16m");
+    let mut c = connect(&s, port).await;
+    assert_eq!(
+        code(c.transact(&right, "r-2").await),
+        ResultCode::CommandCompletedSuccessfully
+    );
+}
