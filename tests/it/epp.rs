@@ -529,9 +529,12 @@ fn the_test_ca_is_kept_across_a_restart() {
 #[tokio::test(flavor = "current_thread")]
 async fn contacts_and_hosts_are_objects_a_domain_names() {
     use instant_epp::contact::{
-        Address, ContactCheck, ContactCreate, ContactDelete, ContactInfo, InfoType, PostalInfo,
+        Address, ContactCheck, ContactCreate, ContactDelete, ContactInfo, ContactUpdate, InfoType,
+        PostalInfo, Voice,
     };
     use instant_epp::domain::DomainContact;
+    use instant_epp::host::update::HostAdd;
+    use instant_epp::host::HostUpdate;
     use instant_epp::host::{HostCheck, HostCreate, HostDelete, HostInfo as HostInfoCmd};
 
     let (s, port) = start(&[]);
@@ -632,6 +635,76 @@ async fn contacts_and_hosts_are_objects_a_domain_names() {
     assert_eq!(
         domain["contacts"]["owner"]["email"], "hana@example.net",
         "{domain}"
+    );
+
+    // Changes: a contact's details, a host's addresses, a domain's contacts.
+    let mut change = ContactUpdate::new("hana-1");
+    let address = Address::new(
+        &["1 Rue"],
+        "Lyon",
+        None,
+        Some("69001"),
+        "FR".parse().unwrap(),
+    );
+    let postal = PostalInfo::new(InfoType::Local, "Hana Ito", None, address);
+    change.set_info(
+        "hana@example.org",
+        postal,
+        Voice::new("+33.123456789"),
+        "pw-hana-1",
+    );
+    c.transact(&change, "cu-1").await.expect("contact update");
+    let r = c
+        .transact(&ContactInfo::new("hana-1", ""), "ci-3")
+        .await
+        .expect("info");
+    let info = r.res_data().unwrap();
+    assert_eq!(info.email, "hana@example.org");
+    assert_eq!(info.postal_info.address.city, "Lyon");
+    let mut host = HostUpdate::new("ns1.hana.net");
+    let more: [std::net::IpAddr; 1] = ["2001:db8::1".parse().unwrap()];
+    host.add(HostAdd {
+        addresses: Some(&more),
+        statuses: None,
+    });
+    c.transact(&host, "hu-1").await.expect("host update");
+    let r = c
+        .transact(&HostInfoCmd::new("ns1.hana.net"), "hi-2")
+        .await
+        .expect("info");
+    assert_eq!(r.res_data().unwrap().addresses.len(), 2);
+    let second = ContactCreate::new(
+        "hana-2",
+        "admin@example.net",
+        PostalInfo::new(
+            InfoType::Local,
+            "Admin",
+            None,
+            Address::new(&[], "Paris", None, None, "FR".parse().unwrap()),
+        ),
+        None,
+        "",
+    );
+    c.transact(&second, "cc-3").await.expect("contact create");
+    let mut update = DomainUpdate::new("hana.net");
+    let admin = [DomainContact {
+        contact_type: "admin".into(),
+        id: "hana-2".into(),
+    }];
+    update.add(instant_epp::domain::update::DomainAdd {
+        ns: None,
+        contacts: Some(&admin),
+        statuses: None,
+    });
+    c.transact(&update, "du-1").await.expect("domain update");
+    let r = c
+        .transact(&DomainInfo::new("hana.net", None), "di-2")
+        .await
+        .expect("info");
+    let contacts = format!("{:?}", r.res_data().unwrap().contacts);
+    assert!(
+        contacts.contains("hana-2") && contacts.contains("admin"),
+        "{contacts}"
     );
 
     // Named by a domain, neither may go.
