@@ -840,6 +840,8 @@ fn transfer_request(
             Ok(Done::with_data(1001, trn_data(&t)))
         }
         Err(Error::NotFound(_)) => outside_transfer(ctx, name, auth, years),
+        // The caller holds it already.
+        Err(Error::Invalid { field, message }) if field == "domain" => Err(fail(2106, message)),
         Err(e) => Err(e.into()),
     }
 }

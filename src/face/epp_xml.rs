@@ -613,6 +613,7 @@ pub fn result_text(code: u16) -> &'static str {
         2101 => "Unimplemented command",
         2102 => "Unimplemented option",
         2103 => "Unimplemented extension",
+        2106 => "Object is not eligible for transfer",
         2200 => "Authentication error",
         2201 => "Authorization error",
         2202 => "Invalid authorization information",

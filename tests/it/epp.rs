@@ -771,6 +771,10 @@ async fn a_transfer_between_accounts_is_approved_rejected_cancelled_or_approved_
         assert_eq!(a.status, 204);
     }
 
+    let own = holder
+        .transact(&DomainTransfer::new("a1.com", None, "auth-1234"), "tr-00")
+        .await;
+    assert_eq!(code(own), ResultCode::ObjectIsNotEligibleForTransfer);
     let wrong = gainer
         .transact(&DomainTransfer::new("a1.com", None, "nope"), "tr-0")
         .await;
