@@ -499,14 +499,10 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
                 w.text("domain:contact", &[("type", role)], &id);
             }
         }
-        let hosts: Vec<&str> = d
-            .nameservers
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let hosts = hosts_of(&d);
         if !hosts.is_empty() {
             w.open("domain:ns", &[]);
-            for h in hosts {
+            for h in &hosts {
                 w.text("domain:hostObj", &[], h);
             }
             w.close("domain:ns");
@@ -665,6 +661,48 @@ fn create_contacts(app: &App, caller: &Account, c: &DomainCreate) -> Result<Valu
     }
 }
 
+/// The transfer lock an update's `add` or `rem` status sets, the only
+/// status a client sets here.
+fn updated_lock(u: &DomainUpdate) -> Result<Option<bool>, Fail> {
+    let mut lock = None;
+    for (statuses, on) in [(&u.add.statuses, true), (&u.rem.statuses, false)] {
+        for s in statuses {
+            if s != "clientTransferProhibited" {
+                let why = format!("status {s} cannot be set here; only clientTransferProhibited");
+                return Err(fail(2306, why));
+            }
+            lock = Some(on);
+        }
+    }
+    Ok(lock)
+}
+
+/// A domain's name servers.
+fn hosts_of(d: &Domain) -> Vec<String> {
+    let hosts = d.nameservers.as_array().into_iter().flatten();
+    hosts
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// A domain's name servers after an update's `rem` and `add`; `None` when
+/// it names none.
+fn updated_hosts(d: &Domain, u: &DomainUpdate) -> Result<Option<Vec<String>>, Fail> {
+    if u.add.nameservers.is_empty() && u.rem.nameservers.is_empty() {
+        return Ok(None);
+    }
+    let rem = nameservers(&u.rem.nameservers)?;
+    let mut hosts = hosts_of(d);
+    hosts.retain(|h| !rem.contains(h));
+    for h in nameservers(&u.add.nameservers)? {
+        if !hosts.contains(&h) {
+            hosts.push(h);
+        }
+    }
+    Ok(Some(hosts))
+}
+
 /// A domain's contacts after an update's `rem`, `add` and `chg registrant`
 /// (each added one from the caller's contact objects); `None` when the
 /// update changes none.
@@ -737,39 +775,10 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
         return Err(fail(2102, "changing a domain's authInfo is not served"));
     }
     let mut params = Map::new();
-    let mut lock = None;
-    for (statuses, on) in [(&u.add.statuses, true), (&u.rem.statuses, false)] {
-        for s in statuses {
-            if s != "clientTransferProhibited" {
-                return Err(fail(
-                    2306,
-                    format!("status {s} cannot be set here; only clientTransferProhibited"),
-                ));
-            }
-            lock = Some(on);
-        }
-    }
-    if let Some(on) = lock {
+    if let Some(on) = updated_lock(&u)? {
         params.insert("transfer_lock".into(), json!(on));
     }
-    if !u.add.nameservers.is_empty() || !u.rem.nameservers.is_empty() {
-        let rem = nameservers(&u.rem.nameservers)?;
-        let mut hosts: Vec<String> = d
-            .nameservers
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        hosts.retain(|h| !rem.contains(h));
-        for h in nameservers(&u.add.nameservers)? {
-            if !hosts.contains(&h) {
-                hosts.push(h);
-            }
-        }
+    if let Some(hosts) = updated_hosts(&d, &u)? {
         params.insert("nameservers".into(), json!(hosts));
     }
     if let Some(contacts) = updated_contacts(app, caller, &d, &u)? {
