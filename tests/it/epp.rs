@@ -933,6 +933,8 @@ async fn sessions_are_bounded_per_account_and_a_silent_peer_is_closed() {
         "1",
         "--epp-login-timeout-ms",
         "300",
+        "--epp-idle-timeout-ms",
+        "400",
     ]);
     epp_customer(&s, "nora");
     let _first = logged_in(&s, port, "nora").await;
@@ -944,6 +946,24 @@ async fn sessions_are_bounded_per_account_and_a_silent_peer_is_closed() {
         code(r),
         ResultCode::SessionLimitExceededServerClosingConnection
     );
+
+    // A logged-in session that falls silent is closed once idle too long.
+    epp_customer(&s, "pia");
+    let mut tls = raw(&s, port);
+    send_raw(
+        &mut tls,
+        &format!(
+            "<epp xmlns=\"urn:ietf:params:xml:ns:epp-1.0\"><command><login><clID>pia</clID>\
+             <pw>{PASSWORD}</pw><options><version>1.0</version><lang>en</lang></options>\
+             </login></command></epp>"
+        ),
+    );
+    assert!(read_raw(&mut tls)
+        .unwrap()
+        .contains("<result code=\"1000\">"));
+    let mut rest = Vec::new();
+    let closed = tls.read_to_end(&mut rest);
+    assert!(closed.is_err() || rest.is_empty(), "{closed:?} {rest:?}");
 
     // A peer that never logs in is closed once the login time is up.
     let mut tls = raw(&s, port);
