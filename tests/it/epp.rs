@@ -30,7 +30,10 @@ fn years(n: u8) -> Period {
     Period::Years(PeriodLength::new(n).expect("a period"))
 }
 
-/// A server with the EPP face on a free port, and that port.
+/// A server with the EPP face on a free port, and that port. Servers on
+/// the real clock wait long for a request (`--epp-wait-ms`): a command is
+/// answered as soon as its request ends, so a busy machine does not turn
+/// a 1000 into a 1001.
 fn start(args: &[&str]) -> (Server, u16) {
     let mut all = vec!["--epp-listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
@@ -172,7 +175,7 @@ async fn login_refuses_a_wrong_password_and_closes_after_the_third() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
-    let (s, port) = start(&[]);
+    let (s, port) = start(&["--epp-wait-ms", "20000"]);
     let token = epp_customer(&s, "carla");
     let mut c = logged_in(&s, port, "carla").await;
 
@@ -299,7 +302,7 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn another_accounts_domain_is_hidden_without_its_auth_info() {
-    let (s, port) = start(&[]);
+    let (s, port) = start(&["--epp-wait-ms", "20000"]);
     epp_customer(&s, "dora");
     epp_customer(&s, "emil");
     let mut dora = logged_in(&s, port, "dora").await;
@@ -409,7 +412,7 @@ async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn poll_counts_the_queue_and_an_ack_on_the_json_face_counts_too() {
-    let (s, port) = start(&[]);
+    let (s, port) = start(&["--epp-wait-ms", "20000"]);
     let token = epp_customer(&s, "gus");
     let mut c = logged_in(&s, port, "gus").await;
     for name in ["one.com", "two.com", "three.com"] {
@@ -537,7 +540,7 @@ async fn contacts_and_hosts_are_objects_a_domain_names() {
     use instant_epp::host::HostUpdate;
     use instant_epp::host::{HostCheck, HostCreate, HostDelete, HostInfo as HostInfoCmd};
 
-    let (s, port) = start(&[]);
+    let (s, port) = start(&["--epp-wait-ms", "20000"]);
     let token = epp_customer(&s, "hana");
     epp_customer(&s, "ivan");
     let mut c = logged_in(&s, port, "hana").await;
