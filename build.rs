@@ -11,12 +11,9 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
-    // Migrations are embedded at compile time; rebuild when one changes.
+    // The migrations are read when this runs (not embedded in it: a build
+    // script is not compiled again when a file is added to `migrations/`).
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=web");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
@@ -30,7 +27,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     conn.execute_batch(
         "pragma page_size = 1024; pragma journal_mode = delete; pragma synchronous = off; pragma foreign_keys = on;",
     )?;
-    embedded::migrations::runner()
+    let migrations = refinery::load_sql_migrations("migrations")?;
+    refinery::Runner::new(&migrations)
         .set_grouped(true)
         .run(&mut conn)?;
     // The tables rebuilt by later migrations leave free pages behind.

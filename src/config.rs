@@ -99,6 +99,17 @@ pub enum AccountCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Set an account's web password: from --password, or one line on
+    /// standard input when it is not a terminal.
+    Passwd {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account's name.
+        name: String,
+        /// The password (8 to 128 characters); else read from standard input.
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

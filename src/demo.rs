@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::clock::{Clock, Millis, DAY};
 use crate::db::Db;
 use crate::desk;
+use crate::desk::credentials::{self, Secret};
 use crate::error::{Error, Result};
 use crate::form;
 use crate::random;
@@ -23,8 +24,9 @@ use crate::ticker::Ticker;
 /// The demo customers, in the order their tokens are printed.
 pub const CUSTOMERS: &[&str] = &["alice", "bob", "carol"];
 
-/// A demo customer's name and a token to sign in with.
-pub type DemoToken = (String, String);
+/// A demo customer's name, an API token, and a web password to sign in
+/// with (each new at every start: both are stored hashed).
+pub type DemoToken = (String, String, String);
 
 /// Seeds the demo on a desk that has none, else gives each demo customer a
 /// fresh token (tokens are stored hashed, so the first ones cannot be shown
@@ -32,21 +34,22 @@ pub type DemoToken = (String, String);
 pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
     let tokens: Vec<DemoToken> = CUSTOMERS
         .iter()
-        .map(|name| (name.to_string(), random::token()))
+        .map(|name| (name.to_string(), random::token(), random::hex(8)))
         .collect();
     let now = clock.now();
     let fresh = {
         let tokens = tokens.clone();
         db.write(move |conn| {
             if accounts::by_name(conn, CUSTOMERS[0])?.is_some() {
-                for (name, token) in &tokens {
+                for (name, token, password) in &tokens {
                     if let Some(a) = accounts::by_name(conn, name)? {
                         accounts::add_token(conn, a.id, token, now)?;
+                        credentials::set_password_on(conn, &a, Secret::Web, password)?;
                     }
                 }
                 return Ok(false);
             }
-            for (name, token) in &tokens {
+            for (name, token, password) in &tokens {
                 let new = NewAccount {
                     name: name.clone(),
                     email: format!("{name}@example.net"),
@@ -54,7 +57,8 @@ pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
                     review_limit_cents: None,
                     review_all: false,
                 };
-                accounts::create(conn, &new, token, now)?;
+                let a = accounts::create(conn, &new, token, now)?;
+                credentials::set_password_on(conn, &a, Secret::Web, password)?;
             }
             Ok(true)
         })?

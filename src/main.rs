@@ -16,6 +16,7 @@ use regdesk::config::{
 use regdesk::db::lock::{self, Activity};
 use regdesk::db::{self, Location};
 use regdesk::db::{restore, upgrade};
+use regdesk::desk::credentials::{self, Secret};
 use regdesk::random;
 use regdesk::store::accounts::{self, NewAccount, Role};
 
@@ -84,6 +85,23 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Account(AccountCommand::Passwd {
+            db: args,
+            name,
+            password,
+        }) => {
+            let password = match password {
+                Some(p) => p,
+                None => password_from_stdin()?,
+            };
+            let conn = open_existing(&args)?;
+            let Some(a) = accounts::by_name(&conn, &name)? else {
+                bail!("no account named {name:?}");
+            };
+            credentials::set_password_on(&conn, &a, Secret::Web, &password).map_err(plain)?;
+            println!("password set for {}", a.name);
+            Ok(())
+        }
         Command::Token(TokenCommand::New { db: args, account }) => {
             let conn = open_existing(&args)?;
             let Some(a) = accounts::by_name(&conn, &account)? else {
@@ -104,6 +122,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// One line of standard input, without its line end: a password piped in
+/// stays out of the shell's history and the process list.
+fn password_from_stdin() -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("give the password with --password PW, or one line on standard input");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// A command line clap refuses, with a pointer where a flag from other
@@ -238,8 +269,11 @@ fn serve(config: Config) -> Result<()> {
         if let Some(token) = &handle.first_token {
             writeln!(out, "operator token: {token}")?;
         }
-        for (name, token) in &handle.demo_tokens {
+        for (name, token, _) in &handle.demo_tokens {
             writeln!(out, "demo token {name}: {token}")?;
+        }
+        for (name, _, password) in &handle.demo_tokens {
+            writeln!(out, "demo password {name}: {password}")?;
         }
         out.flush()?;
     }

@@ -4,7 +4,6 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'regdesk.token';
   const POLL_MS = 3000;
   const PAGE_SIZE = 50;
 
@@ -79,8 +78,14 @@
   };
   const BULK_ACTIONS = { authorise: 'Authorise', abort: 'Abort', retry: 'Retry' };
 
+  // Views beyond the three built into the page register here (views.js,
+  // expiring.js): {id, label, operatorOnly, load(section, params)}; each
+  // gets a tab, a section and its own parameters in the URL.
+  const EXTRA_VIEWS = [];
+  const CORE_VIEWS = ['requests', 'notifications', 'scheduled'];
+
   const state = {
-    token: null,
+    csrf: null,
     me: null,
     accounts: [],
     view: 'requests',
@@ -143,13 +148,22 @@
     if (!iso) return '—';
     // Times are RFC 3339 UTC; show them compactly, still in UTC, so that
     // everyone on a support call reads the same clock.
-    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(iso);
+    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})/.exec(iso);
     return m ? `${m[1]} ${m[2]}` : iso;
+  }
+
+  /** The time in the viewer's own zone, named: what hovering a time shows. */
+  function localTime(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return iso;
+    return d.toLocaleString(undefined, {
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+    });
   }
 
   function timeEl(iso) {
     if (!iso) return document.createTextNode('—');
-    return h('time', { datetime: iso, title: iso }, fmtTime(iso));
+    return h('time', { datetime: iso, title: `${localTime(iso)} (your time); ${iso}` }, fmtTime(iso));
   }
 
   function stateBadge(st, failure) {
@@ -198,7 +212,10 @@
   }
 
   async function api(method, path, body, raw) {
-    const headers = { Authorization: `Bearer ${state.token}` };
+    // The session cookie goes with every request; a write also carries the
+    // session's CSRF token, which only this origin's pages can read.
+    const headers = {};
+    if (method !== 'GET' && state.csrf) headers['X-CSRF-Token'] = state.csrf;
     const init = { method, headers };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -211,7 +228,7 @@
       throw new ApiError(0, 'network', `the server could not be reached (${err.message})`);
     }
     if (res.status === 401 && state.me) {
-      signOut('Your token is no longer accepted. Sign in again.');
+      signedOut('Your session has ended. Sign in again.');
     }
     if (res.ok && raw) return res;
     if (res.status === 204) return null;
@@ -260,15 +277,20 @@
     }
     const open = Number(p.get('open'));
     return {
-      view: ['requests', 'notifications', 'scheduled'].includes(view) ? view : 'requests',
+      view: viewIds().includes(view) ? view : 'requests',
       filters,
       openId: Number.isInteger(open) && open > 0 ? open : null,
     };
   }
 
+  function viewIds() {
+    return CORE_VIEWS.concat(EXTRA_VIEWS.filter((v) => !v.operatorOnly || isOperator()).map((v) => v.id));
+  }
+
   function routeHash(view, filters, openId) {
     const p = new URLSearchParams();
     if (view && view !== 'requests') p.set('view', view);
+    if (!CORE_VIEWS.includes(view)) return `#${p}`;
     for (const [k, v] of filterParams(filters)) p.set(k, v);
     if (openId) p.set('open', String(openId));
     const s = p.toString();
@@ -285,6 +307,7 @@
   }
 
   let lastFilterKey = null;
+  let lastExtraHash = null;
   function applyRoute() {
     const r = readRoute();
     const viewChanged = r.view !== state.view;
@@ -312,7 +335,13 @@
     } else if (state.view === 'scheduled') {
       lastFilterKey = null;
       loadScheduled();
+    } else {
+      lastFilterKey = null;
+      // A link followed fires both popstate and hashchange: load once.
+      if (location.hash !== lastExtraHash || viewChanged) loadExtraView(state.view);
     }
+    if (CORE_VIEWS.includes(state.view)) lastExtraHash = null;
+    else lastExtraHash = location.hash;
     if (r.openId !== state.openId || (r.openId && !state.detail)) {
       state.openId = r.openId;
       if (r.openId) openDetail(r.openId);
@@ -322,11 +351,17 @@
 
   // ----- sign in / out --------------------------------------------------------
 
-  async function signIn(token) {
-    state.token = token;
+  /** Signs in with a name and password: the server sets the session cookie. */
+  async function signIn(name, password) {
+    const res = await api('POST', '/session', { name, password });
+    await enter(res);
+  }
+
+  /** Shows the desk for the session `res` ({account, csrf_token}) names. */
+  async function enter(res) {
+    state.csrf = res.csrf_token;
     const me = await api('GET', '/me');
     state.me = me;
-    sessionStorage.setItem(TOKEN_KEY, token);
     state.accounts = [];
     if (me.role === 'operator') {
       try {
@@ -340,7 +375,9 @@
     $('who-name').textContent = me.name;
     $('who-role').textContent = me.role;
     show($('signin'), false);
+    show($('set-password'), false);
     show($('topbar'), true);
+    renderExtraTabs();
     renderBulkControls();
     lastFilterKey = null;
     state.view = null;
@@ -348,21 +385,84 @@
     await startPolling();
   }
 
-  function signOut(message) {
-    sessionStorage.removeItem(TOKEN_KEY);
+  /** Ends the session on the server, then shows the sign-in form. */
+  async function signOut() {
+    try {
+      await api('DELETE', '/session');
+    } catch (_) {
+      // The cookie may be gone already; the form is shown either way.
+    }
+    signedOut('You are signed out.');
+  }
+
+  function signedOut(message) {
     stopPolling();
     Object.assign(state, {
-      token: null, me: null, accounts: [], detail: null, openId: null, rows: [], eventCursor: null,
+      csrf: null, me: null, accounts: [], detail: null, openId: null, rows: [], eventCursor: null,
     });
     state.selected.clear();
     lastFilterKey = null;
     document.body.classList.remove('is-operator');
-    for (const v of ['view-requests', 'view-notifications', 'view-scheduled', 'topbar', 'detail']) show($(v), false);
+    for (const v of ['view-requests', 'view-notifications', 'view-scheduled', 'topbar', 'detail', 'set-password']) show($(v), false);
+    for (const v of EXTRA_VIEWS) if (v.section) show(v.section, false);
     clear($('requests-body'));
     show($('signin'), true);
     setMessage($('signin-error'), message || '');
-    $('token').value = '';
-    $('token').focus();
+    $('password').value = '';
+    $(($('name').value ? 'password' : 'name')).focus();
+  }
+
+  /** The form a one-time set-password link (#set-password=TOKEN) opens. */
+  function showSetPassword(token) {
+    show($('signin'), false);
+    show($('set-password'), true);
+    $('set-password-form').dataset.token = token;
+    history.replaceState(null, '', location.pathname);
+    $('new-password').focus();
+  }
+
+  // ----- views registered from other files -----------------------------------------
+
+  function registerView(view) {
+    EXTRA_VIEWS.push(view);
+    if (state.me) {
+      renderExtraTabs();
+      applyRoute();
+    }
+  }
+
+  function renderExtraTabs() {
+    const nav = document.querySelector('nav.tabs');
+    for (const a of nav.querySelectorAll('a[data-extra]')) a.remove();
+    for (const v of EXTRA_VIEWS) {
+      if (v.operatorOnly && !isOperator()) continue;
+      nav.append(h('a', {
+        href: `#view=${encodeURIComponent(v.id)}`,
+        id: `tab-${v.id}`,
+        dataset: { view: v.id, extra: '1' },
+        onclick: (e) => { e.preventDefault(); navigate({ view: v.id, openId: null, filters: [] }); },
+      }, v.label));
+    }
+  }
+
+  function loadExtraView(id) {
+    const v = EXTRA_VIEWS.find((x) => x.id === id);
+    if (!v) return;
+    if (!v.section) {
+      v.section = h('section', { id: `view-${v.id}`, class: 'view', 'aria-labelledby': `${v.id}-title` });
+      $('main').append(v.section);
+    }
+    for (const o of EXTRA_VIEWS) if (o.section) show(o.section, o === v);
+    show(v.section, true);
+    v.load(v.section, new URLSearchParams(location.hash.replace(/^#/, '')));
+  }
+
+  /** Puts a registered view's own parameters into the URL, without reloading it. */
+  function setViewParams(params) {
+    const p = new URLSearchParams();
+    p.set('view', state.view);
+    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== '') p.set(k, v);
+    history.replaceState(null, '', `${location.pathname}#${p}`);
   }
 
   // ----- the filter builder ---------------------------------------------------
@@ -558,7 +658,7 @@
     h('td', { class: 'col-domain', 'data-label': 'Domain' }, h('span', { class: 'domain' }, r.domain)),
     h('td', { class: 'col-op', 'data-label': 'Operation' }, r.operation),
     h('td', { class: 'col-state', 'data-label': 'State' }, stateBadge(r.state, r.failure)),
-    h('td', { class: 'col-wait', 'data-label': 'Waiting on' }, r.waiting_on || (r.state === 'limbo' ? 'operator' : '—')),
+    h('td', { class: 'col-wait', 'data-label': 'Waiting on' }, r.waiting_on || '—'),
     h('td', { class: 'col-account', 'data-label': 'Account' }, accountName(r.account_id)),
     h('td', { class: 'col-time col-created', 'data-label': 'Created' }, timeEl(r.created_at)),
     h('td', { class: 'col-time', 'data-label': 'Updated' }, timeEl(r.updated_at)));
@@ -589,6 +689,9 @@
   }
 
   function renderSelection() {
+    // "Everything matching the filter" with no filter would be everything.
+    const filtered = filterParams(state.filters).toString() !== '';
+    show($('bulk-filter-action').closest('.bulk-part'), filtered);
     const n = state.selected.size;
     $('selected-count').textContent = n ? `${n} selected` : 'No rows selected';
     for (const b of $('bulk-selected-buttons').querySelectorAll('button')) b.disabled = n === 0;
@@ -684,8 +787,8 @@
     const btn = $('export-csv');
     btn.disabled = true;
     try {
-      // The export needs the bearer token, so it is fetched here and handed
-      // to the browser as a file rather than linked to directly.
+      // Fetched here and handed to the browser as a file, so that a refusal
+      // shows in the page rather than as a downloaded error.
       const res = await api('GET', `/requests.csv?${listQuery()}`, undefined, true);
       const blob = await res.blob();
       const url = URL.createObjectURL(blob);
@@ -818,6 +921,17 @@
     return Number.isFinite(n) ? n.toFixed(2) : String(cents);
   }
 
+  /** Why a request waits in review, from the rules the server applies. */
+  function reviewReason(d) {
+    const p = d.params || {};
+    if (p.premium) return 'It is a premium name: premium orders are always reviewed by an operator.';
+    if (p.phase) return `It is a ${p.phase} order: orders in a launch phase are always reviewed.`;
+    const a = state.accounts.find((x) => x.id === d.account_id) || (state.me && state.me.id === d.account_id ? state.me : null);
+    if (a && a.review_all) return `The account ${a.name} has every order reviewed before it is processed.`;
+    if (a) return `Its amount is over the account's review limit of ${(a.review_limit_cents / 100).toFixed(2)}.`;
+    return 'Its amount is over the account\'s review limit, or the account has every order reviewed.';
+  }
+
   function renderDetail(d, actionsChanged) {
     $('detail-kicker').textContent = `Request #${d.id} · ${d.operation}`;
     $('detail-title').textContent = d.domain;
@@ -831,7 +945,14 @@
     if (d.missing && d.missing.length) {
       c.append(h('div', { class: 'callout warn', 'data-section': 'missing' },
         h('strong', {}, 'Missing information'),
-        h('ul', { class: 'missing-list' }, d.missing.map((m) => h('li', {}, h('code', {}, m))))));
+        h('ul', { class: 'missing-list' }, d.missing.map((m) => h('li', {}, h('code', {}, m)))),
+        (d.state === 'incomplete' || d.state === 'new') && (!isOperator() || d.account_id === state.me.id)
+          ? h('a', { href: `#view=order&request=${d.id}`, class: 'btn small primary', id: 'fill-missing' }, 'Fill in what is missing')
+          : null));
+    }
+    if (d.state === 'review') {
+      c.append(h('div', { class: 'callout', 'data-section': 'review' },
+        h('strong', {}, 'Why it needs review'), h('p', {}, reviewReason(d))));
     }
     if (d.last_error && d.state === 'limbo') {
       c.append(h('div', { class: 'callout danger' }, h('strong', {}, 'Last error'), h('p', {}, d.last_error)));
@@ -1126,7 +1247,12 @@
   // ----- views -------------------------------------------------------------------
 
   function renderTabs() {
-    for (const v of ['requests', 'notifications', 'scheduled']) {
+    for (const v of EXTRA_VIEWS) if (v.section && v.id !== state.view) show(v.section, false);
+    for (const t of document.querySelectorAll('nav.tabs a[data-extra]')) {
+      if (t.dataset.view === state.view) t.setAttribute('aria-current', 'page');
+      else t.removeAttribute('aria-current');
+    }
+    for (const v of CORE_VIEWS) {
       show($(`view-${v}`), state.view === v);
       const tab = $(`tab-${v}`);
       tab.href = routeHash(v, v === 'requests' ? state.filters : state.filters, null);
@@ -1188,22 +1314,42 @@
   function wire() {
     $('signin-form').addEventListener('submit', async (e) => {
       e.preventDefault();
-      const token = $('token').value.trim();
-      if (!token) {
-        setMessage($('signin-error'), 'Enter your API token.');
+      const name = $('name').value.trim();
+      const password = $('password').value;
+      for (const el of [$('name'), $('password')]) el.removeAttribute('aria-invalid');
+      const empty = !name ? $('name') : (!password ? $('password') : null);
+      if (empty) {
+        empty.setAttribute('aria-invalid', 'true');
+        setMessage($('signin-error'), !name ? 'Enter your account name.' : 'Enter your password.');
+        empty.focus();
         return;
       }
       $('signin-button').disabled = true;
       try {
-        await signIn(token);
+        await signIn(name, password);
       } catch (err) {
-        state.token = null;
         state.me = null;
-        setMessage($('signin-error'), err.status === 401
-          ? 'That token was not accepted. Check it and try again.'
-          : errorText(err, 'Signing in'));
+        state.csrf = null;
+        let text = errorText(err, 'Signing in');
+        if (err.status === 401) text = 'That name and password do not match an account. Check them and try again.';
+        else if (err.status === 429) text = `Too many failed sign-ins: ${err.message}`;
+        setMessage($('signin-error'), text);
+        $('password').select();
       } finally {
         $('signin-button').disabled = false;
+      }
+    });
+    $('set-password-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const token = $('set-password-form').dataset.token;
+      try {
+        const res = await api('POST', '/password-link', { token, password: $('new-password').value });
+        await enter(res);
+        toast('Your password is set.');
+      } catch (err) {
+        setMessage($('set-password-error'), errorText(err, 'Setting the password'));
+        $('new-password').setAttribute('aria-invalid', 'true');
+        $('new-password').focus();
       }
     });
     $('sign-out').addEventListener('click', () => signOut());
@@ -1266,17 +1412,31 @@
 
   async function boot() {
     wire();
-    const saved = sessionStorage.getItem(TOKEN_KEY);
-    if (!saved) {
-      signOut();
+    const link = /^#set-password=([^&]+)/.exec(location.hash);
+    if (link) {
+      showSetPassword(decodeURIComponent(link[1]));
       return;
     }
     try {
-      await signIn(saved);
+      // A new tab of a signed-in browser: the cookie says who it is.
+      await enter(await api('GET', '/session'));
     } catch (e) {
-      signOut(e.status === 401 ? 'Your saved token is no longer accepted. Sign in again.' : errorText(e, 'Signing in'));
+      signedOut(e.status === 401 || e.status === 0 ? '' : errorText(e, 'Signing in'));
     }
   }
 
-  boot();
+  // The regdesk API that views in other files use.
+  window.regdesk = {
+    api, h, clear, show, setMessage, timeEl, fmtTime, stateBadge, errorText, toast, confirmDialog,
+    registerView, setViewParams, navigate, isOperator, accountName,
+    me: () => state.me,
+    accounts: () => state.accounts,
+    refreshAccounts: async () => {
+      if (!isOperator()) return;
+      state.accounts = (await api('GET', '/accounts')).items || [];
+    },
+  };
+
+  // After every deferred script: the other files' views are registered.
+  document.addEventListener('DOMContentLoaded', boot);
 })();

@@ -109,6 +109,18 @@ pub fn set_password(
         .write(move |conn| store::set_hash(conn, account_id, secret.as_str(), &hash))
 }
 
+/// `set_password` on a connection, for what runs without an `App` (the
+/// command line, the demo); hashes in the caller's thread all the same.
+pub fn set_password_on(
+    conn: &crate::store::Connection,
+    account: &Account,
+    secret: Secret,
+    password: &str,
+) -> Result<()> {
+    secret.check(account, password)?;
+    store::set_hash(conn, account.id, secret.as_str(), &hash(password)?)
+}
+
 /// Whether account `account_id` has a password of kind `secret`.
 pub fn has_password(app: &App, account_id: i64, secret: Secret) -> Result<bool> {
     app.db

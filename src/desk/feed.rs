@@ -80,6 +80,13 @@ pub fn mail(app: &App, caller: &Account, request_id: Option<i64>, limit: i64) ->
         .read(move |conn| notifications::mail(conn, request_id, limit))
 }
 
+/// Sends a sent or failed message of the outbox again (operators).
+pub fn resend_mail(app: &App, caller: &Account, id: i64) -> Result<()> {
+    require_operator(caller)?;
+    app.db
+        .write(move |conn| crate::store::notifications::resend_mail(conn, id))
+}
+
 /// A page of the portfolio of `account` (every account's when none).
 pub fn domains(
     app: &App,

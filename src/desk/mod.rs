@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod charges;
 pub mod contacts;
 pub mod credentials;
 pub mod epp;
@@ -14,6 +15,7 @@ pub mod filter;
 pub mod hosts;
 pub mod orders;
 pub mod requests;
+pub mod sessions;
 pub mod transfers;
 pub mod webhooks;
 

@@ -127,3 +127,14 @@ pub fn list_of<T: std::str::FromStr>(name: &str, raw: Option<&str>, what: &str) 
         })
         .collect()
 }
+
+/// A CSV field: always quoted, and a leading `= + - @` neutralised so that
+/// a spreadsheet does not read it as a formula.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}

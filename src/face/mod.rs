@@ -14,6 +14,8 @@ pub mod native;
 pub mod objects;
 pub mod opensrs;
 pub mod ops;
+pub mod session;
+pub mod web;
 pub mod webhooks;
 pub mod xcp_xml;
 pub mod xml_tree;

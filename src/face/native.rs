@@ -16,8 +16,8 @@ use crate::desk::requests::{Act, Patch, RegistryEvent, Targets};
 use crate::desk::{self, filter, orders, requests};
 use crate::error::{quoted, Error, Result};
 use crate::face::json_args::{
-    after, body_object, limit, list_of, only_keys, opt_bool, opt_i64, opt_str, query_i64, req_str,
-    text,
+    after, body_object, csv_field, limit, list_of, only_keys, opt_bool, opt_i64, opt_str,
+    query_i64, req_str, text,
 };
 use crate::form;
 use crate::http::{Req, Resp};
@@ -219,16 +219,6 @@ pub fn list_requests(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
     let page = filter::list(app, f, after(req)?, limit(req)?)?;
     let json = view::requests_page(&page.rows, &page.notes, page.next)?;
     Ok(Resp::new(200, "application/json", json))
-}
-
-fn csv_field(s: &str) -> String {
-    // Quote every field; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 pub fn export_csv(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
@@ -498,6 +488,9 @@ pub fn get_domain(app: &App, name: &str, caller: &Account) -> Result<Resp> {
     let value = match desk::feed::domain(app, caller, name.clone())? {
         NameLookup::Held(d) => {
             let mut v = serde_json::to_value(&d)?;
+            // Its holder (or an operator) reads the code to give a gaining
+            // registrar; lists and notifications never carry it.
+            v["auth_code"] = json!(d.auth_code);
             v["order"] = Value::Null;
             v["transfer"] = json!(desk::transfers::pending_for(app, caller, &name)?);
             v

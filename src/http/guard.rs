@@ -3,13 +3,16 @@
 //! content type on the XML faces' bodies. A page on another site can make
 //! a browser send a form (with `text/plain` bodies too) carrying the HTTP
 //! Basic credentials it remembers; these checks keep such a form from
-//! changing anything.
+//! changing anything. A write made with the web desk's session cookie
+//! must also carry its session's CSRF token in a header, which only the
+//! desk's own pages can read.
 
 use crate::config;
 use crate::error::{quoted, Error, Result};
 use crate::App;
 
 use super::router::{self, Face};
+use super::session;
 use super::{Req, Resp};
 
 /// The refusal of a request that fails a check, in its face's format; `None`
@@ -25,6 +28,7 @@ fn check(public_url: Option<&str>, req: &Req, face: &Face) -> Result<()> {
     // A HEAD is a GET by now (`http::serve`).
     if !matches!(req.method.as_str(), "GET" | "OPTIONS") {
         same_origin(public_url, req)?;
+        csrf(req)?;
     }
     if matches!(face, Face::Task | Face::Xcp) && !req.body.is_empty() {
         xml_content_type(req)?;
@@ -71,6 +75,30 @@ fn same_origin(public_url: Option<&str>, req: &Req) -> Result<()> {
     match (origin_of(origin), own) {
         (Some(theirs), Some(own)) if theirs == own => Ok(()),
         _ => Err(cross_site(format!("Origin {}", quoted(origin)))),
+    }
+}
+
+/// The writes that sign a caller in from what the body says (a password,
+/// a set-password link): they need no session, and a stale cookie the
+/// browser still sends must not stop them.
+const SIGN_INS: [&str; 2] = ["/api/v1/session", "/api/v1/password-link"];
+
+/// Refuses a write to the native API made with the session cookie (and no
+/// `Authorization`) that lacks its session's CSRF token.
+fn csrf(req: &Req) -> Result<()> {
+    if !req.path.starts_with("/api/v1/") || session::has_authorization(req) {
+        return Ok(());
+    }
+    if req.method == "POST" && SIGN_INS.contains(&req.path.trim_end_matches('/')) {
+        return Ok(());
+    }
+    match session::cookie(req) {
+        Some(secret) if !session::csrf_matches(req, secret) => Err(Error::Forbidden(format!(
+            "a write made with the session cookie needs its CSRF token in the {} header \
+             (GET /api/v1/session answers it)",
+            session::CSRF_HEADER
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -203,6 +231,53 @@ mod tests {
                 got.is_ok(),
                 *allowed,
                 "{method} {headers:?} {public:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookie_writes_need_the_sessions_csrf_token() {
+        let cookie = ("cookie", "regdesk_session=s3cret");
+        let token = session::csrf_token("s3cret");
+        let other = session::csrf_token("other");
+        // (method, path, headers, allowed)
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, bool);
+        let cases: &[Case] = &[
+            ("POST", "/api/v1/requests", vec![cookie], false),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("x-csrf-token", &other)],
+                false,
+            ),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("x-csrf-token", &token)],
+                true,
+            ),
+            ("DELETE", "/api/v1/session", vec![cookie], false),
+            ("GET", "/api/v1/requests", vec![cookie], true),
+            ("POST", "/api/v1/session", vec![cookie], true),
+            (
+                "POST",
+                "/api/v1/requests",
+                vec![cookie, ("authorization", "Bearer t")],
+                true,
+            ),
+            ("POST", "/api/v1/requests", vec![], true),
+        ];
+        for (method, path, headers, allowed) in cases {
+            let mut r = Req::new(method, path, b"{}");
+            r.headers = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let got = check(None, &r, &Face::Other);
+            assert_eq!(
+                got.is_ok(),
+                *allowed,
+                "{method} {path} {headers:?}: {got:?}"
             );
         }
     }

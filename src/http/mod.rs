@@ -9,6 +9,7 @@ pub mod guard;
 pub mod limits;
 pub mod metrics;
 pub mod router;
+pub mod session;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ pub struct Req {
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The address the connection comes from (the sign-in throttle counts
+    /// failures per address).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Req {
@@ -64,6 +68,7 @@ impl Req {
             query,
             headers: Vec::new(),
             body: body.to_vec(),
+            peer: None,
         }
     }
 }
@@ -120,6 +125,9 @@ impl Resp {
         match err {
             Error::Unauthorized => resp.with_header("WWW-Authenticate", "Bearer realm=\"regdesk\""),
             Error::MethodNotAllowed(allowed) => resp.with_header("Allow", allowed),
+            Error::Locked { retry_after_secs } => {
+                resp.with_header("Retry-After", &retry_after_secs.to_string())
+            }
             _ => resp,
         }
     }
@@ -362,6 +370,7 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
         other => other,
     };
     let (path, query) = split_target(request.url());
+    let peer = request.remote_addr().map(|a| a.ip());
     let headers = request
         .headers()
         .iter()
@@ -382,6 +391,7 @@ fn serve(app: &App, gate: &Gate, mut request: tiny_http::Request) -> bool {
                 query,
                 headers,
                 body,
+                peer,
             };
             answer(app, gate, &req)
         }

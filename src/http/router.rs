@@ -7,6 +7,8 @@ use crate::face::native;
 use crate::face::objects;
 use crate::face::opensrs;
 use crate::face::ops;
+use crate::face::session;
+use crate::face::web;
 use crate::face::webhooks;
 use crate::App;
 
@@ -89,7 +91,13 @@ pub fn refusal(app: &App, method: &str, path: &str, err: &Error) -> Resp {
 }
 
 fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
-    let caller = app.bearer(req)?;
+    // Signing in is what gives a caller: these two come before it.
+    match (method, path) {
+        ("POST", ["session"]) => return session::sign_in(app, req),
+        ("POST", ["password-link"]) => return session::use_link(app, req),
+        _ => {}
+    }
+    let caller = super::session::caller(app, req)?;
     check_query(method, path, &req.query)?;
     let c = &caller;
     match (method, path) {
@@ -152,6 +160,25 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["sim", "rules"]) => native::get_rules(app, c),
         ("PUT", ["sim", "rules"]) => native::put_rules(app, req, c),
         ("POST", ["admin", "reset"]) => ops::reset(app, c),
+
+        ("GET", ["session"]) => session::current(app, req),
+        ("DELETE", ["session"]) => session::sign_out(app, req),
+        ("GET", ["sessions"]) => session::list(app, req, c),
+        ("DELETE", ["sessions", id]) => session::revoke(app, id_segment("session", id)?, c),
+        ("PUT", ["accounts", id, "password"]) => {
+            session::set_password(app, req, id_segment("account", id)?, c)
+        }
+        ("POST", ["accounts", id, "password-link"]) => {
+            session::password_link(app, id_segment("account", id)?, c)
+        }
+        ("POST", ["accounts", id, "unlock"]) => session::unlock(app, id_segment("account", id)?, c),
+        ("PATCH", ["accounts", id]) => web::edit_account(app, req, id_segment("account", id)?, c),
+        ("GET", ["charges"]) => web::charges(app, req, c),
+        ("GET", ["charges.csv"]) => web::charges_csv(app, req, c),
+        ("GET", ["tokens"]) => web::tokens(app, c),
+        ("POST", ["tokens"]) => web::new_token(app, c),
+        ("DELETE", ["tokens", id]) => web::revoke_token(app, req, id_segment("token", id)?, c),
+        ("POST", ["mail", id, "resend"]) => web::resend_mail(app, id_segment("mail", id)?, c),
 
         _ => Err(unserved(path)),
     }
@@ -297,6 +324,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/webhook"),
     ("DELETE", "/api/v1/webhook"),
     ("GET", "/api/v1/webhook-deliveries"),
+    ("POST", "/api/v1/session"),
+    ("POST", "/api/v1/password-link"),
+    ("GET", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/sessions"),
+    ("DELETE", "/api/v1/sessions/{id}"),
+    ("PUT", "/api/v1/accounts/{id}/password"),
+    ("POST", "/api/v1/accounts/{id}/password-link"),
+    ("POST", "/api/v1/accounts/{id}/unlock"),
+    ("PATCH", "/api/v1/accounts/{id}"),
+    ("GET", "/api/v1/charges"),
+    ("GET", "/api/v1/charges.csv"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{id}"),
+    ("POST", "/api/v1/mail/{id}/resend"),
 ];
 
 #[cfg(test)]

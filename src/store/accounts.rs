@@ -172,6 +172,94 @@ pub fn create(conn: &Connection, new: &NewAccount, token: &str, now: Millis) -> 
     get(conn, id)
 }
 
+/// What an operator may change of an account; `None` keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct AccountEdit {
+    pub email: Option<String>,
+    pub role: Option<Role>,
+    pub review_limit_cents: Option<i64>,
+    pub review_all: Option<bool>,
+}
+
+/// Changes account `id` as `edit` says.
+pub fn update(conn: &Connection, id: i64, edit: &AccountEdit) -> Result<Account> {
+    get(conn, id)?;
+    conn.exec(
+        "update accounts set email = coalesce(?1, email), role = coalesce(?2, role),
+                review_limit_cents = coalesce(?3, review_limit_cents),
+                review_all = coalesce(?4, review_all)
+         where id = ?5",
+        params![
+            edit.email,
+            edit.role.map(|r| r.as_str()),
+            edit.review_limit_cents,
+            edit.review_all,
+            id
+        ],
+    )?;
+    get(conn, id)
+}
+
+/// One of an account's API tokens, without the token (kept only hashed).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: Millis,
+}
+
+/// The account's API tokens, oldest first.
+pub fn tokens(conn: &Connection, account_id: i64) -> Result<Vec<TokenInfo>> {
+    Ok(conn.all(
+        "select id, created_at from tokens where account_id = ?1 order by id",
+        [account_id],
+        |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                created_at: r.get(1)?,
+            })
+        },
+    )?)
+}
+
+/// Adds a token to the account: its id.
+pub fn new_token(conn: &Connection, account_id: i64, token: &str, now: Millis) -> Result<i64> {
+    add_token(conn, account_id, token, now)?;
+    Ok(conn.one(
+        "select id from tokens where hash = ?1",
+        [token_hash(token)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Revokes token `id` of the account; not found when it is not theirs,
+/// a conflict when it is the one whose digest is `in_use` (the token the
+/// request is made with: a program would lock itself out).
+pub fn revoke_token(
+    conn: &Connection,
+    account_id: i64,
+    id: i64,
+    in_use: Option<&str>,
+) -> Result<()> {
+    let hash: Option<String> = conn
+        .one(
+            "select hash from tokens where id = ?1 and account_id = ?2",
+            params![id, account_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match hash {
+        None => Err(Error::not_found(format!("token {id}"))),
+        Some(h) if Some(h.as_str()) == in_use => Err(Error::Conflict(format!(
+            "token {id} is the one this request is made with: revoke it with another"
+        ))),
+        Some(_) => {
+            conn.exec("delete from tokens where id = ?1", [id])?;
+            Ok(())
+        }
+    }
+}
+
 /// The account's XCP signing key (32 hex). It is kept as is, not hashed,
 /// because checking an md5 signature needs the shared secret itself.
 pub fn api_key(conn: &Connection, id: i64) -> Result<String> {
@@ -214,9 +302,9 @@ pub fn valid_name(name: &str) -> Result<String> {
 }
 
 /// Accounts by token digest, kept in memory so that an authenticated
-/// request does not read the database for its caller. Tokens are never
-/// revoked and accounts never change role, so an entry stays true until an
-/// admin reset deletes accounts (which clears the cache). Tokens added from
+/// request does not read the database for its caller. An entry stays true
+/// until a token is revoked, an account is edited or an admin reset
+/// deletes accounts: each of these clears the cache. Tokens added from
 /// the command line while the server runs are found in the database on
 /// their first use.
 #[derive(Default)]

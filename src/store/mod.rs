@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod charges;
 pub mod contacts;
 pub mod credentials;
 pub mod deliveries;
@@ -15,6 +16,7 @@ pub mod idempotency;
 pub mod notifications;
 pub mod order_events;
 pub mod requests;
+pub mod sessions;
 pub mod simulated;
 pub mod transfers;
 pub mod transition;

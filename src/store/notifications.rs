@@ -173,6 +173,29 @@ pub fn queue_mail(
     Ok(conn.last_insert_rowid())
 }
 
+/// Puts a sent or failed message back in the outbox, to be sent again
+/// now; not found when there is no such message, a conflict while it is
+/// still pending.
+pub fn resend_mail(conn: &Connection, id: i64) -> Result<()> {
+    let state: Option<String> = conn
+        .one("select state from mail where id = ?1", [id], |r| r.get(0))
+        .optional()?;
+    match state.as_deref() {
+        None => Err(Error::not_found(format!("mail {id}"))),
+        Some("pending") => Err(Error::Conflict(format!(
+            "mail {id} is pending already: it is sent on its own"
+        ))),
+        Some(_) => {
+            conn.exec(
+                "update mail set state = 'pending', attempts = 0, next_attempt_at = null,
+                        sent_at = null where id = ?1",
+                [id],
+            )?;
+            Ok(())
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Mail {
     pub id: i64,

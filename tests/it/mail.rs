@@ -324,3 +324,60 @@ fn without_smtp_mail_waits_in_the_outbox_and_bad_settings_are_refused() {
         assert!(stderr.contains(field), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_operator_sends_a_message_of_the_outbox_again() {
+    let sink = Sink::start(|_| false);
+    let s = Server::start_with(&["--test-clock", "--smtp-url", &sink.url]);
+    let (_, alice) = s.customer("alice");
+    let failed = id_of(&s.order(&alice, "again-fail.com", "create", owner()));
+    s.tick();
+    assert_eq!(sink.received().len(), 1);
+    let mail = id_of(&outbox(&s, failed)[0]);
+    let path = format!("/api/v1/mail/{mail}/resend");
+    assert_eq!(s.call("POST", &path, Some(&alice), None).status, 403);
+    let a = s.call("POST", &path, Some(&s.operator), None);
+    assert_eq!(a.status, 200, "{}", a.text);
+    s.tick();
+    let again = sink.received();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].data.contains("again-fail.com failed"));
+    assert_eq!(outbox(&s, failed)[0]["state"], "sent");
+    let a = s.call("POST", "/api/v1/mail/999/resend", Some(&s.operator), None);
+    assert_eq!(a.status, 404);
+}
+
+#[test]
+fn a_pending_message_is_not_sent_twice_by_a_resend() {
+    let s = Server::start_with(&["--test-clock"]);
+    let (_, alice) = s.customer("alice");
+    let failed = id_of(&s.order(&alice, "pending-fail.com", "create", owner()));
+    s.tick();
+    let mail = id_of(&outbox(&s, failed)[0]);
+    let path = format!("/api/v1/mail/{mail}/resend");
+    assert_eq!(s.call("POST", &path, Some(&s.operator), None).status, 409);
+}
+
+#[test]
+fn a_set_password_link_goes_out_by_mail_when_smtp_is_configured() {
+    let sink = Sink::start(|_| false);
+    let s = Server::start_with(&["--test-clock", "--smtp-url", &sink.url]);
+    let (id, _) = s.customer("alice");
+    let path = format!("/api/v1/accounts/{id}/password-link");
+    let a = s.call("POST", &path, Some(&s.operator), None);
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json()["mailed_to"], "alice@example.net");
+    assert!(
+        a.json()["url"].is_null(),
+        "the link is not shown: {}",
+        a.text
+    );
+    s.tick();
+    let mails = sink.received();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0].data.contains("#set-password="),
+        "{}",
+        mails[0].data
+    );
+}

@@ -19,6 +19,8 @@ mod opensrs;
 mod ops;
 mod outbound;
 mod running;
+mod sessions;
 mod storage;
 mod transfers;
+mod webdesk;
 mod webhook;
