@@ -312,6 +312,12 @@ impl Config {
                 return Err(Error::invalid("epp_listen", message));
             }
         }
+        if self.epp_cert.is_some() != self.epp_key.is_some() {
+            return Err(Error::invalid(
+                "epp_cert",
+                "give --epp-cert and --epp-key together",
+            ));
+        }
         counted("epp_max_sessions", self.epp_max_sessions)?;
         counted("epp_sessions_per_account", self.epp_sessions_per_account)?;
         millis("epp_wait_ms", self.epp_wait_ms, 0)?;
@@ -600,6 +606,35 @@ pub fn public_origin(url: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_epp_settings_are_checked_naming_each() {
+        let field = |change: &dyn Fn(&mut Config)| {
+            let mut c = Config::for_tests();
+            change(&mut c);
+            c.check().err().and_then(|e| e.field().map(str::to_string))
+        };
+        assert_eq!(field(&|_| {}), None);
+        assert_eq!(
+            field(&|c| c.epp_listen = Some("7000".into())).as_deref(),
+            Some("epp_listen")
+        );
+        assert_eq!(
+            field(&|c| c.epp_cert = Some("c.pem".into())).as_deref(),
+            Some("epp_cert")
+        );
+        assert_eq!(
+            field(&|c| c.epp_max_sessions = 0).as_deref(),
+            Some("epp_max_sessions")
+        );
+        let per_account = field(&|c| c.epp_sessions_per_account = 0);
+        assert_eq!(per_account.as_deref(), Some("epp_sessions_per_account"));
+        assert_eq!(
+            field(&|c| c.epp_login_timeout_ms = 0).as_deref(),
+            Some("epp_login_timeout_ms")
+        );
+        assert_eq!(field(&|c| c.epp_wait_ms = 0), None);
+    }
 
     #[test]
     fn http_urls() {
