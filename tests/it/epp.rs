@@ -1069,3 +1069,24 @@ async fn failed_logins_across_sessions_refuse_the_account_for_a_while() {
         ResultCode::CommandCompletedSuccessfully
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stalled_peer_does_not_hold_up_another_session() {
+    let (s, port) = start(&["--test-clock"]);
+    epp_customer(&s, "quin");
+    // Half a TLS ClientHello, and then nothing.
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    let mut c = logged_in(&s, port, "quin").await;
+    let r = c
+        .transact(
+            &DomainCheck {
+                domains: &["free.com"],
+            },
+            "chk-1",
+        )
+        .await
+        .expect("a check while another peer stalls");
+    assert!(r.res_data().unwrap().list[0].name.available);
+    drop(stalled);
+}
