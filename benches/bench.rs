@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
+mod epp;
+
 const OPERATOR: &str = "rd_bench_operator_token_0123456789";
 const CLIENTS: usize = 16;
 const OWNER: &str = r#"{"contacts":{"owner":{"name":"Bench Owner","email":"owner@example.net"}}}"#;
@@ -139,6 +141,9 @@ fn main() {
     }
     if wanted("B6") {
         rows.extend(b6(&ctx));
+    }
+    if wanted("B8") {
+        rows.extend(epp::b8(&ctx));
     }
     progress(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
 
@@ -365,6 +370,8 @@ fn machine() -> Value {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// With `--epp-listen`: where EPP is served.
+    epp: Option<SocketAddr>,
 }
 
 impl Server {
@@ -410,12 +417,18 @@ impl Server {
                     ctx.dir.join("server.log").display()
                 )
             });
+        let epp = extra.contains(&"--epp-listen").then(|| {
+            line.clear();
+            lines.read_line(&mut line).expect("the EPP line");
+            let epp = line.trim().strip_prefix("epp listening on ");
+            epp.and_then(|a| a.parse().ok()).expect("the EPP address")
+        });
         // Keep draining stdout so the server never blocks on a full pipe.
         thread::spawn(move || {
             let mut sink = Vec::new();
             lines.read_to_end(&mut sink).ok();
         });
-        (Server { child, addr }, t0)
+        (Server { child, addr, epp }, t0)
     }
 
     fn conn(&self) -> Conn {
@@ -854,6 +867,20 @@ fn insert_queued_row(stmt: &mut rusqlite::Statement<'_>, account: i64, domain: &
     .expect("a queued request");
 }
 
+/// `n` unread notifications of account `id` (in the caller's transaction).
+fn unread_notifications(conn: &Connection, id: i64, n: usize) {
+    let mut stmt = conn
+        .prepare_cached(
+            "insert into notifications (account_id, type, action, status, message, domain, created_at)
+             values (?1, 'domain', 'create', 'success', 'the domain is registered', ?2, ?3)",
+        )
+        .expect("insert");
+    for i in 0..n {
+        stmt.execute(params![id, format!("n{i}-{id}.com"), now_ms()])
+            .expect("a notification");
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1086,19 +1113,8 @@ fn b2(ctx: &Ctx) -> Row {
     {
         let conn = sqlite(&db);
         conn.execute_batch("begin").expect("begin");
-        {
-            let mut stmt = conn
-                .prepare(
-                    "insert into notifications (account_id, type, action, status, message, domain, created_at)
-                     values (?1, 'domain', 'create', 'success', 'the domain is registered', ?2, ?3)",
-                )
-                .expect("insert");
-            for (id, _) in &accounts {
-                for n in 0..per_account {
-                    stmt.execute(params![id, format!("n{n}-{id}.com"), now_ms()])
-                        .expect("a notification");
-                }
-            }
+        for (id, _) in &accounts {
+            unread_notifications(&conn, *id, per_account);
         }
         conn.execute_batch("commit").expect("commit");
     }

@@ -238,6 +238,34 @@ pub struct Config {
     /// Origin is not this one are refused.
     #[arg(long, env = "REGDESK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Serve EPP over TLS on this address (HOST:PORT; port 0 picks a free
+    /// port). Off unless given.
+    #[arg(long, env = "REGDESK_EPP_LISTEN")]
+    pub epp_listen: Option<String>,
+    /// The EPP server's certificate chain (PEM); without it a test CA and a
+    /// certificate it signed are made and kept in the database.
+    #[arg(long, env = "REGDESK_EPP_CERT", requires = "epp_key")]
+    pub epp_cert: Option<PathBuf>,
+    /// The private key of --epp-cert (PEM).
+    #[arg(long, env = "REGDESK_EPP_KEY", requires = "epp_cert")]
+    pub epp_key: Option<PathBuf>,
+    /// EPP sessions open at once, counting those not yet logged in.
+    #[arg(long, env = "REGDESK_EPP_MAX_SESSIONS", default_value_t = 64)]
+    pub epp_max_sessions: usize,
+    /// EPP sessions one account may have open at once.
+    #[arg(long, env = "REGDESK_EPP_SESSIONS_PER_ACCOUNT", default_value_t = 8)]
+    pub epp_sessions_per_account: usize,
+    /// Milliseconds an EPP command placing a work request waits for it to
+    /// end before answering 1001 (0 to an hour).
+    #[arg(long, env = "REGDESK_EPP_WAIT_MS", default_value_t = 2000)]
+    pub epp_wait_ms: u64,
+    /// Milliseconds from connecting to a completed EPP login (TLS handshake
+    /// included) before the connection is closed.
+    #[arg(long, env = "REGDESK_EPP_LOGIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub epp_login_timeout_ms: u64,
+    /// Milliseconds an EPP session may stay idle before it is closed.
+    #[arg(long, env = "REGDESK_EPP_IDLE_TIMEOUT_MS", default_value_t = 600_000)]
+    pub epp_idle_timeout_ms: u64,
     /// Days a transfer between two accounts here waits for the holder's
     /// answer before it is approved (1 to 365, on the one clock).
     #[arg(long, env = "REGDESK_TRANSFER_AUTO_APPROVE_DAYS", default_value_t = 5)]
@@ -348,6 +376,22 @@ impl Config {
         if let Some(url) = &self.public_url {
             public_origin(url)?;
         }
+        if let Some(address) = &self.epp_listen {
+            if let Err(Error::Invalid { message, .. }) = listen(address) {
+                return Err(Error::invalid("epp_listen", message));
+            }
+        }
+        if self.epp_cert.is_some() != self.epp_key.is_some() {
+            return Err(Error::invalid(
+                "epp_cert",
+                "give --epp-cert and --epp-key together",
+            ));
+        }
+        counted("epp_max_sessions", self.epp_max_sessions)?;
+        counted("epp_sessions_per_account", self.epp_sessions_per_account)?;
+        millis("epp_wait_ms", self.epp_wait_ms, 0)?;
+        millis("epp_login_timeout_ms", self.epp_login_timeout_ms, 1)?;
+        millis("epp_idle_timeout_ms", self.epp_idle_timeout_ms, 1)?;
         if !(1..=365).contains(&self.transfer_auto_approve_days) {
             return Err(Error::invalid(
                 "transfer_auto_approve_days",
@@ -387,6 +431,14 @@ impl Config {
             max_connections: None,
             header_timeout_ms: 10_000,
             public_url: None,
+            epp_listen: None,
+            epp_cert: None,
+            epp_key: None,
+            epp_max_sessions: 64,
+            epp_sessions_per_account: 8,
+            epp_wait_ms: 2000,
+            epp_login_timeout_ms: 10_000,
+            epp_idle_timeout_ms: 600_000,
             transfer_auto_approve_days: 5,
             lifecycle: LifecycleFlags::default(),
         }
@@ -399,6 +451,18 @@ fn workers(text: &str) -> std::result::Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{text:?} is not a number (at least 1)")),
+    }
+}
+
+/// A bound on sessions: 1 to 100,000.
+fn counted(field: &str, n: usize) -> Result<()> {
+    if (1..=100_000).contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{n} is not between 1 and 100000"),
+        ))
     }
 }
 
@@ -613,6 +677,35 @@ pub fn public_origin(url: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_epp_settings_are_checked_naming_each() {
+        let field = |change: &dyn Fn(&mut Config)| {
+            let mut c = Config::for_tests();
+            change(&mut c);
+            c.check().err().and_then(|e| e.field().map(str::to_string))
+        };
+        assert_eq!(field(&|_| {}), None);
+        assert_eq!(
+            field(&|c| c.epp_listen = Some("7000".into())).as_deref(),
+            Some("epp_listen")
+        );
+        assert_eq!(
+            field(&|c| c.epp_cert = Some("c.pem".into())).as_deref(),
+            Some("epp_cert")
+        );
+        assert_eq!(
+            field(&|c| c.epp_max_sessions = 0).as_deref(),
+            Some("epp_max_sessions")
+        );
+        let per_account = field(&|c| c.epp_sessions_per_account = 0);
+        assert_eq!(per_account.as_deref(), Some("epp_sessions_per_account"));
+        assert_eq!(
+            field(&|c| c.epp_login_timeout_ms = 0).as_deref(),
+            Some("epp_login_timeout_ms")
+        );
+        assert_eq!(field(&|c| c.epp_wait_ms = 0), None);
+    }
 
     #[test]
     fn http_urls() {

@@ -25,6 +25,7 @@ pub mod desk;
 pub mod doorbell;
 pub mod outbox;
 
+pub mod epp;
 pub mod face;
 pub mod http;
 
@@ -101,6 +102,8 @@ pub struct Handle {
     /// With `--demo`: each demo customer's name and token, to be shown.
     pub demo_tokens: Vec<demo::DemoToken>,
     pub app: Arc<App>,
+    /// With `--epp-listen`: the EPP listener and where it listens.
+    pub epp: Option<epp::EppServer>,
     http: HttpServer,
     ticker_thread: JoinHandle<()>,
     outbox_threads: Vec<JoinHandle<()>>,
@@ -112,6 +115,9 @@ impl Handle {
     pub fn stop(self) {
         self.app.ready.store(false, Ordering::SeqCst);
         self.http.stop();
+        if let Some(epp) = self.epp {
+            epp.stop();
+        }
         self.app.ticker.stop();
         self.ticker_thread.join().ok();
         self.app.outbox.stop();
@@ -215,6 +221,7 @@ pub fn start(config: Config) -> Result<Handle> {
         tokens: accounts::TokenCache::default(),
     });
     let http = HttpServer::start(&config.listen, workers, app.clone())?;
+    let epp = epp::EppServer::start(app.clone())?;
     // The ticker and the outbox start once the server listens: their first
     // passes (recovering claimed work, finding what is due) open read
     // connections and compile the schema, which would slow the start.
@@ -226,6 +233,7 @@ pub fn start(config: Config) -> Result<Handle> {
         first_token,
         demo_tokens,
         app,
+        epp,
         http,
         ticker_thread,
         outbox_threads,

@@ -263,6 +263,9 @@ fn serve(config: Config) -> Result<()> {
         // stdout carries only machine-readable lines, the address first.
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{}", handle.addr)?;
+        if let Some(epp) = &handle.epp {
+            writeln!(out, "epp listening on {}", epp.addr)?;
+        }
         if let Some(token) = &handle.first_token {
             writeln!(out, "operator token: {token}")?;
         }

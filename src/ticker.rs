@@ -55,6 +55,8 @@ pub struct Ticker {
     bell: Doorbell,
     interval: Duration,
     pub stats: TickerStats,
+    /// Ticks ended, and their waiters (a face waiting for a request to end).
+    ended: (Mutex<u64>, std::sync::Condvar),
     /// How long a transfer between accounts here waits on the holder.
     transfer_wait: Millis,
     lifecycle: lifecycle::Schedule,
@@ -95,6 +97,7 @@ impl Ticker {
             bell: Doorbell::new(),
             interval,
             stats: TickerStats::default(),
+            ended: Default::default(),
             transfer_wait: crate::registry::simulated::AUTO_APPROVE,
             lifecycle: lifecycle::Schedule::default(),
         }
@@ -229,7 +232,24 @@ impl Ticker {
         self.stats
             .progressed
             .fetch_add(report.total() as u64, Ordering::Relaxed);
+        *self.ended.0.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.ended.1.notify_all();
         Ok(report)
+    }
+
+    /// How many ticks have ended that did work.
+    pub fn ticks_ended(&self) -> u64 {
+        *self.ended.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps until more than `seen` ticks that did work have ended, or
+    /// `timeout` passes.
+    pub fn wait_tick(&self, seen: u64, timeout: Duration) {
+        let ended = self.ended.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .ended
+            .1
+            .wait_timeout_while(ended, timeout, |n| *n <= seen);
     }
 
     /// Runs `f` while no tick runs (an admin reset empties the database

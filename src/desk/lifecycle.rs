@@ -376,7 +376,7 @@ fn place_renewal(conn: &Connection, d: &Life, now: Millis) -> Result<i64> {
         exec_date: None,
         depends_on: None,
     };
-    let (req, _) = orders::open_by(conn, &new, &Who::system("system"), now)?;
+    let (req, _) = orders::open_by(conn, &new, &Who::system("system"), None, now)?;
     Ok(req.id)
 }
 
@@ -578,7 +578,7 @@ pub fn bulk_renew(app: &App, caller: &Account, filter: DomainFilter, period: i64
                 depends_on: None,
             };
             match crate::store::in_savepoint(conn, "renew", || {
-                orders::open_by(conn, &new, &who, now)
+                orders::open_by(conn, &new, &who, None, now)
             })? {
                 Ok((r, _)) => placed
                     .push(json!({"domain": name, "request_id": r.id, "state": r.state.as_str()})),

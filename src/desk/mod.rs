@@ -9,6 +9,7 @@ pub mod admin;
 pub mod charges;
 pub mod contacts;
 pub mod credentials;
+pub mod epp;
 pub mod feed;
 pub mod filter;
 pub mod hosts;

@@ -138,18 +138,20 @@ pub fn open(
     if !submit {
         return transition::create(conn, new, &who, None, now);
     }
-    open_by(conn, new, &who, now)
+    open_by(conn, new, &who, None, now)
 }
 
-/// Creates `new` as `who` (an operator for the owner, the system) and
-/// submits it as it is created.
+/// Creates `new` as `who` (the owner, an operator for the owner, the
+/// system) and submits it as it is created, with the face it came through
+/// (when named) in its history.
 pub fn open_by(
     conn: &Connection,
     new: &NewRequest,
     who: &Who,
+    face: Option<&str>,
     now: Millis,
 ) -> Result<(Request, Vec<HistoryEntry>)> {
-    let (event, change) = submit_event(
+    let (event, mut change) = submit_event(
         conn,
         new.account_id,
         new.operation,
@@ -157,6 +159,13 @@ pub fn open_by(
         &new.params,
         now,
     )?;
+    if let Some(face) = face {
+        let through = format!("through {face}");
+        change.reason = Some(match change.reason.take() {
+            Some(r) => format!("{r} ({through})"),
+            None => through,
+        });
+    }
     let first = |created: &Request| cancel_duplicates(conn, created, now);
     let then = transition::Then {
         event,

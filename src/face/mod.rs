@@ -7,6 +7,8 @@
 
 pub mod bdom;
 pub mod bdom_xml;
+pub mod epp;
+pub mod epp_xml;
 pub mod json_args;
 pub mod native;
 pub mod objects;

@@ -1,6 +1,7 @@
 //! Every route in one table: method and path to handler.
 
 use crate::error::{quoted, Error, Result};
+use crate::face::epp;
 use crate::face::json_args::id_segment;
 use crate::face::native;
 use crate::face::objects;
@@ -64,6 +65,7 @@ pub fn route(app: &App, req: &Req) -> Resp {
         ["healthz"] | ["readyz"] | ["metrics"] | ["api", "openapi.json"] => {
             Resp::error(&Error::MethodNotAllowed(with_head(&["GET"])))
         }
+        ["api", "v1", "epp", "ca.pem"] if method == "GET" => epp::ca_pem(app),
         ["api", "v1", rest @ ..] => api(app, req, method, rest).into(),
         _ if method == "GET" => {
             assets::serve(req).unwrap_or_else(|| Resp::error(&Error::not_found(quoted(&req.path))))
@@ -102,6 +104,10 @@ fn api(app: &App, req: &Req, method: &str, path: &[&str]) -> Result<Resp> {
         ("GET", ["me"]) => native::me(app, c),
         ("GET", ["accounts"]) => native::list_accounts(app, c),
         ("POST", ["accounts"]) => native::create_account(app, req, c),
+        ("PUT", ["me", "epp-password"]) => epp::put_password(app, req, c, c.id),
+        ("PUT", ["accounts", id, "epp-password"]) => {
+            epp::put_password(app, req, c, id_segment("account", id)?)
+        }
 
         ("POST", ["requests"]) => native::create_request(app, req, c),
         ("GET", ["requests"]) => native::list_requests(app, req, c),
@@ -282,6 +288,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/me"),
     ("GET", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts"),
+    ("PUT", "/api/v1/me/epp-password"),
+    ("PUT", "/api/v1/accounts/{id}/epp-password"),
     ("POST", "/api/v1/requests"),
     ("GET", "/api/v1/requests"),
     ("GET", "/api/v1/requests.csv"),

@@ -10,7 +10,7 @@ use crate::store::in_savepoint;
 
 /// Tables a reset keeps: operators sign in with these, and the migrations'
 /// own record.
-const KEPT_TABLES: &[&str] = &["accounts", "tokens", "refinery_schema_history"];
+const KEPT_TABLES: &[&str] = &["accounts", "tokens", "refinery_schema_history", "epp_tls"];
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

@@ -223,9 +223,18 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 (None, Operation::Transfer) => add_years(now, 1),
                 (None, _) => add_years(now, form::period(p)),
             };
+            // A registration may name its auth code and its lock (an EPP
+            // create does); a transfer's auth code is the old holder's.
+            let chosen = p.get("auth_code").and_then(Value::as_str);
+            let auth_code = match chosen {
+                Some(code) if req.operation != Operation::Transfer && !code.is_empty() => {
+                    code.to_string()
+                }
+                _ => new_auth_code(name, req.id),
+            };
             let mut snap = Snapshot {
                 account_id: req.account_id,
-                auth_code: new_auth_code(name, req.id),
+                auth_code,
                 contacts: p.get("contacts").cloned().unwrap_or_else(|| json!({})),
                 created_at: now,
                 expires_at: expires,
@@ -234,7 +243,10 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 nameservers: p.get("nameservers").cloned().unwrap_or_else(|| json!([])),
                 privacy: p.get("privacy").and_then(Value::as_bool).unwrap_or(false),
                 status: "active".into(),
-                transfer_lock: true,
+                transfer_lock: p
+                    .get("transfer_lock")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
                 updated_at: now,
             };
             // The journal's "after" is the row just written: no need to

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod deliveries;
 pub mod domains;
 pub mod due;
+pub mod epp;
 pub mod hosts;
 pub mod idempotency;
 pub mod lifecycle;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Modules under `src/face/` that any face may use: the codecs and the
 /// JSON arguments.
-const FACE_HELPERS: &[&str] = &["xml_tree", "xcp_xml", "bdom_xml", "json_args"];
+const FACE_HELPERS: &[&str] = &["xml_tree", "xcp_xml", "bdom_xml", "epp_xml", "json_args"];
 
 /// What `src/store/` must not import: everything above storage.
 const ABOVE_STORE: &[&str] = &[

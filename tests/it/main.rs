@@ -7,6 +7,7 @@ mod bdom;
 mod core;
 
 mod crash;
+mod epp;
 mod harness;
 mod hostile;
 mod isolation;

@@ -124,6 +124,13 @@ impl Server {
         Server::spawn(dir, self.extra_args.clone())
     }
 
+    /// The next line the server printed on stdout after the first.
+    pub fn stdout_line(&mut self) -> String {
+        let mut line = String::new();
+        self._stdout.read_line(&mut line).expect("a line on stdout");
+        line.trim_end().to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
