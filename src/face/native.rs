@@ -786,10 +786,20 @@ pub fn bulk_renew(app: &App, req: &Req, caller: &Account) -> Result<Resp> {
         &body,
         &["lifecycle", "expiring_before", "account_id", "period"],
     )?;
+    let account_id = opt_i64(&body, "account_id")?;
+    if let Some(id) = account_id {
+        if id < 1 {
+            return Err(Error::invalid(
+                "account_id",
+                "must be an account's id (1 or more)",
+            ));
+        }
+        desk::accounts::require(app, id)?;
+    }
     let filter = lifecycle_filter(
         opt_str(&body, "lifecycle")?,
         opt_str(&body, "expiring_before")?,
-        opt_i64(&body, "account_id")?,
+        account_id,
         caller,
     )?;
     if filter.lifecycle.is_none() && filter.expiring_before.is_none() {

@@ -463,6 +463,11 @@ fn domains_are_listed_by_lifecycle_and_expiry_and_renewed_in_bulk() {
             .status,
         422
     );
+    for (account, status) in [(0, 422), (999, 404)] {
+        let other = json!({"expiring_before": "2031-06-01", "account_id": account});
+        let a = s.post("/api/v1/domains/renew", &s.operator, other);
+        assert_eq!(a.status, status, "account {account}: {}", a.text);
+    }
     let a = s.post("/api/v1/domains/renew", &s.operator, bulk);
     assert_eq!(a.status, 200, "{}", a.text);
     let placed = a.json()["placed"].as_array().unwrap().clone();
