@@ -24,45 +24,66 @@ use crate::ticker::Ticker;
 /// The demo customers, in the order their tokens are printed.
 pub const CUSTOMERS: &[&str] = &["alice", "bob", "carol"];
 
-/// A demo customer's name, an API token, and a web password to sign in
-/// with (each new at every start: both are stored hashed).
-pub type DemoToken = (String, String, String);
+/// A demo account's name, a new API token (none for the operator, whose
+/// token is the one the desk was started with) and a new password for the
+/// web desk and for EPP (each new at every start: all are stored hashed).
+#[derive(Debug, Clone)]
+pub struct DemoToken {
+    pub name: String,
+    pub token: Option<String>,
+    pub password: String,
+}
 
 /// Seeds the demo on a desk that has none, else gives each demo customer a
 /// fresh token (tokens are stored hashed, so the first ones cannot be shown
-/// again). Runs before the ticker thread starts; ticks it drives itself.
+/// again). Every demo account, the first operator's too, gets a fresh
+/// password. Runs before the ticker thread starts; ticks it drives itself.
 pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
-    let tokens: Vec<DemoToken> = CUSTOMERS
+    let mut tokens: Vec<DemoToken> = CUSTOMERS
         .iter()
-        .map(|name| (name.to_string(), random::token(), random::hex(8)))
+        .map(|name| DemoToken {
+            name: name.to_string(),
+            token: Some(random::token()),
+            password: random::hex(8),
+        })
         .collect();
     let now = clock.now();
     let fresh = {
         let tokens = tokens.clone();
         db.write(move |conn| {
-            if accounts::by_name(conn, CUSTOMERS[0])?.is_some() {
-                for (name, token, password) in &tokens {
-                    if let Some(a) = accounts::by_name(conn, name)? {
+            let fresh = accounts::by_name(conn, CUSTOMERS[0])?.is_none();
+            for demo in &tokens {
+                let token = demo.token.as_deref().unwrap_or_default();
+                let a = match accounts::by_name(conn, &demo.name)? {
+                    Some(a) => {
                         accounts::add_token(conn, a.id, token, now)?;
-                        credentials::set_password_on(conn, &a, Secret::Web, password)?;
+                        a
                     }
-                }
-                return Ok(false);
-            }
-            for (name, token, password) in &tokens {
-                let new = NewAccount {
-                    name: name.clone(),
-                    email: format!("{name}@example.net"),
-                    role: Role::Customer,
-                    review_limit_cents: None,
-                    review_all: false,
+                    None => accounts::create(conn, &customer(&demo.name), token, now)?,
                 };
-                let a = accounts::create(conn, &new, token, now)?;
-                credentials::set_password_on(conn, &a, Secret::Web, password)?;
+                set_passwords(conn, &a, &demo.password)?;
             }
-            Ok(true)
+            Ok(fresh)
         })?
     };
+    let password = random::hex(8);
+    let operator = {
+        let password = password.clone();
+        db.write(move |conn| {
+            let Some(a) = accounts::operators(conn)?.into_iter().next() else {
+                return Ok(None);
+            };
+            credentials::set_password_on(conn, &a, Secret::Web, &password)?;
+            Ok(Some(a.name))
+        })?
+    };
+    if let Some(name) = operator {
+        tokens.push(DemoToken {
+            name,
+            token: None,
+            password,
+        });
+    }
     if !fresh {
         log::info!("demo data already present; issued new demo tokens");
         return Ok(tokens);
@@ -70,6 +91,23 @@ pub fn seed(db: &Db, clock: &Clock, ticker: &Ticker) -> Result<Vec<DemoToken>> {
     populate(db, clock, ticker)?;
     log::info!("seeded the demo desk");
     Ok(tokens)
+}
+
+fn customer(name: &str) -> NewAccount {
+    NewAccount {
+        name: name.to_string(),
+        email: format!("{name}@example.net"),
+        role: Role::Customer,
+        review_limit_cents: None,
+        review_all: false,
+    }
+}
+
+/// The same password for the web desk and for EPP logins (16 characters,
+/// within what both take).
+fn set_passwords(conn: &Connection, a: &Account, password: &str) -> Result<()> {
+    credentials::set_password_on(conn, a, Secret::Web, password)?;
+    credentials::set_password_on(conn, a, Secret::Epp, password)
 }
 
 fn contacts(name: &str) -> Value {

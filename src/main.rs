@@ -269,11 +269,13 @@ fn serve(config: Config) -> Result<()> {
         if let Some(token) = &handle.first_token {
             writeln!(out, "operator token: {token}")?;
         }
-        for (name, token, _) in &handle.demo_tokens {
-            writeln!(out, "demo token {name}: {token}")?;
+        for demo in &handle.demo_tokens {
+            if let Some(token) = &demo.token {
+                writeln!(out, "demo token {}: {token}", demo.name)?;
+            }
         }
-        for (name, _, password) in &handle.demo_tokens {
-            writeln!(out, "demo password {name}: {password}")?;
+        for demo in &handle.demo_tokens {
+            writeln!(out, "demo password {}: {}", demo.name, demo.password)?;
         }
         out.flush()?;
     }

@@ -271,13 +271,13 @@ fn a_customer_sets_only_its_own_password() {
 }
 
 #[test]
-fn the_demo_prints_a_password_for_each_demo_customer_after_the_tokens() {
+fn the_demo_prints_a_password_for_each_demo_account_after_the_tokens() {
     use std::io::BufRead;
     let mut cmd = std::process::Command::new(crate::support::BIN);
     cmd.args(["serve", "--demo", "--memory", "--listen", "127.0.0.1:0"]);
     let (mut child, mut out, base) = crate::support::launch(cmd);
     let mut lines = Vec::new();
-    while lines.len() < 7 {
+    while lines.len() < 8 {
         let mut line = String::new();
         if out.read_line(&mut line).unwrap_or(0) == 0 {
             break;
@@ -297,18 +297,23 @@ fn the_demo_prints_a_password_for_each_demo_customer_after_the_tokens() {
             "demo password alice:",
             "demo password bob:",
             "demo password carol:",
+            "demo password operator:",
         ],
         "{lines:?}"
     );
-    let password = lines[4]
-        .rsplit_once(": ")
-        .map(|(_, p)| p)
-        .unwrap_or_default();
-    let body = json!({ "name": "alice", "password": password }).to_string();
-    let a = crate::support::call_at(&base, "POST", "/api/v1/session", None, Some(&body), &[]);
+    // A customer and the operator sign in to the web desk with theirs.
+    let mut answers = Vec::new();
+    for (name, line) in [("alice", &lines[4]), ("operator", &lines[7])] {
+        let password = line.rsplit_once(": ").map(|(_, p)| p).unwrap_or_default();
+        let body = json!({ "name": name, "password": password }).to_string();
+        let a = crate::support::call_at(&base, "POST", "/api/v1/session", None, Some(&body), &[]);
+        answers.push(a);
+    }
     child.kill().ok();
     child.wait().ok();
-    assert_eq!(a.status, 200, "{}", a.text);
+    for a in answers {
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
 }
 
 #[test]
