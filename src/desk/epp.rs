@@ -159,7 +159,10 @@ pub fn poll(app: &App, caller: &Account) -> Result<Polled> {
         let (transaction, placed_by) = match n.request_id {
             Some(r) => (
                 epp::transaction(conn, r)?,
-                requests::history(conn, r)?.into_iter().next().map(|h| h.actor),
+                requests::history(conn, r)?
+                    .into_iter()
+                    .next()
+                    .map(|h| h.actor),
             ),
             None => (None, None),
         };

@@ -851,13 +851,19 @@ fn restore_report(ctx: &Ctx<'_>, d: &Domain, report: &Report) -> Outcome {
     for (name, text) in fields.into_iter().chain(others.map(|t| ("statement", t))) {
         if text.chars().count() > form::MAX_TEXT {
             let most = form::MAX_TEXT;
-            return Err(fail(2004, format!("<rgp:{name}> is longer than {most} characters")));
+            return Err(fail(
+                2004,
+                format!("<rgp:{name}> is longer than {most} characters"),
+            ));
         }
     }
     for (name, time) in [("delTime", &report.del_time), ("resTime", &report.res_time)] {
         // An xs:dateTime: a date alone is not one.
         if time.len() <= 10 || clock::parse(name, time).is_err() {
-            return Err(fail(2005, format!("<rgp:{name}> {time:?} is not a date and time")));
+            return Err(fail(
+                2005,
+                format!("<rgp:{name}> {time:?} is not a date and time"),
+            ));
         }
     }
     let text = report_text(report);
@@ -1209,7 +1215,9 @@ fn message_text(m: &desk_epp::Message) -> String {
     if m.placed_by.as_deref() == Some("system") {
         match n.action.as_str() {
             "renew" => text.push_str(" (auto-renewal)"),
-            "delete" => text.push_str(" (its redemption and pending delete ended; the name is free)"),
+            "delete" => {
+                text.push_str(" (its redemption and pending delete ended; the name is free)")
+            }
             _ => {}
         }
     }

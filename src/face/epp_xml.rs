@@ -590,7 +590,9 @@ fn restore(extension: Option<&X>) -> Result<Option<Restore>, Refusal> {
                 .ok_or_else(|| missing("<rgp:report> in <rgp:restore op=\"report\">"))?;
             Ok(Some(Restore::Report(Box::new(rgp_report(report)?))))
         }
-        _ => Err(syntax("<rgp:restore> needs op=\"request\" or op=\"report\"")),
+        _ => Err(syntax(
+            "<rgp:restore> needs op=\"request\" or op=\"report\"",
+        )),
     }
 }
 
