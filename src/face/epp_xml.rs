@@ -223,6 +223,9 @@ struct X {
     attrs: Vec<(String, String)>,
     children: Vec<X>,
     text: String,
+    /// Its text pieces, each after how many children it comes (to read
+    /// mixed content in document order).
+    pieces: Vec<(usize, String)>,
 }
 
 impl X {
@@ -306,7 +309,10 @@ fn resolve(e: Element, scope: &[(String, String)]) -> Result<X, Refusal> {
                 }
                 x.children.push(resolve(c, &scope)?);
             }
-            Node::Text(t) => x.text.push_str(&t),
+            Node::Text(t) => {
+                x.text.push_str(&t);
+                x.pieces.push((x.children.len(), t));
+            }
         }
     }
     Ok(x)
@@ -599,10 +605,19 @@ fn restore(extension: Option<&X>) -> Result<Option<Restore>, Refusal> {
 /// An element's text with its descendants' (`preData` and `postData` may
 /// hold XML as well as free text).
 fn deep_text(x: &X) -> String {
-    let mut out = x.text.clone();
-    for c in &x.children {
-        out.push_str(&deep_text(c));
+    fn gather(x: &X, out: &mut String) {
+        let mut pieces = x.pieces.iter().peekable();
+        for i in 0..=x.children.len() {
+            while let Some((_, t)) = pieces.next_if(|(at, _)| *at == i) {
+                out.push_str(t);
+            }
+            if let Some(c) = x.children.get(i) {
+                gather(c, out);
+            }
+        }
     }
+    let mut out = String::new();
+    gather(x, &mut out);
     out.trim().to_string()
 }
 
@@ -900,6 +915,41 @@ mod tests {
         let dtd =
             format!("<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"{EPP_NS}\"><hello/></epp>");
         assert_eq!(parse(dtd.as_bytes()).unwrap_err().code, 2001);
+    }
+
+    #[test]
+    fn rfc_3915s_restore_report_is_read_with_every_field() {
+        let got = cmd(&format!(
+            "<update><domain:update xmlns:domain=\"{DOMAIN_NS}\"><domain:name>example.com</domain:name>\
+             <domain:chg/></domain:update></update><extension><rgp:update xmlns:rgp=\"{RGP_NS}\">\
+             <rgp:restore op=\"report\"><rgp:report><rgp:preData>Pre-delete data.</rgp:preData>\
+             <rgp:postData><x:d xmlns:x=\"urn:x\">Post-restore</x:d> data.</rgp:postData>\
+             <rgp:delTime>2003-07-10T22:00:00.0Z</rgp:delTime><rgp:resTime>2003-07-20T22:00:00.0Z</rgp:resTime>\
+             <rgp:resReason>Registrant error.</rgp:resReason><rgp:statement>One.</rgp:statement>\
+             <rgp:statement>Two.</rgp:statement><rgp:other>More.</rgp:other></rgp:report>\
+             </rgp:restore></rgp:update></extension>"
+        ))
+        .unwrap();
+        let Request::Command { command, .. } = got else {
+            panic!("not a command: {got:?}");
+        };
+        let Command::DomainUpdate(u) = *command else {
+            panic!("not a domain update: {command:?}");
+        };
+        assert!(!u.changes());
+        let want = Report {
+            pre_data: "Pre-delete data.".into(),
+            post_data: "Post-restore data.".into(),
+            del_time: "2003-07-10T22:00:00.0Z".into(),
+            res_time: "2003-07-20T22:00:00.0Z".into(),
+            res_reason: "Registrant error.".into(),
+            statements: vec!["One.".into(), "Two.".into()],
+            other: Some("More.".into()),
+        };
+        assert_eq!(u.restore, Some(Restore::Report(Box::new(want))));
+        assert!(greeting("x", "y").contains(&format!(
+            "<svcExtension><extURI>{RGP_NS}</extURI></svcExtension></svcMenu>"
+        )));
     }
 
     #[test]
