@@ -78,6 +78,13 @@ pub(crate) async fn connect(s: &Server, port: u16) -> EppClient<RustlsConnector>
         .expect("connect and greeting")
 }
 
+/// Sets the simulated registry's outcome rules.
+pub(crate) fn set_rules(s: &Server, rules: serde_json::Value) {
+    let body = json!({ "rules": rules }).to_string();
+    let a = s.call("PUT", "/api/v1/sim/rules", Some(&s.operator), Some(&body));
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
 /// A customer with an EPP password; its API token.
 pub(crate) fn epp_customer(s: &Server, name: &str) -> String {
     let (_, token) = s.customer(name);
@@ -346,14 +353,10 @@ async fn another_accounts_domain_is_hidden_without_its_auth_info() {
 async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
     let (s, port) = start(&["--test-clock", "--epp-wait-ms", "200"]);
     let token = epp_customer(&s, "fay");
-    let rules = json!({"rules": [{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]});
-    let a = s.call(
-        "PUT",
-        "/api/v1/sim/rules",
-        Some(&s.operator),
-        Some(&rules.to_string()),
+    set_rules(
+        &s,
+        json!([{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]),
     );
-    assert_eq!(a.status, 200, "{}", a.text);
     let mut c = logged_in(&s, port, "fay").await;
     let create = DomainCreate::new("slow.org", years(1), None, None, "", None);
     let r = c.transact(&create, "cre-slow").await.expect("create");

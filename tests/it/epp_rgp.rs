@@ -16,7 +16,7 @@ use instant_epp::response::ResultCode;
 use instant_epp::EppClient;
 use serde_json::{json, Value};
 
-use crate::epp::{code, connect, epp_customer, registered, start, PASSWORD};
+use crate::epp::{code, connect, epp_customer, registered, set_rules, start, PASSWORD};
 use crate::support::Server;
 
 const RGP: &str = "urn:ietf:params:xml:ns:rgp-1.0";
@@ -107,6 +107,14 @@ async fn drain(c: &mut Client) -> Vec<String> {
     panic!("the queue did not empty");
 }
 
+/// Sends the command `inner` and checks it is refused with `code`, for a
+/// reason that names `needle`.
+async fn refused(c: &mut Client, inner: &str, code: u16, needle: &str) {
+    let xml = c.transact_xml(&epp(inner, "bad-1")).await.expect("answer");
+    assert!(xml.contains(&format!("<result code=\"{code}\">")), "{xml}");
+    assert!(xml.contains(needle), "{xml}");
+}
+
 /// The one message that contains every one of `needles`.
 fn message<'a>(all: &'a [String], needles: &[&str]) -> &'a str {
     let found: Vec<&String> = all
@@ -140,12 +148,8 @@ async fn a_domain_in_redemption_is_restored_after_review_and_its_report_is_read_
         .transact((&bare_update("lapse.com"), &restore_request()), "rs-0")
         .await;
     assert_eq!(code(active), ResultCode::ObjectStatusProhibitsOperation);
-    let xml = c
-        .transact_xml(&epp(&restore_xml("lapse.com", "request"), "rs-00"))
-        .await
-        .expect("restore");
-    assert!(xml.contains("<result code=\"2304\">"), "{xml}");
-    assert!(xml.contains("only a domain in redemption"), "{xml}");
+    let restore = restore_xml("lapse.com", "request");
+    refused(&mut c, &restore, 2304, "only a domain in redemption").await;
 
     // A year and a grace period later: redemption.
     s.advance("396d");
@@ -296,24 +300,11 @@ async fn a_report_missing_its_reason_or_with_a_bad_time_changes_nothing() {
         )
     };
     registered(&s, &mut c, "x.com", "auth-1234").await;
-    let missing = c
-        .transact_xml(&epp(&body("", "2027-12-07T00:00:00Z"), "rp-1"))
-        .await
-        .expect("answer");
-    assert!(missing.contains("<result code=\"2003\">"), "{missing}");
-    assert!(missing.contains("resReason"), "{missing}");
-    let reason = "<rgp:resReason>r</rgp:resReason>";
-    let bad = c
-        .transact_xml(&epp(&body(reason, "yesterday"), "rp-2"))
-        .await
-        .expect("answer");
-    assert!(bad.contains("<result code=\"2005\">"), "{bad}");
-    assert!(bad.contains("delTime"), "{bad}");
-    let op = c
-        .transact_xml(&epp(&restore_xml("x.com", "undo"), "rs-1"))
-        .await
-        .expect("answer");
-    assert!(op.contains("<result code=\"2001\">"), "{op}");
+    let missing = body("", "2027-12-07T00:00:00Z");
+    refused(&mut c, &missing, 2003, "resReason").await;
+    let bad_time = body("<rgp:resReason>r</rgp:resReason>", "yesterday");
+    refused(&mut c, &bad_time, 2005, "delTime").await;
+    refused(&mut c, &restore_xml("x.com", "undo"), 2001, "op=").await;
 }
 
 /// Every domain of the caller as the JSON API lists it, by name.
@@ -326,16 +317,10 @@ fn expiry(s: &Server, token: &str, name: &str) -> String {
 async fn auto_renewals_and_a_deletion_are_each_polled() {
     let (s, port) = start(&["--test-clock", "--epp-wait-ms", "0"]);
     let token = epp_customer(&s, "otto");
-    let rules = json!({"rules": [
-        {"pattern": "refused.com", "operation": "renew", "outcome": "registry_error"}
-    ]});
-    let a = s.call(
-        "PUT",
-        "/api/v1/sim/rules",
-        Some(&s.operator),
-        Some(&rules.to_string()),
+    set_rules(
+        &s,
+        json!([{"pattern": "refused.com", "operation": "renew", "outcome": "registry_error"}]),
     );
-    assert_eq!(a.status, 200, "{}", a.text);
     let mut c = session(&s, port, "otto", true).await;
     for name in ["kept.com", "refused.com", "gone.com"] {
         registered(&s, &mut c, name, "auth-1234").await;
