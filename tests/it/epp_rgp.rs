@@ -363,3 +363,27 @@ async fn auto_renewals_and_a_deletion_are_each_polled() {
     let info = info_xml(&mut c, "gone.com").await;
     assert!(info.contains("<result code=\"2303\">"), "{info}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_restore_is_answered_at_once_though_its_review_waits_for_an_operator() {
+    let (s, port) = start(&["--test-clock", "--epp-wait-ms", "60000"]);
+    let token = epp_customer(&s, "rosa");
+    let r = s.order(&token, "wait.com", "create", crate::support::owner());
+    s.tick();
+    let id = r["id"].as_i64().expect("a request id");
+    assert_eq!(s.request(&token, id)["state"], "finished");
+    s.advance("396d");
+    let mut c = session(&s, port, "rosa", true).await;
+    let asked = std::time::Instant::now();
+    let r = c
+        .transact((&bare_update("wait.com"), &restore_request()), "rs-w")
+        .await
+        .expect("restore request");
+    assert_eq!(
+        r.result.code,
+        ResultCode::CommandCompletedSuccessfullyActionPending
+    );
+    // Nothing but an operator moves a request in review: waiting out
+    // --epp-wait-ms would only hold the client up.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(30));
+}
