@@ -307,7 +307,7 @@ async fn a_report_missing_its_reason_or_with_a_bad_time_changes_nothing() {
     refused(&mut c, &restore_xml("x.com", "undo"), 2001, "op=").await;
 }
 
-/// Every domain of the caller as the JSON API lists it, by name.
+/// A domain's expiry as the JSON API shows it.
 fn expiry(s: &Server, token: &str, name: &str) -> String {
     let d: Value = s.get(&format!("/api/v1/domains/{name}"), token).json();
     d["expires_at"].as_str().expect("an expiry").to_string()
