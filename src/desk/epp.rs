@@ -1,17 +1,19 @@
 //! What the EPP face needs of the desk beyond the other faces' use cases:
 //! its TLS material, a domain as `info` shows it to any account, the
 //! transaction ids of the work requests it places and the wait for their
-//! end, and the poll queue (the notification FIFO) with its count.
+//! end, the restore report of RFC 3915, and the poll queue (the
+//! notification FIFO) with its count and what each message is about.
 
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
-use crate::state::State;
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+use crate::state::{Operation, State};
 use crate::store::accounts::{self, Account};
 use crate::store::domains::{self, Domain};
 use crate::store::epp::{self, Tls, Transaction};
 use crate::store::notifications::{self, Notification};
-use crate::store::requests::{self, NewRequest, Request};
+use crate::store::requests::{self, Filter, NewRequest, Request};
 use crate::store::transition::Who;
 
 use super::orders;
@@ -88,9 +90,9 @@ pub fn mark_pending(app: &App, request_id: i64) -> Result<()> {
 }
 
 /// Whether a request has come as far as it goes without someone acting:
-/// ended, or back with its owner.
+/// ended, back with its owner, or waiting for an operator's review.
 fn settled(r: &Request) -> bool {
-    r.state.is_terminal() || r.state == State::Incomplete
+    r.state.is_terminal() || matches!(r.state, State::Incomplete | State::Review)
 }
 
 /// Request `id` once it has settled or `wait` has passed, whichever comes
@@ -108,9 +110,44 @@ pub fn wait(app: &App, id: i64, wait: Duration) -> Result<Request> {
     }
 }
 
-/// The caller's oldest unread notification with the ids of the EPP
-/// command that placed its request, and the unread count.
-pub type Polled = (Option<(Notification, Option<Transaction>)>, i64);
+/// Records an RFC 3915 restore report (`text`) as an annotation on the
+/// restore of the caller's domain `name` that waits for review, so that
+/// the operator reads it before authorising; a conflict when none waits.
+pub fn restore_report(app: &App, caller: &Account, name: String, text: String) -> Result<i64> {
+    let (who, now) = (Who::account(caller), app.clock.now());
+    let account = (!caller.is_operator()).then_some(caller.id);
+    app.db.write(move |conn| {
+        let filter = Filter {
+            states: vec![State::Review],
+            operations: vec![Operation::Restore],
+            domain: Some(name.clone()),
+            account_id: account,
+            ..Filter::default()
+        };
+        let (waiting, _) = requests::list(conn, &filter, None, 1)?;
+        let r = waiting.first().ok_or_else(|| {
+            Error::Conflict(format!(
+                "no restore of {name} waits for review: request one first"
+            ))
+        })?;
+        requests::add_annotation(conn, r.id, &who.name, &text, now)?;
+        Ok(r.id)
+    })
+}
+
+/// A poll message: the notification, the ids of the EPP command that
+/// placed its request, who placed that request, and the domain's expiry
+/// now (while it is in the portfolio).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub notification: Notification,
+    pub transaction: Option<Transaction>,
+    pub placed_by: Option<String>,
+    pub expires_at: Option<Millis>,
+}
+
+/// The caller's oldest unread message, and the unread count.
+pub type Polled = (Option<Message>, i64);
 
 pub fn poll(app: &App, caller: &Account) -> Result<Polled> {
     let account = caller.id;
@@ -119,11 +156,26 @@ pub fn poll(app: &App, caller: &Account) -> Result<Polled> {
         let Some(n) = notifications::oldest_unread(conn, account)? else {
             return Ok((None, count));
         };
-        let t = match n.request_id {
-            Some(r) => epp::transaction(conn, r)?,
-            None => None,
+        let (transaction, placed_by) = match n.request_id {
+            Some(r) => (
+                epp::transaction(conn, r)?,
+                requests::history(conn, r)?
+                    .into_iter()
+                    .next()
+                    .map(|h| h.actor),
+            ),
+            None => (None, None),
         };
-        Ok((Some((n, t)), count))
+        let expires_at = domains::by_name(conn, &n.domain)?
+            .filter(|d| d.account_id == account)
+            .map(|d| d.expires_at);
+        let message = Message {
+            notification: n,
+            transaction,
+            placed_by,
+            expires_at,
+        };
+        Ok((Some(message), count))
     })
 }
 

@@ -2,7 +2,8 @@
 //! carried out through the desk, and answered as RFC 5730's examples are.
 //! The listener (`crate::epp`) owns the connection, TLS and framing; this
 //! owns what a session has said: who logged in, its failed logins, and
-//! the slots each account's sessions hold.
+//! the slots each account's sessions hold. RFC 3915's registry grace
+//! period extension rides on domain info and update.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use crate::desk::contacts::{self, Availability, ContactChange, NewContact};
 use crate::desk::credentials::{self, Secret};
 use crate::desk::epp as desk_epp;
 use crate::desk::hosts;
+use crate::desk::lifecycle;
 use crate::desk::transfers::{self, Transfer};
 use crate::error::{Error, Result};
 use crate::face::json_args::{body_object, only_keys, req_str};
@@ -30,8 +32,8 @@ use crate::store::requests::{NewRequest, Request};
 use crate::App;
 
 use super::epp_xml::{
-    self, Answer, Command, ContactFields, DomainCreate, DomainUpdate, MsgQ, Object, Period,
-    Request as Frame, TransferOp, Writer, DOMAIN_NS,
+    self, Answer, Command, ContactFields, DomainCreate, DomainUpdate, MsgQ, Object, Period, Report,
+    Request as Frame, Restore, TransferOp, Writer, DOMAIN_NS, RGP_NS,
 };
 
 /// Wrong passwords a session may send; the next closes it.
@@ -81,6 +83,7 @@ struct Done {
     res_data: Option<String>,
     msg_q: Option<MsgQ>,
     reason: Option<String>,
+    extension: Option<String>,
 }
 
 impl Done {
@@ -90,6 +93,7 @@ impl Done {
             res_data: None,
             msg_q: None,
             reason: None,
+            extension: None,
         }
     }
 
@@ -108,6 +112,8 @@ struct Ctx<'a> {
     caller: &'a Account,
     cl_trid: Option<String>,
     sv_trid: String,
+    /// The session's login named RFC 3915's extension: answers carry its data.
+    rgp: bool,
 }
 
 impl Ctx<'_> {
@@ -183,6 +189,8 @@ pub struct Session {
     slots: Arc<AccountSlots>,
     account: Option<Account>,
     failures: u32,
+    /// The login named RFC 3915's extension among its `extURI`s.
+    rgp: bool,
 }
 
 impl Drop for Session {
@@ -201,6 +209,7 @@ impl Session {
             slots,
             account: None,
             failures: 0,
+            rgp: false,
         }
     }
 
@@ -233,6 +242,7 @@ impl Session {
                     caller: &caller,
                     cl_trid: cl_trid.clone(),
                     sv_trid: sv.clone(),
+                    rgp: self.rgp,
                 };
                 run(&ctx, *command)
             }
@@ -283,6 +293,7 @@ impl Session {
             }
         }
         self.account = Some(account);
+        self.rgp = login.ext_uris.iter().any(|u| u == RGP_NS);
         Ok(Done::ok(1000))
     }
 }
@@ -356,6 +367,7 @@ fn answer(done: Done, cl_trid: Option<String>, sv_trid: String) -> String {
         reason: done.reason,
         msg_q: done.msg_q,
         res_data: done.res_data,
+        extension: done.extension,
         cl_trid,
         sv_trid,
     })
@@ -443,15 +455,21 @@ fn own_domain(app: &App, caller: &Account, name: &str) -> Result<(Domain, String
     Ok((d, sponsor))
 }
 
-/// The EPP statuses of a domain.
-fn statuses(d: &Domain, transferring: bool) -> Vec<&'static str> {
+/// The EPP statuses of a domain; in redemption and after it, RFC 3915's
+/// `pendingDelete`.
+fn statuses(d: &Domain, transferring: bool, rgp: Option<&str>) -> Vec<&'static str> {
     let mut out = Vec::new();
     if transferring {
         out.push("pendingTransfer");
     }
+    let deleting = matches!(
+        rgp,
+        Some("redemptionPeriod" | "pendingRestore" | "pendingDelete")
+    );
     match d.status.as_str() {
         "on_hold" => out.push("clientHold"),
         "pending_release" => out.push("pendingDelete"),
+        _ if deleting => out.push("pendingDelete"),
         _ => {}
     }
     if d.transfer_lock {
@@ -485,10 +503,11 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
         }
     }
     let transferring = transfers::pending_for(app, caller, &d.name)?.is_some();
+    let rgp = lifecycle::rgp(app, d.name.clone())?;
     let data = domain_data("infData", |w| {
         w.text("domain:name", &[], &d.name)
             .text("domain:roid", &[], &format!("D{}-REGDESK", d.id));
-        for s in statuses(&d, transferring) {
+        for s in statuses(&d, transferring, rgp) {
             w.empty("domain:status", &[("s", s)]);
         }
         if let Some(id) = contact_id(&d, "owner") {
@@ -513,7 +532,19 @@ fn domain_info(ctx: &Ctx<'_>, name: &str, auth: Option<String>) -> Outcome {
             auth_info(w, "domain", &d.auth_code);
         }
     });
-    Ok(Done::with_data(1000, data))
+    Ok(Done {
+        extension: rgp_data(ctx, "infData", rgp),
+        ..Done::with_data(1000, data)
+    })
+}
+
+/// RFC 3915's `<rgp:TAG>` with the RGP status, for a session that asked
+/// for the extension, when the domain has a status.
+fn rgp_data(ctx: &Ctx<'_>, tag: &str, status: Option<&str>) -> Option<String> {
+    let status = status.filter(|_| ctx.rgp)?;
+    Some(object_data("rgp", RGP_NS, tag, |w| {
+        w.empty("rgp:rgpStatus", &[("s", status)]);
+    }))
 }
 
 /// A period in whole years, 1 to 10 (default 1).
@@ -758,19 +789,25 @@ fn domain_renew(ctx: &Ctx<'_>, name: &str, cur_exp_date: &str, period: Option<Pe
     let r = place(ctx, &d.name, Operation::Renew, json!({"period": years}))?;
     pending_or(&r, || {
         let d = current(app, &d.name)?;
-        Ok(domain_data("renData", |w| {
-            w.text("domain:name", &[], &d.name).text(
-                "domain:exDate",
-                &[],
-                &clock::format(d.expires_at),
-            );
-        }))
+        Ok(ren_data(&d.name, d.expires_at))
     })
 }
 
 fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
     let (app, caller) = (ctx.app, ctx.caller);
     let (d, _) = own_domain(app, caller, &u.name)?;
+    if let Some(restore) = u.restore.clone() {
+        if u.changes() {
+            return Err(fail(
+                2306,
+                "a restore is an update of its own: an empty <domain:chg/> and nothing else",
+            ));
+        }
+        return match restore {
+            Restore::Request => restore_request(ctx, &d),
+            Restore::Report(report) => restore_report(ctx, &d, &report),
+        };
+    }
     if u.auth.is_some() {
         return Err(fail(2102, "changing a domain's authInfo is not served"));
     }
@@ -790,6 +827,65 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
     let params = form::params(Operation::Update, Some(&Value::Object(params)))?;
     let r = place(ctx, &d.name, Operation::Update, params)?;
     Ok(pending_or_done(&r))
+}
+
+/// RFC 3915's restore request: a `restore` order, which goes to review
+/// (an operator authorises it); 2304 outside redemption.
+fn restore_request(ctx: &Ctx<'_>, d: &Domain) -> Outcome {
+    let r = place(ctx, &d.name, Operation::Restore, json!({}))?;
+    let mut done = pending_or_done(&r);
+    let status = lifecycle::rgp(ctx.app, d.name.clone())?;
+    done.extension = rgp_data(ctx, "upData", status);
+    Ok(done)
+}
+
+/// RFC 3915's restore report: an annotation on the restore that waits for
+/// review, for the operator to read before authorising it.
+fn restore_report(ctx: &Ctx<'_>, d: &Domain, report: &Report) -> Outcome {
+    let fields = [
+        ("preData", &report.pre_data),
+        ("postData", &report.post_data),
+        ("resReason", &report.res_reason),
+    ];
+    let others = report.statements.iter().chain(&report.other);
+    for (name, text) in fields.into_iter().chain(others.map(|t| ("statement", t))) {
+        if text.chars().count() > form::MAX_TEXT {
+            let most = form::MAX_TEXT;
+            return Err(fail(
+                2004,
+                format!("<rgp:{name}> is longer than {most} characters"),
+            ));
+        }
+    }
+    for (name, time) in [("delTime", &report.del_time), ("resTime", &report.res_time)] {
+        // An xs:dateTime: a date alone is not one.
+        if time.len() <= 10 || clock::parse(name, time).is_err() {
+            return Err(fail(
+                2005,
+                format!("<rgp:{name}> {time:?} is not a date and time"),
+            ));
+        }
+    }
+    let text = report_text(report);
+    desk_epp::restore_report(ctx.app, ctx.caller, d.name.clone(), text)?;
+    Ok(Done::ok(1000))
+}
+
+/// A restore report as the operator reads it among the request's notes.
+fn report_text(r: &Report) -> String {
+    let mut text = format!(
+        "Restore report (RFC 3915), sent through EPP\n\
+         Deleted at: {}\nRestore requested at: {}\nReason: {}\n\
+         Before deletion: {}\nNow: {}\n",
+        r.del_time, r.res_time, r.res_reason, r.pre_data, r.post_data
+    );
+    for s in &r.statements {
+        text.push_str(&format!("Statement: {s}\n"));
+    }
+    if let Some(other) = &r.other {
+        text.push_str(&format!("Other: {other}\n"));
+    }
+    text
 }
 
 fn domain_delete(ctx: &Ctx<'_>, name: &str) -> Outcome {
@@ -1062,29 +1158,77 @@ fn host_create(ctx: &Ctx<'_>, name: String, addrs: &[String]) -> Outcome {
 
 fn poll(ctx: &Ctx<'_>) -> Outcome {
     let (next, count) = desk_epp::poll(ctx.app, ctx.caller)?;
-    let Some((n, t)) = next else {
+    let Some(m) = next else {
         return Ok(Done::ok(1300));
     };
-    // A transfer between accounts is told with its trnData; another
-    // request's end, when its command was answered 1001, with panData.
-    let transfer = match n.request_id {
-        Some(id) => transfers::for_request(ctx.app, ctx.caller, id)?,
-        None => None,
-    };
-    let res_data = match (transfer, t) {
-        (Some(transfer), _) => Some(trn_data(&transfer)),
-        (None, Some(t)) if t.pending => Some(pan_data(&n, &t)),
-        _ => None,
-    };
+    let n = &m.notification;
     Ok(Done {
-        code: 1301,
-        res_data,
+        res_data: message_data(ctx, &m)?,
         msg_q: Some(MsgQ {
             count,
             id: n.id,
-            message: Some((clock::format(n.created_at), n.message.clone())),
+            message: Some((clock::format(n.created_at), message_text(&m))),
         }),
-        reason: None,
+        ..Done::ok(1301)
+    })
+}
+
+/// What a message carries beside its text: a transfer between accounts
+/// its `trnData`; the end of a request its command was answered 1001 for,
+/// `panData` with that command's ids; a renewal's success (an
+/// auto-renewal's) `renData` with the new expiry; a failed renewal's or a
+/// restore's end `panData` with the request's own server id; the other
+/// steps of the lifecycle (reminders, expiry, deletion) nothing.
+fn message_data(ctx: &Ctx<'_>, m: &desk_epp::Message) -> Result<Option<String>, Fail> {
+    let n = &m.notification;
+    let Some(id) = n.request_id else {
+        return Ok(None);
+    };
+    if let Some(t) = transfers::for_request(ctx.app, ctx.caller, id)? {
+        return Ok(Some(trn_data(&t)));
+    }
+    if let Some(t) = m.transaction.as_ref().filter(|t| t.pending) {
+        return Ok(Some(pan_data(n, t)));
+    }
+    let own = Transaction {
+        cl_trid: None,
+        sv_trid: format!("RD-request-{id}"),
+        pending: true,
+    };
+    Ok(match (n.action.as_str(), n.status.as_str(), m.expires_at) {
+        ("renew", "success", Some(ex)) => Some(ren_data(&n.domain, ex)),
+        ("renew", "error", _) | ("restore", _, _) => Some(pan_data(n, &own)),
+        _ => None,
+    })
+}
+
+/// A message's text: it names its domain, and says why when the system
+/// placed its request (an auto-renewal, a deletion at the end of the
+/// lifecycle).
+fn message_text(m: &desk_epp::Message) -> String {
+    let n = &m.notification;
+    let mut text = if n.domain.is_empty() || n.message.contains(&n.domain) {
+        n.message.clone()
+    } else {
+        format!("{}: {}", n.domain, n.message)
+    };
+    if m.placed_by.as_deref() == Some("system") {
+        match n.action.as_str() {
+            "renew" => text.push_str(" (auto-renewal)"),
+            "delete" => {
+                text.push_str(" (its redemption and pending delete ended; the name is free)")
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// `renData`: a domain's name and its expiry after a renewal.
+fn ren_data(name: &str, expires_at: Millis) -> String {
+    domain_data("renData", |w| {
+        w.text("domain:name", &[], name)
+            .text("domain:exDate", &[], &clock::format(expires_at));
     })
 }
 

@@ -16,6 +16,8 @@ pub const EPP_NS: &str = "urn:ietf:params:xml:ns:epp-1.0";
 pub const DOMAIN_NS: &str = "urn:ietf:params:xml:ns:domain-1.0";
 pub const CONTACT_NS: &str = "urn:ietf:params:xml:ns:contact-1.0";
 pub const HOST_NS: &str = "urn:ietf:params:xml:ns:host-1.0";
+/// RFC 3915's registry grace period extension.
+pub const RGP_NS: &str = "urn:ietf:params:xml:ns:rgp-1.0";
 
 /// Children of one element a command may have: more is a refusal, not a
 /// loop over a megabyte of names.
@@ -82,6 +84,9 @@ pub struct Login {
     pub new_pw: Option<String>,
     pub version: String,
     pub lang: String,
+    /// The `<svcExtension>`'s `<extURI>` values: the extensions the client
+    /// reads in answers.
+    pub ext_uris: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,6 +116,39 @@ pub struct DomainUpdate {
     pub rem: DomainSide,
     pub registrant: Option<String>,
     pub auth: Option<String>,
+    /// RFC 3915's `<rgp:update>`, when the command carries one.
+    pub restore: Option<Restore>,
+}
+
+impl DomainUpdate {
+    /// Whether it changes anything besides a restore (`add`, `rem`, `chg`).
+    pub fn changes(&self) -> bool {
+        self.add != DomainSide::default()
+            || self.rem != DomainSide::default()
+            || self.registrant.is_some()
+            || self.auth.is_some()
+    }
+}
+
+/// RFC 3915's `<rgp:restore>`: `op="request"`, or `op="report"` with its
+/// report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    Request,
+    Report(Box<Report>),
+}
+
+/// RFC 3915's `<rgp:report>`, each text as sent (trimmed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub pre_data: String,
+    pub post_data: String,
+    pub del_time: String,
+    pub res_time: String,
+    pub res_reason: String,
+    /// One or two.
+    pub statements: Vec<String>,
+    pub other: Option<String>,
 }
 
 /// A contact's fields as sent; every one optional (an update changes only
@@ -185,6 +223,9 @@ struct X {
     attrs: Vec<(String, String)>,
     children: Vec<X>,
     text: String,
+    /// Its text pieces, each after how many children it comes (to read
+    /// mixed content in document order).
+    pieces: Vec<(usize, String)>,
 }
 
 impl X {
@@ -268,7 +309,10 @@ fn resolve(e: Element, scope: &[(String, String)]) -> Result<X, Refusal> {
                 }
                 x.children.push(resolve(c, &scope)?);
             }
-            Node::Text(t) => x.text.push_str(&t),
+            Node::Text(t) => {
+                x.text.push_str(&t);
+                x.pieces.push((x.children.len(), t));
+            }
         }
     }
     Ok(x)
@@ -329,7 +373,7 @@ fn command(c: &X) -> Result<Command, Refusal> {
             _ => Err(syntax("<poll> needs op=\"req\" or op=\"ack\"")),
         },
         "check" | "info" | "create" | "delete" | "renew" | "update" | "transfer" => {
-            object_command(verb)
+            object_command(verb, c.child("extension"))
         }
         other => Err(Refusal::new(2000, format!("unknown command <{other}>"))),
     }
@@ -347,10 +391,15 @@ fn login(l: &X) -> Result<Login, Refusal> {
         lang: options
             .and_then(|o| o.text_of("lang"))
             .ok_or_else(|| missing("<options><lang> in <login>"))?,
+        ext_uris: l
+            .child("svcs")
+            .and_then(|s| s.child("svcExtension"))
+            .map(|e| e.all("extURI").map(|u| u.text.trim().to_string()).collect())
+            .unwrap_or_default(),
     })
 }
 
-fn object_command(verb: &X) -> Result<Command, Refusal> {
+fn object_command(verb: &X, extension: Option<&X>) -> Result<Command, Refusal> {
     let data = verb
         .children
         .first()
@@ -384,7 +433,7 @@ fn object_command(verb: &X) -> Result<Command, Refusal> {
         "delete" => Ok(Command::Delete(object, data.required(key)?)),
         "transfer" => transfer(verb, data, object, key),
         "create" => create(data, object),
-        "update" => update(data, object),
+        "update" => update(data, object, extension),
         _ => renew(data, object),
     }
 }
@@ -500,7 +549,7 @@ fn domain_side(side: Option<&X>) -> Result<DomainSide, Refusal> {
     })
 }
 
-fn update(data: &X, object: Object) -> Result<Command, Refusal> {
+fn update(data: &X, object: Object, extension: Option<&X>) -> Result<Command, Refusal> {
     match object {
         Object::Domain => {
             let chg = data.child("chg");
@@ -510,6 +559,7 @@ fn update(data: &X, object: Object) -> Result<Command, Refusal> {
                 rem: domain_side(data.child("rem"))?,
                 registrant: chg.and_then(|c| c.text_of("registrant")),
                 auth: chg.and_then(auth),
+                restore: restore(extension)?,
             }))
         }
         Object::Contact => {
@@ -523,6 +573,77 @@ fn update(data: &X, object: Object) -> Result<Command, Refusal> {
             new_name: data.child("chg").and_then(|c| c.text_of("name")),
         }),
     }
+}
+
+/// RFC 3915's `<rgp:update><rgp:restore op="…">` in a domain update's
+/// `<extension>`, if there is one.
+fn restore(extension: Option<&X>) -> Result<Option<Restore>, Refusal> {
+    let Some(update) = extension
+        .into_iter()
+        .flat_map(|e| e.children.iter())
+        .find(|x| x.ns == RGP_NS && x.name == "update")
+    else {
+        return Ok(None);
+    };
+    let restore = update
+        .child("restore")
+        .ok_or_else(|| missing("<rgp:restore> in <rgp:update>"))?;
+    match restore.attr("op") {
+        Some("request") => Ok(Some(Restore::Request)),
+        Some("report") => {
+            let report = restore
+                .child("report")
+                .ok_or_else(|| missing("<rgp:report> in <rgp:restore op=\"report\">"))?;
+            Ok(Some(Restore::Report(Box::new(rgp_report(report)?))))
+        }
+        _ => Err(syntax(
+            "<rgp:restore> needs op=\"request\" or op=\"report\"",
+        )),
+    }
+}
+
+/// An element's text with its descendants' (`preData` and `postData` may
+/// hold XML as well as free text).
+fn deep_text(x: &X) -> String {
+    fn gather(x: &X, out: &mut String) {
+        let mut pieces = x.pieces.iter().peekable();
+        for i in 0..=x.children.len() {
+            while let Some((_, t)) = pieces.next_if(|(at, _)| *at == i) {
+                out.push_str(t);
+            }
+            if let Some(c) = x.children.get(i) {
+                gather(c, out);
+            }
+        }
+    }
+    let mut out = String::new();
+    gather(x, &mut out);
+    out.trim().to_string()
+}
+
+fn rgp_report(r: &X) -> Result<Report, Refusal> {
+    let data = |name: &str| {
+        r.child(name)
+            .map(deep_text)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| missing(&format!("<rgp:{name}> in <rgp:report>")))
+    };
+    let statements: Vec<String> = r.all("statement").map(deep_text).collect();
+    if statements.is_empty() {
+        return Err(missing("<rgp:statement> in <rgp:report>"));
+    }
+    if statements.len() > 2 {
+        return Err(syntax("<rgp:report> holds at most two <rgp:statement>"));
+    }
+    Ok(Report {
+        pre_data: data("preData")?,
+        post_data: data("postData")?,
+        del_time: data("delTime")?,
+        res_time: data("resTime")?,
+        res_reason: data("resReason")?,
+        statements,
+        other: r.child("other").map(deep_text).filter(|t| !t.is_empty()),
+    })
 }
 
 fn contact_fields(data: &X) -> ContactFields {
@@ -651,6 +772,8 @@ pub struct Answer {
     pub msg_q: Option<MsgQ>,
     /// `resData`'s content, written already.
     pub res_data: Option<String>,
+    /// `extension`'s content, written already.
+    pub extension: Option<String>,
     pub cl_trid: Option<String>,
     pub sv_trid: String,
 }
@@ -692,6 +815,11 @@ pub fn response(a: &Answer) -> String {
         w.out.push_str(data);
         w.close("resData");
     }
+    if let Some(ext) = &a.extension {
+        w.open("extension", &[]);
+        w.out.push_str(ext);
+        w.close("extension");
+    }
     w.open("trID", &[]);
     if let Some(t) = &a.cl_trid {
         w.text("clTRID", &[], t);
@@ -717,7 +845,10 @@ pub fn greeting(sv_id: &str, sv_date: &str) -> String {
     for uri in [DOMAIN_NS, CONTACT_NS, HOST_NS] {
         w.text("objURI", &[], uri);
     }
-    w.close("svcMenu")
+    w.open("svcExtension", &[])
+        .text("extURI", &[], RGP_NS)
+        .close("svcExtension")
+        .close("svcMenu")
         .open("dcp", &[])
         .open("access", &[])
         .empty("all", &[])
@@ -784,6 +915,41 @@ mod tests {
         let dtd =
             format!("<!DOCTYPE epp [<!ENTITY x \"y\">]><epp xmlns=\"{EPP_NS}\"><hello/></epp>");
         assert_eq!(parse(dtd.as_bytes()).unwrap_err().code, 2001);
+    }
+
+    #[test]
+    fn rfc_3915s_restore_report_is_read_with_every_field() {
+        let got = cmd(&format!(
+            "<update><domain:update xmlns:domain=\"{DOMAIN_NS}\"><domain:name>example.com</domain:name>\
+             <domain:chg/></domain:update></update><extension><rgp:update xmlns:rgp=\"{RGP_NS}\">\
+             <rgp:restore op=\"report\"><rgp:report><rgp:preData>Pre-delete data.</rgp:preData>\
+             <rgp:postData><x:d xmlns:x=\"urn:x\">Post-restore</x:d> data.</rgp:postData>\
+             <rgp:delTime>2003-07-10T22:00:00.0Z</rgp:delTime><rgp:resTime>2003-07-20T22:00:00.0Z</rgp:resTime>\
+             <rgp:resReason>Registrant error.</rgp:resReason><rgp:statement>One.</rgp:statement>\
+             <rgp:statement>Two.</rgp:statement><rgp:other>More.</rgp:other></rgp:report>\
+             </rgp:restore></rgp:update></extension>"
+        ))
+        .unwrap();
+        let Request::Command { command, .. } = got else {
+            panic!("not a command: {got:?}");
+        };
+        let Command::DomainUpdate(u) = *command else {
+            panic!("not a domain update: {command:?}");
+        };
+        assert!(!u.changes());
+        let want = Report {
+            pre_data: "Pre-delete data.".into(),
+            post_data: "Post-restore data.".into(),
+            del_time: "2003-07-10T22:00:00.0Z".into(),
+            res_time: "2003-07-20T22:00:00.0Z".into(),
+            res_reason: "Registrant error.".into(),
+            statements: vec!["One.".into(), "Two.".into()],
+            other: Some("More.".into()),
+        };
+        assert_eq!(u.restore, Some(Restore::Report(Box::new(want))));
+        assert!(greeting("x", "y").contains(&format!(
+            "<svcExtension><extURI>{RGP_NS}</extURI></svcExtension></svcMenu>"
+        )));
     }
 
     #[test]

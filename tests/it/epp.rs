@@ -24,9 +24,9 @@ use serde_json::json;
 
 use crate::support::Server;
 
-const PASSWORD: &str = "s3cret-pw";
+pub(crate) const PASSWORD: &str = "s3cret-pw";
 
-fn years(n: u8) -> Period {
+pub(crate) fn years(n: u8) -> Period {
     Period::Years(PeriodLength::new(n).expect("a period"))
 }
 
@@ -34,7 +34,7 @@ fn years(n: u8) -> Period {
 /// the real clock wait long for a request (`--epp-wait-ms`): a command is
 /// answered as soon as its request ends, so a busy machine does not turn
 /// a 1000 into a 1001.
-fn start(args: &[&str]) -> (Server, u16) {
+pub(crate) fn start(args: &[&str]) -> (Server, u16) {
     let mut all = vec!["--epp-listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut s = Server::start_with(&all);
@@ -69,7 +69,7 @@ fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-async fn connect(s: &Server, port: u16) -> EppClient<RustlsConnector> {
+pub(crate) async fn connect(s: &Server, port: u16) -> EppClient<RustlsConnector> {
     let connector = RustlsConnector::builder(("localhost".to_string(), port))
         .expect("server name")
         .build_with_config(trusting(s));
@@ -78,8 +78,15 @@ async fn connect(s: &Server, port: u16) -> EppClient<RustlsConnector> {
         .expect("connect and greeting")
 }
 
+/// Sets the simulated registry's outcome rules.
+pub(crate) fn set_rules(s: &Server, rules: serde_json::Value) {
+    let body = json!({ "rules": rules }).to_string();
+    let a = s.call("PUT", "/api/v1/sim/rules", Some(&s.operator), Some(&body));
+    assert_eq!(a.status, 200, "{}", a.text);
+}
+
 /// A customer with an EPP password; its API token.
-fn epp_customer(s: &Server, name: &str) -> String {
+pub(crate) fn epp_customer(s: &Server, name: &str) -> String {
     let (_, token) = s.customer(name);
     let body = json!({ "password": PASSWORD }).to_string();
     let a = s.call("PUT", "/api/v1/me/epp-password", Some(&token), Some(&body));
@@ -97,7 +104,7 @@ async fn logged_in(s: &Server, port: u16, name: &str) -> EppClient<RustlsConnect
     c
 }
 
-fn code<T: std::fmt::Debug>(r: Result<T, instant_epp::Error>) -> ResultCode {
+pub(crate) fn code<T: std::fmt::Debug>(r: Result<T, instant_epp::Error>) -> ResultCode {
     match r {
         Ok(_) => ResultCode::CommandCompletedSuccessfully,
         Err(instant_epp::Error::Command(status)) => status.result.code,
@@ -346,14 +353,10 @@ async fn another_accounts_domain_is_hidden_without_its_auth_info() {
 async fn a_slow_registry_answers_1001_then_a_poll_message_with_pan_data() {
     let (s, port) = start(&["--test-clock", "--epp-wait-ms", "200"]);
     let token = epp_customer(&s, "fay");
-    let rules = json!({"rules": [{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]});
-    let a = s.call(
-        "PUT",
-        "/api/v1/sim/rules",
-        Some(&s.operator),
-        Some(&rules.to_string()),
+    set_rules(
+        &s,
+        json!([{"pattern": "slow*", "operation": "create", "outcome": "success", "latency": "5s"}]),
     );
-    assert_eq!(a.status, 200, "{}", a.text);
     let mut c = logged_in(&s, port, "fay").await;
     let create = DomainCreate::new("slow.org", years(1), None, None, "", None);
     let r = c.transact(&create, "cre-slow").await.expect("create");
@@ -737,7 +740,12 @@ async fn contacts_and_hosts_are_objects_a_domain_names() {
 
 /// A domain `name` of the session's account, made through EPP and
 /// finished by a tick (the test clock is frozen), unlocked; its auth info.
-async fn registered(s: &Server, c: &mut EppClient<RustlsConnector>, name: &str, auth: &str) {
+pub(crate) async fn registered(
+    s: &Server,
+    c: &mut EppClient<RustlsConnector>,
+    name: &str,
+    auth: &str,
+) {
     let create = DomainCreate::new(name, years(1), None, None, auth, None);
     c.transact(&create, "cre-t").await.expect("create");
     s.tick();

@@ -8,6 +8,7 @@ mod core;
 
 mod crash;
 mod epp;
+mod epp_rgp;
 mod harness;
 mod hostile;
 mod isolation;
