@@ -65,6 +65,19 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Life>> {
     Ok(conn.one(SQL, [name], from_row).optional()?)
 }
 
+/// When the lifecycle began in a database that held domains before it had
+/// one (`lifecycle_start`); none when it began with the database.
+pub fn started_at(conn: &Connection) -> Result<Option<Millis>> {
+    Ok(conn
+        .one(
+            "select started_at from lifecycle_start where id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 /// The domain whose step is due first, if one is due at `now`: its id and
 /// when the step fell due. A scheduled step is read from `domains_due`; a
 /// cycle's first step, due `first` before expiry, from `domains_fresh`.
