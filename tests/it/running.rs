@@ -531,7 +531,10 @@ fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_
         "[regdesk] alice-busy.com expired on {}",
         clock::format_date(long_ago)
     );
-    assert_eq!(mail_about(&s, "alice-busy.com"), [expired.clone()]);
+    assert_eq!(
+        mail_about(&s, "alice-busy.com"),
+        std::slice::from_ref(&expired)
+    );
 
     // Grace, redemption and pending delete count from the upgrade.
     set_clock(&s, upgraded + 65 * DAY - 60_000);
