@@ -313,8 +313,9 @@ fn run(
         return Ok(false);
     }
     let placed = perform(conn, &d, step, now)?;
-    if step == Step::Expired && due > d.expires_at {
-        tell_late_expiry(conn, schedule, &d, due, now)?;
+    let began = schedule.began.filter(|b| *b > d.expires_at);
+    if let (Step::Expired, Some(began)) = (step, began) {
+        tell_late_expiry(conn, schedule, &d, began, now)?;
     }
     if step != Step::Delete {
         let next = schedule.next_after(d.expires_at, &[step.name()]);
