@@ -490,7 +490,8 @@ fn set_clock(s: &Server, at: i64) {
 /// back): the upgrade keeps it, tells its owner once that it expired, and
 /// counts grace, redemption and pending delete from the upgrade, with no
 /// reminder of the past. A domain whose expiry lies ahead goes through
-/// every step of its cycle, as on a new database.
+/// every step of its cycle, as on a new database; one whose expiry is
+/// near, the steps due after the upgrade.
 #[test]
 fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_once() {
     use regdesk::clock::{self, DAY};
@@ -502,14 +503,16 @@ fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("regdesk.db");
     std::fs::copy(fixtures.join("v6-c09af39.db"), &db).unwrap();
-    let long_ago = clock::Clock::real().now() - 400 * DAY;
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "update domains set expires_at = ?1 where name = 'alice-busy.com'",
-            [long_ago],
-        )
+    let today = clock::Clock::real().now();
+    let long_ago = today - 400 * DAY;
+    let dated = rusqlite::Connection::open(&db).unwrap();
+    let set = "update domains set expires_at = ?1 where name = ?2";
+    dated.execute(set, (long_ago, "alice-busy.com")).unwrap();
+    // Its first reminder and auto-renewal fall before the upgrade.
+    dated
+        .execute(set, (today + 10 * DAY, "alice-slow.com"))
         .unwrap();
+    drop(dated);
     let s = Server::start_with_db(&db, &["--test-clock"]);
     s.tick();
 
@@ -535,6 +538,8 @@ fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_
         mail_about(&s, "alice-busy.com"),
         std::slice::from_ref(&expired)
     );
+    let slow = s.get("/api/v1/domains/alice-slow.com", &alice).json();
+    assert_eq!(slow["next_step"], "reminder-7", "{slow}");
 
     // Grace, redemption and pending delete count from the upgrade.
     set_clock(&s, upgraded + 65 * DAY - 60_000);
@@ -574,4 +579,15 @@ fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_
         crate::lifecycle::LAPSED
     );
     assert_eq!(s.get("/api/v1/domains/alice-blog.net", &alice).status, 404);
+    // An expiry soon after the upgrade: the steps due after it.
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-slow.com"),
+        crate::lifecycle::LAPSED[1..]
+    );
+    let slow = mail_about(&s, "alice-slow.com");
+    assert_eq!(
+        slow.len(),
+        2,
+        "the reminders 7 days before and 3 after: {slow:?}"
+    );
 }
