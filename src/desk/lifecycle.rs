@@ -60,7 +60,7 @@ impl Schedule {
 
     /// This schedule in a database whose lifecycle began at `began`
     /// (`store::lifecycle::started_at`).
-    pub fn since(&self, began: Option<Millis>) -> Schedule {
+    fn since(&self, began: Option<Millis>) -> Schedule {
         Schedule {
             began,
             ..self.clone()
