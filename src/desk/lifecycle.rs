@@ -38,6 +38,9 @@ pub struct Schedule {
     /// Days before expiry, largest first.
     reminders: Vec<i64>,
     auto_renew: Millis,
+    /// When the lifecycle began, in a database that held domains before
+    /// it had one: no step falls due before then.
+    began: Option<Millis>,
 }
 
 impl Schedule {
@@ -51,7 +54,22 @@ impl Schedule {
             pending_delete: f.pending_delete_days * DAY,
             reminders,
             auto_renew: f.auto_renew_days * DAY,
+            began: None,
         }
+    }
+
+    /// This schedule in a database whose lifecycle began at `began`
+    /// (`store::lifecycle::started_at`).
+    fn since(&self, began: Option<Millis>) -> Schedule {
+        Schedule {
+            began,
+            ..self.clone()
+        }
+    }
+
+    /// This schedule in the database of `conn`.
+    fn in_db(&self, conn: &Connection) -> Result<Schedule> {
+        Ok(self.since(life::started_at(conn)?))
     }
 }
 
@@ -118,9 +136,23 @@ impl Step {
 
 impl Schedule {
     /// The steps of the cycle that ends at `expires_at`, in the order they
-    /// happen (a reminder before an auto-renewal due at the same time).
+    /// happen. Where the lifecycle began after some of them fell due, those
+    /// are left out, and an expiry that had passed by then counts from
+    /// then: a domain the desk did not follow is neither reminded late nor
+    /// deleted at once, but enters its grace period when the lifecycle began.
     pub fn steps(&self, expires_at: Millis) -> Vec<(Millis, Step)> {
-        let e = expires_at;
+        let Some(began) = self.began else {
+            return self.cycle(expires_at, expires_at);
+        };
+        let mut steps = self.cycle(expires_at, expires_at.max(began));
+        steps.retain(|(at, _)| *at >= began);
+        steps
+    }
+
+    /// The steps of a cycle: those before expiry counted from `e`, the
+    /// expiry and those after it from `expired` (a reminder before an
+    /// auto-renewal due at the same time).
+    fn cycle(&self, e: Millis, expired: Millis) -> Vec<(Millis, Step)> {
         let mut steps: Vec<(Millis, Step)> = self
             .reminders
             .iter()
@@ -128,9 +160,9 @@ impl Schedule {
             .collect();
         steps.push((e - self.auto_renew, Step::AutoRenew));
         steps.push((e - self.auto_renew, Step::AutoRenewCheck));
-        steps.push((e, Step::Expired));
-        steps.push((e + LATE_REMINDER, Step::LateReminder));
-        let redemption = e + self.grace;
+        steps.push((expired, Step::Expired));
+        steps.push((expired + LATE_REMINDER, Step::LateReminder));
+        let redemption = expired + self.grace;
         steps.push((redemption, Step::Redemption));
         steps.push((redemption + self.redemption, Step::PendingDelete));
         let delete = redemption + self.redemption + self.pending_delete;
@@ -140,9 +172,10 @@ impl Schedule {
         steps
     }
 
-    /// How long before expiry a cycle's first step is due.
+    /// How long before expiry a cycle's first step is due (when no step
+    /// is left out).
     pub fn first_offset(&self) -> Millis {
-        self.steps(0).first().map_or(0, |(at, _)| -at)
+        self.cycle(0, 0).first().map_or(0, |(at, _)| -at)
     }
 
     /// The next step of a domain as stored (`step`, `step_at`): none is
@@ -174,6 +207,7 @@ pub struct Swept {
 /// next step that is due later, so that the ticker handles the order
 /// before the clock's later steps, whether the clock moved a day or a year.
 pub fn sweep(conn: &Connection, schedule: &Schedule, now: Millis, limit: usize) -> Result<Swept> {
+    let schedule = &schedule.in_db(conn)?;
     let first = schedule.first_offset();
     let mut steps = 0;
     let mut placed_at: Option<Millis> = None;
@@ -190,7 +224,7 @@ pub fn sweep(conn: &Connection, schedule: &Schedule, now: Millis, limit: usize) 
         steps += 1;
         // One domain's failure is logged and retried a day later; the
         // others go on.
-        match crate::store::in_savepoint(conn, "step", || run(conn, schedule, id, now))? {
+        match crate::store::in_savepoint(conn, "step", || run(conn, schedule, id, due, now))? {
             Ok(true) => placed_at = Some(due),
             Ok(false) => {}
             Err(e) => {
@@ -246,13 +280,27 @@ pub fn sweep_jobs(db: &Db, schedule: &Schedule, now: Millis) -> Result<usize> {
     Ok(steps)
 }
 
-/// Moves domain `id` one step on; whether the step placed an order.
-fn run(conn: &Connection, schedule: &Schedule, id: i64, now: Millis) -> Result<bool> {
+/// Moves domain `id`, found due at `found`, one step on; whether the step
+/// placed an order.
+fn run(
+    conn: &Connection,
+    schedule: &Schedule,
+    id: i64,
+    found: Millis,
+    now: Millis,
+) -> Result<bool> {
     let d = life::load(conn, id)?;
     let Some((due, step)) = schedule.next_of(&d) else {
         reschedule(conn, schedule, &d, now)?;
         return Ok(false);
     };
+    // A cycle whose first steps fell due before the lifecycle began starts
+    // later than `domains_fresh` says: its first step is scheduled at its
+    // time, for the sweep to take it in order.
+    if due > found {
+        life::set_step(conn, id, &step.name(), Some(due))?;
+        return Ok(false);
+    }
     // The registry holds a name while it renews or restores it.
     if life::renewal_under_way(conn, &d.name)? {
         life::set_step(conn, id, WAIT, None)?;
@@ -265,6 +313,10 @@ fn run(conn: &Connection, schedule: &Schedule, id: i64, now: Millis) -> Result<b
         return Ok(false);
     }
     let placed = perform(conn, &d, step, now)?;
+    let began = schedule.began.filter(|b| *b > d.expires_at);
+    if let (Step::Expired, Some(began)) = (step, began) {
+        tell_late_expiry(conn, schedule, &d, began, now)?;
+    }
     if step != Step::Delete {
         let next = schedule.next_after(d.expires_at, &[step.name()]);
         set_next(conn, id, next)?;
@@ -340,6 +392,32 @@ fn perform(conn: &Connection, d: &Life, step: Step, now: Millis) -> Result<bool>
         }
     }
     Ok(false)
+}
+
+/// Mails the owner of a domain that had expired before the lifecycle
+/// began, which no reminder told of: its grace period runs from then.
+fn tell_late_expiry(
+    conn: &Connection,
+    schedule: &Schedule,
+    d: &Life,
+    began: Millis,
+    now: Millis,
+) -> Result<()> {
+    let owner = accounts::get(conn, d.account_id)?;
+    let subject = format!(
+        "[regdesk] {} expired on {}",
+        d.name,
+        clock::format_date(d.expires_at)
+    );
+    let body = format!(
+        "{} expired on {}, before this desk followed expiries.\n\
+         Its grace period runs from {}: renew it by {} to keep it.\n",
+        d.name,
+        clock::format_date(d.expires_at),
+        clock::format_date(began),
+        clock::format_date(began + schedule.grace),
+    );
+    life::mail(conn, &owner.email, &subject, &body, now)
 }
 
 /// A reminder: `domain/expire/reminder` and a mail to the owner.
@@ -490,6 +568,7 @@ pub fn domains(
 ) -> Result<(Vec<Value>, Option<String>)> {
     let schedule = app.ticker.lifecycle().clone();
     app.db.read(move |conn| {
+        let schedule = schedule.in_db(conn)?;
         let (names, next) = life::names(conn, &filter, after.as_deref(), limit)?;
         let mut items = Vec::with_capacity(names.len());
         for name in names {
@@ -506,6 +585,7 @@ pub fn domain(app: &App, caller: &Account, name: String) -> Result<Value> {
     let caller = caller.clone();
     let schedule = app.ticker.lifecycle().clone();
     app.db.read(move |conn| {
+        let schedule = schedule.in_db(conn)?;
         let d = visible(conn, &caller, &name)?;
         let mut v = domain_json(conn, &schedule, &d)?;
         v["rgp_status"] = json!(rgp_status(conn, &name)?);
@@ -530,7 +610,7 @@ pub fn set_auto_renew(app: &App, caller: &Account, name: String, on: bool) -> Re
         let d = visible(conn, &caller, &name)?;
         life::set_auto_renew(conn, d.id, on, now)?;
         let d = visible(conn, &caller, &name)?;
-        domain_json(conn, &schedule, &d)
+        domain_json(conn, &schedule.in_db(conn)?, &d)
     })
 }
 
@@ -639,6 +719,44 @@ mod tests {
             Some(("reminder-after".into(), 3))
         );
         assert_eq!(next(&["delete"]), None);
+    }
+
+    #[test]
+    fn a_cycle_begun_by_an_upgrade_leaves_out_what_fell_due_before_it() {
+        let e = 1_000 * DAY;
+        let days = |began: Millis| {
+            let s = Schedule::default().since(Some(began));
+            s.steps(e)
+                .into_iter()
+                .map(|(at, step)| (step.name(), (at - began) / DAY))
+                .collect::<Vec<_>>()
+        };
+        let after = |names: &[&str], from: &[i64]| {
+            names
+                .iter()
+                .zip(from)
+                .map(|(n, d)| (n.to_string(), *d))
+                .collect::<Vec<_>>()
+        };
+        let late = [
+            "expired",
+            "reminder-after",
+            "redemption",
+            "pending-delete",
+            "delete",
+        ];
+        // Expired long before: from the upgrade on.
+        assert_eq!(days(e + 400 * DAY), after(&late, &[0, 3, 30, 60, 65]));
+        // Expired the day before: grace is counted from the upgrade too.
+        assert_eq!(days(e + DAY), after(&late, &[0, 3, 30, 60, 65]));
+        // Expiring in ten days: the reminders and the auto-renewal due
+        // before the upgrade are left out, the rest as always.
+        let ahead = [&["reminder-7"][..], &late[..]].concat();
+        assert_eq!(days(e - 10 * DAY), after(&ahead, &[3, 10, 13, 40, 70, 75]));
+        // Expiring after every step's time: the cycle is the usual one.
+        let far = Schedule::default().since(Some(e - 31 * DAY));
+        assert_eq!(far.steps(e), Schedule::default().steps(e));
+        assert_eq!(far.first_offset(), 30 * DAY);
     }
 
     #[test]

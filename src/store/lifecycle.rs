@@ -65,6 +65,19 @@ pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Life>> {
     Ok(conn.one(SQL, [name], from_row).optional()?)
 }
 
+/// When the lifecycle began in a database that held domains before it had
+/// one (`lifecycle_start`); none when it began with the database.
+pub fn started_at(conn: &Connection) -> Result<Option<Millis>> {
+    Ok(conn
+        .one(
+            "select started_at from lifecycle_start where id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 /// The domain whose step is due first, if one is due at `now`: its id and
 /// when the step fell due. A scheduled step is read from `domains_due`; a
 /// cycle's first step, due `first` before expiry, from `domains_fresh`.
@@ -468,4 +481,54 @@ pub fn ack_event(conn: &Connection, account_id: i64, event_id: &str, now: Millis
         params![now, event_id],
     )?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database migrated to `version` in one run, its migrations dated
+    /// `dated`, holding a domain.
+    fn at_version(version: i32, dated: &str) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        refinery::Runner::new(&refinery::load_sql_migrations(dir).unwrap())
+            .set_target(refinery::Target::Version(version))
+            .set_grouped(true)
+            .run(&mut conn)
+            .unwrap();
+        conn.execute(
+            "update refinery_schema_history set applied_on = ?1",
+            [dated],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "insert into accounts (id, name, email, role, created_at)
+             values (3, 'owner', 'o@example.net', 'customer', 0);
+             insert into domains (id, account_id, name, status, expires_at, auth_code,
+                                  contacts, nameservers, created_at, updated_at)
+             values (9, 3, 'kept.example', 'active', 5, 'c0de', '{}', '[]', 1, 2);",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_lifecycle_began_at_the_upgrade_only_where_domains_were_held_before_it() {
+        // A new database: the lifecycle began with it.
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut conn).unwrap();
+        assert_eq!(started_at(&conn).unwrap(), None);
+        // A database made before the lifecycle, holding a domain: when V8 ran.
+        let mut conn = at_version(7, "2020-01-01T00:00:00Z");
+        let before = crate::clock::Clock::real().now();
+        crate::db::migrate(&mut conn).unwrap();
+        let began = started_at(&conn).unwrap().unwrap();
+        let after = crate::clock::Clock::real().now();
+        assert!(before - 1 <= began && began <= after + 1, "{began}");
+        // A database made with the lifecycle: none, whatever it holds.
+        let mut conn = at_version(11, "2026-12-07T16:42:28.372416366Z");
+        crate::db::migrate(&mut conn).unwrap();
+        assert_eq!(started_at(&conn).unwrap(), None);
+    }
 }

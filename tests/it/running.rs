@@ -451,3 +451,143 @@ fn served_as_it_was(name: &str) {
     );
     assert!(requests.len() > 40, "{name} is too small");
 }
+
+/// The lifecycle notifications of `domain` in `token`'s queue, as
+/// `action/status`, oldest first.
+fn lifecycle_of(s: &Server, token: &str, domain: &str) -> Vec<String> {
+    pages(s, "/api/v1/notifications?status=all", token)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["domain"] == domain)
+        .filter(|n| n["action"] == "expire" || n["action"] == "delete")
+        .map(|n| format!("{}/{}", n["action"], n["status"]).replace('"', ""))
+        .collect()
+}
+
+/// The subjects of the mail about `domain`.
+fn mail_about(s: &Server, domain: &str) -> Vec<String> {
+    pages(s, "/api/v1/mail", &s.operator)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["subject"].as_str())
+        .filter(|subject| subject.contains(domain))
+        .map(str::to_string)
+        .collect()
+}
+
+fn set_clock(s: &Server, at: i64) {
+    let at = regdesk::clock::format(at);
+    let a = s.post("/api/v1/clock", &s.operator, json!({ "set": at }));
+    assert_eq!(a.status, 200, "{}", a.text);
+    s.tick();
+}
+
+/// A database an earlier version wrote, holding a domain whose expiry
+/// passed long before the upgrade (the fixture's clock stood at the day it
+/// was made; a desk kept for years holds such domains, so one is dated
+/// back): the upgrade keeps it, tells its owner once that it expired, and
+/// counts grace, redemption and pending delete from the upgrade, with no
+/// reminder of the past. A domain whose expiry lies ahead goes through
+/// every step of its cycle, as on a new database; one whose expiry is
+/// near, the steps due after the upgrade.
+#[test]
+fn an_upgrade_counts_a_long_past_expiry_from_the_upgrade_and_deletes_nothing_at_once() {
+    use regdesk::clock::{self, DAY};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("v6-c09af39.json")).unwrap())
+            .unwrap();
+    let alice = expected["tokens"]["alice"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("regdesk.db");
+    std::fs::copy(fixtures.join("v6-c09af39.db"), &db).unwrap();
+    let today = clock::Clock::real().now();
+    let long_ago = today - 400 * DAY;
+    let dated = rusqlite::Connection::open(&db).unwrap();
+    let set = "update domains set expires_at = ?1 where name = ?2";
+    dated.execute(set, (long_ago, "alice-busy.com")).unwrap();
+    // Its first reminder and auto-renewal fall before the upgrade.
+    dated
+        .execute(set, (today + 10 * DAY, "alice-slow.com"))
+        .unwrap();
+    drop(dated);
+    let s = Server::start_with_db(&db, &["--test-clock"]);
+    s.tick();
+
+    let busy = s.get("/api/v1/domains/alice-busy.com", &alice).json();
+    assert_eq!(busy["lifecycle"], "expired", "{busy}");
+    assert_eq!(busy["rgp_status"], "autoRenewPeriod", "{busy}");
+    let steps = busy["lifecycle_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{busy}");
+    assert_eq!(steps[0]["step"], "expired");
+    let upgraded = clock::parse("due_at", steps[0]["due_at"].as_str().unwrap()).unwrap();
+    assert!(upgraded > long_ago + 399 * DAY, "{busy}");
+    assert_eq!(busy["next_step"], "reminder-after");
+    assert_eq!(busy["next_step_at"], clock::format(upgraded + 3 * DAY));
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-busy.com"),
+        ["expire/expired"]
+    );
+    let expired = format!(
+        "[regdesk] alice-busy.com expired on {}",
+        clock::format_date(long_ago)
+    );
+    assert_eq!(
+        mail_about(&s, "alice-busy.com"),
+        std::slice::from_ref(&expired)
+    );
+    let slow = s.get("/api/v1/domains/alice-slow.com", &alice).json();
+    assert_eq!(slow["next_step"], "reminder-7", "{slow}");
+
+    // Grace, redemption and pending delete count from the upgrade.
+    set_clock(&s, upgraded + 65 * DAY - 60_000);
+    let busy = s.get("/api/v1/domains/alice-busy.com", &alice).json();
+    assert_eq!(busy["lifecycle"], "pending_delete", "{busy}");
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-busy.com"),
+        [
+            "expire/expired",
+            "expire/reminder",
+            "expire/redemption",
+            "expire/pending_delete"
+        ]
+    );
+    // The API shows whole seconds.
+    set_clock(&s, upgraded + 65 * DAY + 1000);
+    let gone = s.get("/api/v1/domains/alice-busy.com", &alice);
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-busy.com").last().unwrap(),
+        "delete/success"
+    );
+    let mail = mail_about(&s, "alice-busy.com");
+    assert_eq!(
+        mail.iter().filter(|m| **m == expired).count(),
+        1,
+        "{mail:?}"
+    );
+
+    // An expiry after the upgrade: every step, from the first reminder.
+    let blog = s.get("/api/v1/domains/alice-blog.net", &alice).json();
+    assert_eq!(blog["next_step"], "reminder-30", "{blog}");
+    let expires = clock::parse("expires_at", blog["expires_at"].as_str().unwrap()).unwrap();
+    set_clock(&s, expires + 65 * DAY + 1000);
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-blog.net"),
+        crate::lifecycle::LAPSED
+    );
+    assert_eq!(s.get("/api/v1/domains/alice-blog.net", &alice).status, 404);
+    // An expiry soon after the upgrade: the steps due after it.
+    assert_eq!(
+        lifecycle_of(&s, &alice, "alice-slow.com"),
+        crate::lifecycle::LAPSED[1..]
+    );
+    let slow = mail_about(&s, "alice-slow.com");
+    assert_eq!(
+        slow.len(),
+        2,
+        "the reminders 7 days before and 3 after: {slow:?}"
+    );
+}
