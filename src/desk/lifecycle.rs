@@ -606,12 +606,31 @@ pub fn set_auto_renew(app: &App, caller: &Account, name: String, on: bool) -> Re
     let caller = caller.clone();
     let schedule = app.ticker.lifecycle().clone();
     let now = app.clock.now();
-    app.db.write(move |conn| {
+    let v = app.db.write(move |conn| {
         let d = visible(conn, &caller, &name)?;
         life::set_auto_renew(conn, d.id, on, now)?;
+        if on {
+            renew_if_late(conn, &life::load(conn, d.id)?, now)?;
+        }
         let d = visible(conn, &caller, &name)?;
         domain_json(conn, &schedule.in_db(conn)?, &d)
-    })
+    })?;
+    app.ticker.wake();
+    Ok(v)
+}
+
+/// Auto-renew switched on after this cycle's auto-renewal step passed it
+/// by (it was off then): the renewal is placed now, while the domain can
+/// still be renewed, rather than letting it lapse.
+fn renew_if_late(conn: &Connection, d: &Life, now: Millis) -> Result<()> {
+    let passed = life::steps_done(conn, d.id, d.expires_at)?
+        .iter()
+        .any(|s| s.step == Step::AutoRenew.name() && s.request_id.is_none());
+    let renewable = d.lifecycle == "active" || d.lifecycle == "expired";
+    if passed && renewable && !life::renewal_under_way(conn, &d.name)? {
+        place_renewal(conn, d, now)?;
+    }
+    Ok(())
 }
 
 /// An account's default `auto_renew`, for its domains that have none of

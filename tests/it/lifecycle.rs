@@ -257,6 +257,33 @@ fn a_renewal_in_grace_counts_from_the_old_expiry() {
 }
 
 #[test]
+fn auto_renew_switched_on_after_its_day_renews_at_once() {
+    let s = server();
+    let (_, alice) = s.customer("alice");
+    register(&s, &alice, "forgot.com");
+    register(&s, &alice, "other.com");
+    // Ten days before expiry: the auto-renewal's day (14 before) has passed
+    // with auto-renew off.
+    s.advance("355d");
+    s.tick();
+    set_auto_renew(&s, &alice, "other.com", false);
+    set_auto_renew(&s, &alice, "forgot.com", true);
+    s.tick();
+    let d = domain(&s, &alice, "forgot.com").json();
+    assert_eq!(d["expires_at"], "2032-01-01T00:00:00Z", "{d}");
+    assert_eq!(d["lifecycle"], "active");
+    // Switching it off (or on again once renewed) places nothing.
+    set_auto_renew(&s, &alice, "forgot.com", true);
+    s.tick();
+    let d = domain(&s, &alice, "forgot.com").json();
+    assert_eq!(d["expires_at"], "2032-01-01T00:00:00Z", "{d}");
+    assert_eq!(
+        domain(&s, &alice, "other.com").json()["expires_at"],
+        "2031-01-01T00:00:00Z"
+    );
+}
+
+#[test]
 fn a_restore_in_redemption_is_authorised_charged_and_brings_the_domain_back() {
     let s = server();
     let (alice_id, alice) = s.customer("alice");
