@@ -262,11 +262,11 @@ pub fn missing(operation: Operation, params: &Value) -> Vec<String> {
         out.push("auth_code".to_string());
     }
     if operation == Operation::Update
-        && ["contacts", "nameservers", "transfer_lock"]
+        && ["contacts", "nameservers", "transfer_lock", "auth_code"]
             .iter()
             .all(|k| params.get(k).is_none())
     {
-        out.push("contacts|nameservers|transfer_lock".to_string());
+        out.push("contacts|nameservers|transfer_lock|auth_code".to_string());
     }
     out
 }
@@ -496,6 +496,7 @@ mod tests {
         assert_eq!(missing(Operation::Renew, &empty), Vec::<String>::new());
         assert_eq!(missing(Operation::Update, &empty).len(), 1);
         assert!(missing(Operation::Update, &json!({"transfer_lock": false})).is_empty());
+        assert!(missing(Operation::Update, &json!({"auth_code": "n3w"})).is_empty());
     }
 
     #[test]

@@ -294,7 +294,7 @@
     'contacts.owner.name': () => field('order-owner-name', 'Owner name', h('input', { type: 'text', autocomplete: 'name' })),
     'contacts.owner.email': () => field('order-owner-email', 'Owner e-mail', h('input', { type: 'email', autocomplete: 'email' })),
     auth_code: () => field('order-auth-code', 'Auth code', h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' }), 'The transfer code the current registrar gives the domain\'s owner.'),
-    'contacts|nameservers|transfer_lock': () => field('order-nameservers', 'Name servers', h('textarea', { rows: '3', spellcheck: 'false' }), 'One host name a line: what the update sets.'),
+    'contacts|nameservers|transfer_lock|auth_code': () => field('order-nameservers', 'Name servers', h('textarea', { rows: '3', spellcheck: 'false' }), 'One host name a line: what the update sets.'),
   };
 
   async function loadFinish(section, id) {

@@ -808,10 +808,11 @@ fn domain_update(ctx: &Ctx<'_>, u: DomainUpdate) -> Outcome {
             Restore::Report(report) => restore_report(ctx, &d, &report),
         };
     }
-    if u.auth.is_some() {
-        return Err(fail(2102, "changing a domain's authInfo is not served"));
-    }
     let mut params = Map::new();
+    if let Some(pw) = &u.auth {
+        // An empty <domain:pw/> asks for a new one, as at create.
+        params.insert("auth_code".into(), json!(pw));
+    }
     if let Some(on) = updated_lock(&u)? {
         params.insert("transfer_lock".into(), json!(on));
     }

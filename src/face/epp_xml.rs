@@ -558,7 +558,8 @@ fn update(data: &X, object: Object, extension: Option<&X>) -> Result<Command, Re
                 add: domain_side(data.child("add"))?,
                 rem: domain_side(data.child("rem"))?,
                 registrant: chg.and_then(|c| c.text_of("registrant")),
-                auth: chg.and_then(auth),
+                // Empty here is a request for a new one, not "no change".
+                auth: chg.and_then(|c| c.child("authInfo")?.text_of("pw")),
                 restore: restore(extension)?,
             }))
         }

@@ -280,10 +280,24 @@ pub fn apply_finished(conn: &Connection, req: &Request, now: Millis) -> Result<(
                 .get("transfer_lock")
                 .and_then(Value::as_bool)
                 .unwrap_or(d.transfer_lock);
+            // A new auth code as given, or made anew when given empty.
+            let auth_code = match p.get("auth_code").and_then(Value::as_str) {
+                Some("") => new_auth_code(name, req.id),
+                Some(code) => code.to_string(),
+                None => d.auth_code.clone(),
+            };
             conn.exec(
-                "update domains set contacts = ?1, nameservers = ?2, transfer_lock = ?3, updated_at = ?4
-                 where id = ?5",
-                params![contacts.to_string(), nameservers.to_string(), lock, now, d.id],
+                "update domains set contacts = ?1, nameservers = ?2, transfer_lock = ?3,
+                        auth_code = ?4, updated_at = ?5
+                 where id = ?6",
+                params![
+                    contacts.to_string(),
+                    nameservers.to_string(),
+                    lock,
+                    auth_code,
+                    now,
+                    d.id
+                ],
             )?;
         }
         Operation::Release | Operation::Delete => {

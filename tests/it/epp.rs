@@ -278,10 +278,24 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
         registrant: None,
         auth_info: Some(DomainAuthInfo::new("other")),
     });
-    assert_eq!(
-        code(c.transact(&auth_change, "upd-2").await),
-        ResultCode::UnimplementedOption
-    );
+    let r = c
+        .transact(&auth_change, "upd-2")
+        .await
+        .expect("auth change");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let domain = s.get("/api/v1/domains/fresh.com", &token).json();
+    assert_eq!(domain["auth_code"], "other", "{domain}");
+    // An empty one asks for a new code.
+    let mut auth_new = DomainUpdate::new("fresh.com");
+    auth_new.info(DomainChangeInfo {
+        registrant: None,
+        auth_info: Some(DomainAuthInfo::new("")),
+    });
+    let r = c.transact(&auth_new, "upd-3").await.expect("new auth");
+    assert_eq!(r.result.code, ResultCode::CommandCompletedSuccessfully);
+    let domain = s.get("/api/v1/domains/fresh.com", &token).json();
+    let made = domain["auth_code"].as_str().unwrap_or_default();
+    assert!(!made.is_empty() && made != "other", "{domain}");
 
     // Every change went through the core as a work request.
     let requests = s.get("/api/v1/requests?domain=fresh.com", &token).json();
@@ -291,7 +305,7 @@ async fn a_domain_is_checked_created_read_renewed_updated_and_deleted() {
         .iter()
         .map(|r| r["operation"].as_str().unwrap())
         .collect();
-    assert_eq!(ops.len(), 3, "{requests}");
+    assert_eq!(ops.len(), 5, "{requests}");
     let first = requests["items"][0]["id"].as_i64().unwrap();
     let history = s.request(&token, first)["history"].to_string();
     assert!(history.contains("through epp"), "{history}");
