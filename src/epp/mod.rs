@@ -10,7 +10,7 @@ pub mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -38,7 +38,6 @@ struct Shared {
     app: Arc<App>,
     tls: Arc<ServerConfig>,
     slots: Arc<AccountSlots>,
-    open: AtomicUsize,
 }
 
 /// The server's TLS configuration: the operator's files, or the test
@@ -71,7 +70,6 @@ impl EppServer {
             slots: Arc::new(AccountSlots::new(app.config.epp_sessions_per_account)),
             app,
             tls,
-            open: AtomicUsize::new(0),
         });
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = stopping.clone();
@@ -112,8 +110,18 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopping: Arc<AtomicB
         };
         // Counted before the thread starts, so that a burst cannot pass
         // the bound; given back when the session ends.
-        if shared.open.fetch_add(1, Ordering::SeqCst) >= max {
-            shared.open.fetch_sub(1, Ordering::SeqCst);
+        if shared
+            .app
+            .metrics
+            .epp_sessions
+            .fetch_add(1, Ordering::SeqCst)
+            >= max
+        {
+            shared
+                .app
+                .metrics
+                .epp_sessions
+                .fetch_sub(1, Ordering::SeqCst);
             log::warn!("epp: {max} sessions open; a connection was closed");
             continue;
         }
@@ -124,10 +132,18 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopping: Arc<AtomicB
                 if let Err(e) = serve(&shared2, tcp) {
                     log::debug!("epp: session ended: {e}");
                 }
-                shared2.open.fetch_sub(1, Ordering::SeqCst);
+                shared2
+                    .app
+                    .metrics
+                    .epp_sessions
+                    .fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
-            shared.open.fetch_sub(1, Ordering::SeqCst);
+            shared
+                .app
+                .metrics
+                .epp_sessions
+                .fetch_sub(1, Ordering::SeqCst);
             log::warn!("epp: no thread for a session: {e}");
         }
     }

@@ -1,7 +1,7 @@
-//! Counters of the HTTP layer for `/metrics`: answers by status class and a
-//! latency histogram.
+//! Counters of the servers for `/metrics`: HTTP answers by status class, a
+//! latency histogram, and the EPP sessions open.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds (Prometheus `le`).
@@ -16,6 +16,9 @@ pub struct Metrics {
     /// Cumulative counts per bucket (the last slot is +Inf).
     pub latency: [AtomicU64; BUCKETS.len() + 1],
     pub latency_sum_micros: AtomicU64,
+    /// EPP connections open, logged in or not (what `--epp-max-sessions`
+    /// bounds).
+    pub epp_sessions: AtomicUsize,
 }
 
 impl Metrics {
@@ -35,6 +38,10 @@ impl Metrics {
     /// The counters in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
+        out.push_str("# HELP regdesk_epp_sessions EPP connections open, logged in or not.\n");
+        out.push_str("# TYPE regdesk_epp_sessions gauge\n");
+        let sessions = self.epp_sessions.load(Ordering::Relaxed);
+        let _ = writeln!(out, "regdesk_epp_sessions {sessions}");
         out.push_str("# HELP regdesk_http_responses_total HTTP responses by status class.\n");
         out.push_str("# TYPE regdesk_http_responses_total counter\n");
         for class in 1..=5 {

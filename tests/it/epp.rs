@@ -963,6 +963,9 @@ async fn sessions_are_bounded_per_account_and_a_silent_peer_is_closed() {
     ]);
     epp_customer(&s, "nora");
     let _first = logged_in(&s, port, "nora").await;
+    // The open sessions are a gauge of /metrics.
+    let metrics = s.get("/metrics", &s.operator).text;
+    assert!(metrics.contains("\nregdesk_epp_sessions 1\n"), "{metrics}");
     let mut second = connect(&s, port).await;
     let r = second
         .transact(&Login::new("nora", PASSWORD, None, None), "l-2")
