@@ -55,7 +55,7 @@
         el('table', { class: 'grid', id: 'expiring' },
           el('caption', { class: 'sr-only' }, 'Domains by expiry date'),
           el('thead', {}, el('tr', {},
-            ...['Domain', 'Expires', 'Lifecycle', 'Next step', 'Auto-renew', 'Account', 'Actions']
+            ...['Domain', 'Expires', 'Lifecycle', 'Next step', 'Auto-renew', ...(R.isOperator() ? ['Account'] : []), 'Actions']
               .map((t) => el('th', { scope: 'col' }, t)))),
           el('tbody', { id: ids.body })),
         el('p', { id: ids.empty, class: 'empty', hidden: true }, 'No domain expires in this window.')));
@@ -85,11 +85,11 @@
     toggle.addEventListener('change', () => switchAutoRenew(d, toggle));
     return el('tr', {},
       el('td', {}, d.name),
-      el('td', {}, el('time', { datetime: d.expires_at }, String(d.expires_at || '').replace('T', ' ').slice(0, 16))),
+      el('td', {}, R.timeEl(d.expires_at)),
       el('td', {}, el('span', { class: `badge lifecycle-${d.lifecycle}` }, String(d.lifecycle || '').replace('_', ' '))),
       el('td', { class: 'muted' }, d.next_step ? `${d.next_step} · ${String(d.next_step_at || '').slice(0, 10)}` : '—'),
       el('td', {}, toggle),
-      el('td', { class: 'muted' }, `#${d.account_id}`),
+      R.isOperator() ? el('td', { class: 'muted' }, R.accountName(d.account_id)) : null,
       el('td', {}, actions));
   }
 

@@ -25,7 +25,7 @@ async function signIn(name) {
 
 const rows = () => page.$$eval('#expiring-body tr', (trs) => trs.map((tr) => {
   const cells = [...tr.querySelectorAll('td')].map((td) => td.textContent.trim());
-  return { name: cells[0], lifecycle: cells[2], auto: tr.querySelector('input').checked, actions: cells[6] };
+  return { name: cells[0], lifecycle: cells[2], auto: tr.querySelector('input').checked, actions: cells[cells.length - 1] };
 }));
 
 async function until(what, check) {
