@@ -119,17 +119,6 @@ pub fn resend_mail(app: &App, caller: &Account, id: i64) -> Result<()> {
         .write(move |conn| crate::store::notifications::resend_mail(conn, id))
 }
 
-/// A page of the portfolio of `account` (every account's when none).
-pub fn domains(
-    app: &App,
-    account: Option<i64>,
-    after: Option<String>,
-    limit: i64,
-) -> Result<(Vec<Domain>, Option<String>)> {
-    app.db
-        .read(move |conn| domains::list(conn, account, after.as_deref(), limit))
-}
-
 /// What the desk knows of a name for the caller.
 pub enum NameLookup {
     /// In the portfolio.

@@ -17,6 +17,7 @@ use crate::state::{Event, Operation};
 use crate::store::accounts::{self, Account};
 use crate::store::domains;
 use crate::store::lifecycle::{self as life, DomainFilter, Life, WAIT};
+use crate::store::notifications;
 use crate::store::requests::NewRequest;
 use crate::store::transition::{self, Change, Then, Who};
 use crate::store::Connection;
@@ -417,7 +418,8 @@ fn tell_late_expiry(
         clock::format_date(began),
         clock::format_date(began + schedule.grace),
     );
-    life::mail(conn, &owner.email, &subject, &body, now)
+    notifications::queue_mail(conn, None, &owner.email, &subject, &body, now)?;
+    Ok(())
 }
 
 /// A reminder: `domain/expire/reminder` and a mail to the owner.
@@ -434,13 +436,9 @@ fn remind(conn: &Connection, d: &Life, text: &str, now: Millis) -> Result<()> {
         d.name,
         clock::format_date(d.expires_at)
     );
-    life::mail(
-        conn,
-        &owner.email,
-        &subject,
-        &format!("{text}.\n{auto}\n"),
-        now,
-    )
+    let body = format!("{text}.\n{auto}\n");
+    notifications::queue_mail(conn, None, &owner.email, &subject, &body, now)?;
+    Ok(())
 }
 
 /// The auto-renewal: a `renew` order on the owner's account, placed by the
@@ -478,7 +476,7 @@ fn check_auto_renewal(conn: &Connection, d: &Life, now: Millis) -> Result<()> {
         clock::format_date(d.expires_at)
     );
     for op in accounts::operators(conn)? {
-        life::mail(conn, &op.email, &subject, &body, now)?;
+        notifications::queue_mail(conn, None, &op.email, &subject, &body, now)?;
     }
     life::note_step(
         conn,
@@ -662,6 +660,11 @@ pub fn bulk_renew(app: &App, caller: &Account, filter: DomainFilter, period: i64
     let who = Who::account(caller);
     let now = app.clock.now();
     let out = app.db.write(move |conn| {
+        // A named account must exist: renewing "none of its domains" for
+        // an account that is not there would hide the mistake.
+        if let Some(id) = filter.account_id {
+            super::accounts::exists(conn, id)?;
+        }
         let (names, _) = life::names(conn, &filter, None, MAX_BULK)?;
         let (mut placed, mut refused) = (Vec::new(), Vec::new());
         for name in names {

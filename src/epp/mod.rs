@@ -109,43 +109,45 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stopping: Arc<AtomicB
             }
         };
         // Counted before the thread starts, so that a burst cannot pass
-        // the bound; given back when the session ends.
-        if shared
-            .app
-            .metrics
-            .epp_sessions
-            .fetch_add(1, Ordering::SeqCst)
-            >= max
-        {
-            shared
-                .app
-                .metrics
-                .epp_sessions
-                .fetch_sub(1, Ordering::SeqCst);
+        // the bound; given back when the place is dropped (the session
+        // ended, or its thread could not start).
+        let Some(place) = Place::take(&shared.app, max) else {
             log::warn!("epp: {max} sessions open; a connection was closed");
             continue;
-        }
+        };
         let shared2 = shared.clone();
         let spawned = thread::Builder::new()
             .name("regdesk-epp-session".into())
             .spawn(move || {
+                let _place = place;
                 if let Err(e) = serve(&shared2, tcp) {
                     log::debug!("epp: session ended: {e}");
                 }
-                shared2
-                    .app
-                    .metrics
-                    .epp_sessions
-                    .fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
-            shared
-                .app
-                .metrics
-                .epp_sessions
-                .fetch_sub(1, Ordering::SeqCst);
             log::warn!("epp: no thread for a session: {e}");
         }
+    }
+}
+
+/// One of the `--epp-max-sessions` places, counted in the
+/// `regdesk_epp_sessions` gauge while it is held.
+struct Place(Arc<App>);
+
+impl Place {
+    fn take(app: &Arc<App>, max: usize) -> Option<Place> {
+        let open = &app.metrics.epp_sessions;
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Place(app.clone()))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.metrics.epp_sessions.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -80,15 +80,20 @@ pub fn delete_endpoint(conn: &Connection, account_id: i64, now: Millis) -> Resul
     Ok(removed > 0)
 }
 
-/// Queues notification `notification_id` for the account's endpoint, if it
-/// has one. Called in the transaction that writes the notification, so
-/// that the push is never lost.
-pub fn enqueue(
+/// Writes notification `n` to its account's queue and queues it for the
+/// account's endpoint, if it has one: both in the caller's transaction, so
+/// that the push is never lost. The one way a notification is made.
+pub fn notify(
     conn: &Connection,
-    account_id: i64,
-    notification_id: i64,
+    n: &notifications::NewNotification<'_>,
     now: Millis,
-) -> Result<()> {
+) -> Result<i64> {
+    let id = notifications::insert(conn, n, now)?;
+    enqueue(conn, n.account_id, id, now)?;
+    Ok(id)
+}
+
+fn enqueue(conn: &Connection, account_id: i64, notification_id: i64, now: Millis) -> Result<()> {
     conn.exec(
         "insert into webhook_deliveries (notification_id, account_id, url, next_attempt_at, created_at)
          select ?1, account_id, url, ?2, ?2 from webhook_endpoints where account_id = ?3",

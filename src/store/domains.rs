@@ -40,11 +40,9 @@ macro_rules! columns {
     };
 }
 
-const COLUMNS: &str = columns!();
-
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
     Ok(Domain {
-        // By position, in the order of `COLUMNS`.
+        // By position, in the order of `columns!`.
         id: row.get(0)?,
         account_id: row.get(1)?,
         name: row.get(2)?,
@@ -63,33 +61,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Domain> {
 pub fn by_name(conn: &Connection, name: &str) -> Result<Option<Domain>> {
     const SQL: &str = concat!("select ", columns!(), " from domains where name = ?1");
     Ok(conn.one(SQL, [name], from_row).optional()?)
-}
-
-/// A page of the portfolio, by name, after the cursor (a name).
-pub fn list(
-    conn: &Connection,
-    account_id: Option<i64>,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<(Vec<Domain>, Option<String>)> {
-    let sql = format!(
-        "select {COLUMNS} from domains where (?1 is null or account_id = ?1) and name > ?2
-         order by name limit {}",
-        super::requests::MAX_LIMIT + 1
-    );
-    // The page size is cut here, not bound (see `store::literal`).
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<Domain> = stmt
-        .query_map(params![account_id, after.unwrap_or("")], from_row)?
-        .take(limit.clamp(0, super::requests::MAX_LIMIT) as usize + 1)
-        .collect::<rusqlite::Result<_>>()?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|d| d.name.clone())
-    } else {
-        None
-    };
-    Ok((rows, next))
 }
 
 /// A domain's whole row as the change journal keeps it. Its fields are in

@@ -250,26 +250,15 @@ pub fn notify(
     message: &str,
     now: Millis,
 ) -> Result<i64> {
-    conn.exec(
-        "insert into notifications (account_id, request_id, type, action, status, message, domain, created_at)
-         values (?1, null, 'domain', ?2, ?3, ?4, ?5, ?6)",
-        params![life.account_id, action, status, message, life.name, now],
-    )?;
-    let id = conn.last_insert_rowid();
-    deliveries::enqueue(conn, life.account_id, id, now)?;
-    Ok(id)
-}
-
-/// Mails `recipient` about a domain's step.
-pub fn mail(
-    conn: &Connection,
-    recipient: &str,
-    subject: &str,
-    body: &str,
-    now: Millis,
-) -> Result<()> {
-    notifications::queue_mail(conn, None, recipient, subject, body, now)?;
-    Ok(())
+    let n = notifications::NewNotification {
+        account_id: life.account_id,
+        request_id: None,
+        action,
+        status,
+        message: message.to_string(),
+        domain: &life.name,
+    };
+    deliveries::notify(conn, &n, now)
 }
 
 /// Refuses (as a message) a renewal or restore the domain's lifecycle does

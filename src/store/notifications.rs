@@ -50,7 +50,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Notification> {
 /// What a transition tells the owner.
 pub struct NewNotification<'a> {
     pub account_id: i64,
-    pub request_id: i64,
+    /// None for a step no request made (a lifecycle reminder).
+    pub request_id: Option<i64>,
     pub action: &'a str,
     pub status: &'a str,
     pub message: String,

@@ -14,7 +14,7 @@ use crate::form;
 use crate::state::{string_enum, Event, Failure, Operation, Resolution, State, WaitingOn};
 use crate::store::accounts::{ser_opt_time, ser_time};
 use crate::store::domains::{self, Domain};
-use crate::store::notifications::{self, NewNotification};
+use crate::store::notifications::NewNotification;
 use crate::store::requests::{self, Request};
 use crate::store::transition::{self, Change, Moves, Next, Who};
 use crate::store::{deliveries, Cached};
@@ -234,11 +234,11 @@ fn notify_holder(
         }
         other => format!("The transfer of {domain} to another account ended: {other}"),
     };
-    let id = notifications::insert(
+    deliveries::notify(
         conn,
         &NewNotification {
             account_id,
-            request_id,
+            request_id: Some(request_id),
             action: "transfer",
             status: status.as_str(),
             message,
@@ -246,7 +246,6 @@ fn notify_holder(
         },
         now,
     )?;
-    deliveries::enqueue(conn, account_id, id, now)?;
     Ok(())
 }
 

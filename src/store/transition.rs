@@ -467,11 +467,12 @@ fn notify(
     message: String,
     now: Millis,
 ) -> Result<()> {
-    let id = notifications::insert(
+    // Pushed to the account's webhook, if any, in this transaction.
+    deliveries::notify(
         conn,
         &NewNotification {
             account_id: req.account_id,
-            request_id: req.id,
+            request_id: Some(req.id),
             action: req.operation.as_str(),
             status,
             message,
@@ -479,9 +480,6 @@ fn notify(
         },
         now,
     )?;
-    // Pushed to the account's webhook, if any; queued in this transaction so
-    // that the push is never lost.
-    deliveries::enqueue(conn, req.account_id, id, now)?;
     Ok(())
 }
 

@@ -432,6 +432,18 @@ fn domains_are_listed_by_lifecycle_and_expiry_and_renewed_in_bulk() {
     assert_eq!(domain(&s, &alice, "later.com").json()["auto_renew"], true);
     let other = format!("/api/v1/auto-renew?account_id={alice_id}");
     assert_eq!(s.get(&other, &bob).status, 404, "another account's default");
+    // A body that is not a switch is refused naming the field, and changes nothing.
+    for body in [
+        r#"{}"#,
+        r#"{"auto_renew": "yes"}"#,
+        r#"{"auto_renew": true, "x": 1}"#,
+    ] {
+        let a = s.call("PUT", "/api/v1/auto-renew", Some(&bob), Some(body));
+        assert_eq!(a.status, 422, "{body}: {}", a.text);
+        assert!(a.json()["error"]["field"].is_string(), "{}", a.text);
+    }
+    let bob_default = s.get("/api/v1/auto-renew", &bob).json();
+    assert_eq!(bob_default["auto_renew"], false, "{bob_default}");
     set_auto_renew(&s, &alice, "early.com", true);
     let names = |path: &str, token: &str| -> Vec<String> {
         let a = s.get(path, token);

@@ -164,6 +164,11 @@ fn a_rejected_transfer_fails_for_the_gainer_and_the_holder_keeps_the_domain() {
     let (holder, gainer, code) = sides(&s, true);
     let id = ask(&s, &gainer, &code);
     drain(&s, &holder);
+    // An answer that is none of approve, reject, cancel is not found and
+    // leaves the transfer pending.
+    assert_eq!(error_of(&answer(&s, &holder, "maybe")).0, 404);
+    let d = s.get(&format!("/api/v1/domains/{NAME}"), &holder).json();
+    assert_eq!(d["transfer"]["status"], "pending", "{d}");
     let a = answer(&s, &holder, "reject");
     assert_eq!(a.json()["status"], "clientRejected", "{}", a.text);
     let r = s.request(&gainer, id);
